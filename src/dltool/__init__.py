@@ -1,0 +1,16 @@
+"""dltool: train Keras models from YAML experiment files.
+
+Importing this package is cheap: TensorFlow and Keras are imported only by the
+commands that train or predict (see :mod:`dltool.backend`).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("dltool")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]

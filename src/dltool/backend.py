@@ -1,0 +1,49 @@
+"""Import Keras (and TensorFlow) quietly, once, only in commands that need it.
+
+TF 2.21 writes absl/C++ start-up lines (oneDNN notices, "could not find cuda
+drivers", cuInit errors) straight to file descriptor 2, and no environment
+variable silences all of them. We point fd 2 at a temporary file while
+TensorFlow starts and replay what it wrote only if the import fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from types import ModuleType
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_keras(backend: str = "tensorflow") -> ModuleType:
+    """Return the ``keras`` module, importing it (quietly) with ``backend`` if needed."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide C++ INFO and WARNING lines
+    os.environ["KERAS_BACKEND"] = backend  # must be set before the first import of keras
+    with _stderr_captured():
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+        tf.config.list_physical_devices()  # device discovery logs now, while captured
+        import keras
+    return keras

@@ -1,0 +1,194 @@
+"""The ``dltool`` command line. Thin: parse arguments, call one function, map errors to exit codes.
+
+Never import Keras or TensorFlow at module level here: ``--help``, ``validate``
+and ``layers`` must start instantly. Commands that train import them lazily.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dltool import __version__
+from dltool.errors import DltoolError, ExitCode
+
+app = typer.Typer(
+    name="dltool",
+    help="Train Keras models from YAML experiment files. Every run gets its own folder under runs/.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # our handler prints one line; --debug shows the traceback
+)
+
+_state = {"debug": False}
+
+
+def _out() -> Console:
+    # Created per call: Typer's CliRunner swaps sys.stdout for each invocation.
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)  # soft_wrap: one line per problem
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn failures into plain lines on stderr and a documented exit code (no traceback)."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except DltoolError as error:
+        if _state["debug"]:
+            raise
+        for line in error.lines:
+            _err().print(f"[red]error[/red]: {escape(line)}")
+        raise typer.Exit(int(error.exit_code)) from None
+    except KeyboardInterrupt:
+        _err().print("[red]interrupted[/red]")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as error:
+        if _state["debug"]:
+            raise
+        _err().print(
+            f"[red]error[/red]: internal error: {type(error).__name__}: {escape(str(error))} "
+            "(a bug in dltool: rerun with --debug for the traceback and please report it)"
+        )
+        raise typer.Exit(int(ExitCode.INTERNAL)) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dltool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="DLTOOL_DEBUG", help="Show tracebacks on errors.")
+    ] = False,
+) -> None:
+    """Train Keras models from YAML experiment files. Every run gets its own folder under runs/."""
+    _state["debug"] = debug
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="Experiment file (YAML).", show_default=False)]
+
+
+@app.command()
+def train(
+    config_path: ConfigArg,
+    runs_dir: Annotated[
+        Path, typer.Option("--runs-dir", help="Parent folder of run folders.")
+    ] = Path("runs"),
+    name: Annotated[
+        str | None, typer.Option("--name", help="Run name (default: the config's name).")
+    ] = None,
+) -> None:
+    """Train the model an experiment file describes and save everything in a new run folder."""
+    with _user_errors():
+        from dltool.config import load_config, with_name
+
+        config = load_config(config_path)
+        if name is not None:
+            config = with_name(config, name)
+        from dltool.train import run_training  # imports TensorFlow: only now
+
+        result = run_training(config, source=str(config_path), runs_dir=runs_dir, console=_out())
+        _print_result(result.path, result.metrics)
+
+
+def _print_result(path: Path, metrics: dict[str, dict[str, float]]) -> None:
+    table = Table(title="final metrics", title_justify="left")
+    names = list(dict.fromkeys(k for split in metrics.values() for k in split))
+    table.add_column("split")
+    for metric in names:
+        table.add_column(metric, justify="right")
+    for split, values in metrics.items():
+        table.add_row(split, *(f"{values[m]:.4f}" if m in values else "" for m in names))
+    console = _out()
+    console.print(table)
+    console.print(f"[green]run saved to[/green] {path}")
+
+
+@app.command()
+def validate(
+    config_paths: Annotated[
+        list[Path], typer.Argument(help="Experiment files to check.", show_default=False)
+    ],
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only problems, not resolved configs.")
+    ] = False,
+) -> None:
+    """Check experiment files without training; print each resolved config or every problem."""
+    with _user_errors():
+        from dltool.config import load_config, resolved_dict
+        from dltool.errors import ConfigError
+
+        problems: list[str] = []
+        for path in config_paths:
+            try:
+                config = load_config(path)
+            except ConfigError as error:
+                problems += error.lines
+                continue
+            if quiet:
+                continue
+            if len(config_paths) > 1:
+                typer.echo(f"# {path}")
+            typer.echo(yaml.safe_dump(resolved_dict(config), sort_keys=False).rstrip())
+        if problems:
+            raise ConfigError(*problems)
+
+
+@app.command()
+def layers() -> None:
+    """List the layer types a config can use, with their parameters and defaults."""
+    with _user_errors():
+        from dltool.layers import LAYERS
+
+        table = Table(
+            title="layer registry (model.layers[].type)", title_justify="left", show_lines=True
+        )
+        table.add_column("type", style="bold cyan", no_wrap=True)
+        table.add_column("what it does")
+        table.add_column("parameters (default)")
+        for name, spec in LAYERS.items():
+            table.add_row(name, spec.summary, _parameters(spec) or "-")
+        _out().print(table)
+
+
+def _parameters(spec: Any) -> str:
+    parts = []
+    for field_name, info in spec.model_fields.items():
+        if field_name == "type":
+            continue
+        shown = "required" if info.is_required() else _default_text(info.default)
+        parts.append(f"{field_name} ({shown})")
+    return "\n".join(parts)
+
+
+def _default_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return str(list(value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

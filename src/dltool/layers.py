@@ -1,0 +1,347 @@
+"""The layer registry: plain names in YAML -> spec classes -> Keras layers.
+
+Each spec is a pydantic model whose field names copy the Keras argument names
+(``units``, ``activation``, ``rate``, ``kernel_regularizer``), so a YAML layer reads
+like the Keras call it becomes. :data:`LAYERS` is a closed allowlist: a config
+can only name layers listed here, never a Python import path.
+
+This module must stay importable without Keras (``dltool validate`` and
+``dltool layers`` use it); Keras is imported inside :meth:`LayerSpec.build`.
+
+Adding a layer = one spec class + one :data:`LAYERS` entry + its ``example``
+(the registry test builds every entry from it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    import keras
+
+# Keras' built-in activations (keras.activations), by their Keras names.
+Activation = Literal[
+    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish",
+    "mish", "sigmoid", "hard_sigmoid", "tanh", "softmax", "log_softmax", "softplus",
+    "softsign", "exponential",
+]  # fmt: skip
+
+Initializer = Literal[
+    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+    "lecun_normal", "orthogonal", "random_normal", "random_uniform", "truncated_normal",
+    "zeros", "ones",
+]  # fmt: skip
+
+Padding = Literal["valid", "same"]
+
+
+def _to_pair(value: Any) -> Any:
+    """Accept ``3`` as ``[3, 3]`` for kernel sizes, strides and pool sizes, like Keras."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    return value
+
+
+def _to_number(value: Any) -> Any:
+    """Accept a fraction such as ``1/255`` for scale factors (YAML has no arithmetic)."""
+    if isinstance(value, str) and "/" in value:
+        try:
+            return float(Fraction(value.replace(" ", "")))
+        except (ValueError, ZeroDivisionError):
+            return value  # let pydantic report it as "not a number"
+    return value
+
+
+Pair = Annotated[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]], BeforeValidator(_to_pair)]  # fmt: skip
+Number = Annotated[float, BeforeValidator(_to_number)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RegularizerSpec(_Strict):
+    """Weight penalty added to the loss: ``l1 * sum(|w|) + l2 * sum(w**2)``."""
+
+    l1: float = Field(0.0, ge=0.0, description="L1 factor (sparsity); try 1.0e-5 to 1.0e-3")
+    l2: float = Field(0.0, ge=0.0, description="L2 factor (weight decay); try 1.0e-4 to 1.0e-2")
+
+    def to_keras(self) -> Any:
+        import keras
+
+        if self.l1 == 0 and self.l2 == 0:
+            return None
+        return keras.regularizers.L1L2(l1=self.l1, l2=self.l2)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a layer needs from outside its own spec."""
+
+    default_regularizer: RegularizerSpec | None = None  # training.regularization
+
+
+class LayerSpec(_Strict):
+    """Base class of every registry entry."""
+
+    type: str
+    summary: ClassVar[str] = ""
+    has_weights: ClassVar[bool] = False  # True for layers that learn (matters for adapt order)
+    # A minimal valid YAML mapping and an input shape it accepts (used by docs and tests).
+    example: ClassVar[dict[str, Any]] = {}
+    example_input_shape: ClassVar[tuple[int, ...]] = (8,)
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        raise NotImplementedError  # every registered subclass overrides this
+
+
+class _KernelRegularized(LayerSpec):
+    kernel_regularizer: RegularizerSpec | None = Field(
+        None, description="weight penalty for this layer; default: training.regularization"
+    )
+
+    def _regularizer(self, context: BuildContext) -> Any:
+        spec = self.kernel_regularizer or context.default_regularizer
+        return spec.to_keras() if spec else None
+
+
+class Dense(_KernelRegularized):
+    type: Literal["dense"]
+    units: int = Field(..., ge=1, description="number of neurons")
+    activation: Activation | None = Field(None, description="none = linear")
+    use_bias: bool = True
+    kernel_initializer: Initializer = "glorot_uniform"
+
+    summary = "fully connected layer: activation(x @ W + b)"
+    has_weights = True
+    example = {"type": "dense", "units": 4, "activation": "relu"}
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.Dense(
+            units=self.units,
+            activation=self.activation,
+            use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self._regularizer(context),
+        )
+
+
+class Dropout(LayerSpec):
+    type: Literal["dropout"]
+    rate: float = Field(..., ge=0.0, lt=1.0, description="fraction of inputs zeroed in training")
+
+    summary = "randomly zeroes a fraction of inputs while training (regularization)"
+    example = {"type": "dropout", "rate": 0.5}
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.Dropout(rate=self.rate)
+
+
+class ActivationLayer(LayerSpec):
+    type: Literal["activation"]
+    activation: Activation
+
+    summary = "applies an activation function on its own"
+    example = {"type": "activation", "activation": "relu"}
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.Activation(self.activation)
+
+
+class BatchNormalization(LayerSpec):
+    type: Literal["batch_normalization"]
+    momentum: float = Field(0.99, gt=0.0, lt=1.0, description="for the moving mean/variance")
+    epsilon: float = Field(0.001, gt=0.0)
+    axis: int = -1
+
+    summary = "normalizes activations per batch; learns scale and shift"
+    has_weights = True
+    example = {"type": "batch_normalization"}
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.BatchNormalization(
+            axis=self.axis, momentum=self.momentum, epsilon=self.epsilon
+        )
+
+
+class Flatten(LayerSpec):
+    type: Literal["flatten"]
+
+    summary = "flattens each example to one dimension (e.g. after convolutions)"
+    example = {"type": "flatten"}
+    example_input_shape = (4, 4, 2)
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.Flatten()
+
+
+class Conv2D(_KernelRegularized):
+    type: Literal["conv2d"]
+    filters: int = Field(..., ge=1, description="number of feature maps")
+    kernel_size: Pair = Field(..., description="3 or [3, 3]")
+    strides: Pair = (1, 1)
+    padding: Padding = "valid"
+    activation: Activation | None = None
+    use_bias: bool = True
+    kernel_initializer: Initializer = "glorot_uniform"
+
+    summary = "2-D convolution over height x width x channels images"
+    has_weights = True
+    example = {"type": "conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"}
+    example_input_shape = (8, 8, 1)
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.Conv2D(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            activation=self.activation,
+            use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self._regularizer(context),
+        )
+
+
+class _Pooling2D(LayerSpec):
+    pool_size: Pair = Field((2, 2), description="2 or [2, 2]")
+    strides: Pair | None = Field(None, description="default: pool_size")
+    padding: Padding = "valid"
+    example_input_shape = (8, 8, 1)
+
+
+class MaxPooling2D(_Pooling2D):
+    type: Literal["max_pooling2d"]
+    summary = "keeps the maximum of each pool_size window"
+    example = {"type": "max_pooling2d", "pool_size": 2}
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.MaxPooling2D(self.pool_size, self.strides, self.padding)
+
+
+class AveragePooling2D(_Pooling2D):
+    type: Literal["average_pooling2d"]
+    summary = "keeps the mean of each pool_size window"
+    example = {"type": "average_pooling2d", "pool_size": 2}
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.AveragePooling2D(self.pool_size, self.strides, self.padding)
+
+
+class GlobalAveragePooling2D(LayerSpec):
+    type: Literal["global_average_pooling2d"]
+    summary = "averages each feature map to one number (a light alternative to flatten)"
+    example = {"type": "global_average_pooling2d"}
+    example_input_shape = (8, 8, 3)
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.GlobalAveragePooling2D()
+
+
+class Reshape(LayerSpec):
+    type: Literal["reshape"]
+    target_shape: list[Annotated[int, Field(ge=-1)]] = Field(
+        ..., min_length=1, description="shape per example, without the batch; one -1 allowed"
+    )
+
+    summary = "reshapes each example, e.g. [784] -> [28, 28, 1]"
+    example = {"type": "reshape", "target_shape": [2, 4, 1]}
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> Reshape:
+        if 0 in self.target_shape or self.target_shape.count(-1) > 1:
+            raise ValueError(
+                f"target_shape needs positive sizes and at most one -1 "
+                f"(received {self.target_shape})"
+            )
+        return self
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.Reshape(tuple(self.target_shape))
+
+
+class Rescaling(LayerSpec):
+    type: Literal["rescaling"]
+    scale: Number = Field(..., description="multiplier; fractions such as 1/255 are allowed")
+    offset: Number = 0.0
+
+    summary = "x * scale + offset, e.g. scale: 1/255 maps pixels to [0, 1]"
+    example = {"type": "rescaling", "scale": "1/255"}
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.Rescaling(scale=self.scale, offset=self.offset)
+
+
+class Normalization(LayerSpec):
+    type: Literal["normalization"]
+    axis: int | None = Field(-1, description="feature axis kept separate; -1 = last")
+    mean: list[float] | None = Field(None, description="fixed per-feature mean; default: adapted")
+    variance: list[float] | None = Field(None, description="fixed variance; default: adapted")
+
+    summary = "(x - mean) / sqrt(variance); adapted on the training data unless given"
+    example = {"type": "normalization"}
+
+    @model_validator(mode="after")
+    def _mean_and_variance_together(self) -> Normalization:
+        if (self.mean is None) != (self.variance is None):
+            raise ValueError("give both mean and variance, or neither (to adapt on the data)")
+        if self.variance is not None and any(v < 0 for v in self.variance):
+            raise ValueError(f"variance must be >= 0 (received {self.variance})")
+        return self
+
+    @property
+    def needs_adapt(self) -> bool:
+        return self.mean is None
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.Normalization(axis=self.axis, mean=self.mean, variance=self.variance)
+
+
+LAYERS: dict[str, type[LayerSpec]] = {
+    "dense": Dense,
+    "dropout": Dropout,
+    "activation": ActivationLayer,
+    "batch_normalization": BatchNormalization,
+    "flatten": Flatten,
+    "conv2d": Conv2D,
+    "max_pooling2d": MaxPooling2D,
+    "average_pooling2d": AveragePooling2D,
+    "global_average_pooling2d": GlobalAveragePooling2D,
+    "reshape": Reshape,
+    "rescaling": Rescaling,
+    "normalization": Normalization,
+}
+
+# The type of one entry of ``model.layers``: pydantic picks the spec by ``type``.
+if TYPE_CHECKING:
+    AnyLayer = LayerSpec
+else:
+    AnyLayer = Annotated[Union[tuple(LAYERS.values())], Field(discriminator="type")]  # noqa: UP007

@@ -1,0 +1,106 @@
+"""Build and compile the Keras model an experiment describes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dltool.backend import import_keras
+
+import_keras()  # quiet TensorFlow's start-up before the first ``import keras``
+
+import keras  # noqa: E402
+
+from dltool.config import ExperimentConfig, ReduceOnPlateau  # noqa: E402
+from dltool.errors import ConfigError  # noqa: E402
+from dltool.layers import BuildContext, Normalization  # noqa: E402
+
+
+def build_model(config: ExperimentConfig, x_train: np.ndarray, source: str) -> keras.Sequential:
+    """A ``keras.Sequential`` with every layer of ``config.model.layers``, built and adapted.
+
+    Normalization layers without fixed statistics are adapted on ``x_train`` as it
+    reaches them, so the saved model takes raw values.
+
+    Raises:
+        ConfigError: a layer cannot take the output of the one before it (``source``
+            prefixes the message, as for any config problem).
+    """
+    context = BuildContext(default_regularizer=config.training.regularization)
+    model = keras.Sequential(name=config.name.replace(".", "_").replace("-", "_"))
+    model.add(keras.Input(shape=tuple(config.model.input_shape)))
+    for index, spec in enumerate(config.model.layers):
+        layer = spec.build(context)
+        try:
+            model.add(layer)
+        except (ValueError, TypeError) as error:
+            shape = model.output_shape if model.layers else (None, *config.model.input_shape)
+            reason = str(error).strip().splitlines()[0]
+            raise ConfigError(
+                f"{source}: model.layers[{index}]: a {spec.type} layer cannot take input of "
+                f"shape {shape} (Keras says: {reason})"
+            ) from error
+        if isinstance(spec, Normalization) and spec.needs_adapt:
+            before = keras.Sequential(model.layers[:-1]) if len(model.layers) > 1 else None
+            sample = before.predict(x_train, verbose=0) if before else x_train
+            layer.adapt(np.asarray(sample, dtype="float32"))
+    return model
+
+
+def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The configured optimizer, with its learning-rate schedule if one is set."""
+    settings: dict[str, Any] = config.training.optimizer.model_dump(exclude={"name"})
+    if settings.get("clipnorm") is None:
+        settings.pop("clipnorm", None)
+    schedule = config.training.learning_rate_schedule
+    if schedule is not None and not isinstance(schedule, ReduceOnPlateau):
+        rate = settings["learning_rate"]
+        if schedule.type == "exponential_decay":
+            settings["learning_rate"] = keras.optimizers.schedules.ExponentialDecay(
+                rate, schedule.decay_steps, schedule.decay_rate, staircase=schedule.staircase
+            )
+        else:
+            total = schedule.decay_steps or max(1, config.training.epochs * steps_per_epoch)
+            settings["learning_rate"] = keras.optimizers.schedules.CosineDecay(
+                0.0 if schedule.warmup_steps else rate,
+                decay_steps=total,
+                alpha=schedule.alpha,
+                warmup_target=rate if schedule.warmup_steps else None,
+                warmup_steps=schedule.warmup_steps,
+            )
+    classes = {
+        "sgd": keras.optimizers.SGD,
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "rmsprop": keras.optimizers.RMSprop,
+    }
+    return classes[config.training.optimizer.name](**settings)
+
+
+def make_metrics(config: ExperimentConfig) -> list[Any]:
+    """Keras metric objects for ``training.metrics``, named as in the config."""
+    makers: dict[str, Any] = {
+        "accuracy": lambda: "accuracy",  # Keras picks binary/categorical/sparse from the loss
+        "auc": lambda: keras.metrics.AUC(name="auc"),
+        "precision": lambda: keras.metrics.Precision(name="precision"),
+        "recall": lambda: keras.metrics.Recall(name="recall"),
+        "mean_squared_error": lambda: keras.metrics.MeanSquaredError(name="mean_squared_error"),
+        "mean_absolute_error": lambda: keras.metrics.MeanAbsoluteError(name="mean_absolute_error"),
+        "root_mean_squared_error": lambda: keras.metrics.RootMeanSquaredError(
+            name="root_mean_squared_error"
+        ),
+    }
+    return [makers[name]() for name in config.training.metrics]
+
+
+def compile_model(model: keras.Sequential, config: ExperimentConfig, steps_per_epoch: int) -> None:
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        loss=config.training.loss,
+        metrics=make_metrics(config),
+    )
+
+
+def count_params(model: keras.Model) -> int:
+    return int(model.count_params())

@@ -1,0 +1,123 @@
+"""Read YAML files safely.
+
+``yaml.safe_load`` refuses ``!!python/...`` tags but happily accepts duplicate
+keys (the last one silently wins), alias bombs ("billion laughs"), cyclic
+aliases and absurd nesting. :func:`read_yaml_mapping` refuses all of those with
+one clear line each, before anything walks the data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_FILE_BYTES = 1_000_000  # an experiment file is a few KB; 1 MB is generous
+MAX_NODES = 100_000  # YAML nodes after expanding every alias
+MAX_DEPTH = 50  # nesting levels; real configs use fewer than 10
+
+
+class YamlProblem(Exception):
+    """A YAML document that cannot be read. The message is one line, no file name."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError as error:  # an unhashable key such as a list
+                raise YamlProblem(f"line {line}: a mapping key must be a plain value") from error
+            if first is not None:
+                raise YamlProblem(
+                    f"line {line}: duplicate key {key!r} (first defined on line {first})"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_graph(root: yaml.Node) -> None:
+    """Refuse cyclic aliases, alias bombs and deep nesting, before anything walks the data."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise YamlProblem(
+                f"line {node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep"
+            )
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise YamlProblem(f"line {node.start_mark.line + 1}: an alias refers to itself")
+        in_progress.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        in_progress.discard(key)
+        if total > MAX_NODES:
+            raise YamlProblem(
+                f"more than {MAX_NODES:,} values once aliases are expanded (an alias bomb?)"
+            )
+        sizes[key] = total
+        return total
+
+    size(root, 0)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse one YAML document with the checks above. Raises :class:`YamlProblem`."""
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_graph(node)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = error.problem or error.context or "invalid YAML"
+        raise YamlProblem(f"{where}YAML syntax error: {problem}") from error
+    except yaml.YAMLError as error:
+        raise YamlProblem(f"YAML error: {error}") from error
+    except RecursionError as error:
+        raise YamlProblem(f"nested more than {MAX_DEPTH} levels deep") from error
+    finally:
+        loader.dispose()
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """Read a YAML file whose top level must be a mapping. Raises :class:`YamlProblem`."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise YamlProblem(f"file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}")
+        raw = path.read_bytes()
+    except FileNotFoundError as error:
+        raise YamlProblem("file not found") from error
+    except IsADirectoryError as error:
+        raise YamlProblem("is a folder, expected a YAML file") from error
+    except OSError as error:
+        raise YamlProblem(f"cannot read: {error.strerror}") from error
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise YamlProblem(f"not UTF-8 text (bad byte at offset {error.start})") from error
+    data = parse_yaml(text)
+    if data is None:
+        raise YamlProblem("file is empty (expected a mapping such as 'name: ...')")
+    if not isinstance(data, dict):
+        raise YamlProblem(
+            f"top level is a {type(data).__name__}, expected a mapping of keys such as 'model:'"
+        )
+    return data
