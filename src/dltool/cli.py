@@ -60,7 +60,8 @@ def _user_errors() -> Iterator[None]:
         if _state["debug"]:
             raise
         _err().print(
-            f"[red]error[/red]: internal error: {type(error).__name__}: {escape(str(error))} "
+            f"[red]error[/red]: internal error: {type(error).__name__}: "
+            f"{escape(' '.join(str(error).split()))} "
             "(a bug in dltool: rerun with --debug for the traceback and please report it)"
         )
         raise typer.Exit(int(ExitCode.INTERNAL)) from None

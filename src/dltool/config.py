@@ -347,13 +347,20 @@ def _fields_of(loc: tuple[Any, ...]) -> tuple[list[str], str]:
         if tagged is not None and (plain is None or part not in plain.model_fields):
             current = tagged  # ``part`` was a union tag such as 'dense': not a key
             continue
-        path += f".{part}" if path else str(part)
+        path += _key_text(part, first=not path)
         model = _as_model(current, None)
         if model is None or part not in model.model_fields:
             return [], path
         current = model.model_fields[part].annotation
     model = _as_model(current, None)
     return (list(model.model_fields) if model else []), path
+
+
+def _key_text(key: Any, first: bool) -> str:
+    """``.epochs`` for a plain key; ``['odd key']`` for one that would break the line."""
+    if isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        return key if first else f".{key}"
+    return f"[{key!r}]"
 
 
 def _list_item(annotation: Any) -> Any:

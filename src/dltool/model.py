@@ -32,10 +32,10 @@ def build_model(config: ExperimentConfig, x_train: np.ndarray, source: str) -> k
     model.add(keras.Input(shape=tuple(config.model.input_shape)))
     for index, spec in enumerate(config.model.layers):
         layer = spec.build(context)
+        shape = model.output_shape if model.layers else (None, *config.model.input_shape)
         try:
             model.add(layer)
         except (ValueError, TypeError) as error:
-            shape = model.output_shape if model.layers else (None, *config.model.input_shape)
             reason = str(error).strip().splitlines()[0]
             raise ConfigError(
                 f"{source}: model.layers[{index}]: a {spec.type} layer cannot take input of "

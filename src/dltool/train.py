@@ -71,21 +71,29 @@ def _task(config: ExperimentConfig) -> str:
     return "regression"
 
 
-def check_data(dataset: Dataset, config: ExperimentConfig, outputs: int) -> None:
-    """Refuse data Keras would train on silently wrong (NaN inputs, out-of-range labels)."""
+def check_inputs(dataset: Dataset, config: ExperimentConfig, source: str) -> None:
+    """Refuse inputs the model cannot take, or would train on silently wrong (NaN)."""
     problems: list[str] = []
-    expected_shape = tuple(config.model.input_shape)
-    task = _task(config)
-    for split, (x, y) in dataset.splits().items():
-        if tuple(x.shape[1:]) != expected_shape:
+    expected_shape = list(config.model.input_shape)
+    for split, (x, _) in dataset.splits().items():
+        if list(x.shape[1:]) != expected_shape:
             problems.append(
-                f"data: {split} examples have shape {list(x.shape[1:])} but model.input_shape "
-                f"is {list(expected_shape)} (expected them to match)"
+                f"{source}: model.input_shape: does not match the data (received "
+                f"{expected_shape}; expected {list(x.shape[1:])}, the shape of one {split} example)"
             )
-            continue
+            break
         if not np.isfinite(x).all():
             rows = np.unique(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[:, 0])[:5]
             problems.append(f"data: {split} rows {rows.tolist()} contain NaN or infinity")
+    if problems:
+        raise DataError(*problems)
+
+
+def check_labels(dataset: Dataset, config: ExperimentConfig, outputs: int) -> None:
+    """Refuse labels the loss cannot use (Keras gives NaN on GPU for out-of-range classes)."""
+    problems: list[str] = []
+    task = _task(config)
+    for split, (_, y) in dataset.splits().items():
         labels = np.asarray(y).reshape(len(y), -1)
         if task == "binary":
             bad = np.unique(labels[(labels != 0) & (labels != 1)])
@@ -95,9 +103,8 @@ def check_data(dataset: Dataset, config: ExperimentConfig, outputs: int) -> None
                     f"(binary_crossentropy expects 0/1 labels)"
                 )
         elif task == "multiclass" and labels.shape[1] == 1:
-            bad = np.unique(
-                labels[(labels < 0) | (labels >= outputs) | (labels != np.round(labels))]
-            )
+            out_of_range = (labels < 0) | (labels >= outputs) | (labels != np.round(labels))
+            bad = np.unique(labels[out_of_range])
             if bad.size:
                 problems.append(
                     f"data: {split} labels {bad[:5].tolist()} are out of range for {outputs} "
@@ -293,6 +300,10 @@ def _predictions(
     return header, rows
 
 
+def _loss_first(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(values[k]) for k in sorted(values, key=lambda k: k != "loss")}
+
+
 def _round(value: Any) -> float:
     return round(float(value), 6)
 
@@ -344,9 +355,10 @@ def run_training(
     keras.utils.set_random_seed(seed)
 
     dataset = load_dataset(config.data, seed)
+    check_inputs(dataset, config, source)
     model = build_model(config, dataset.x_train, source)
     outputs = int(model.output_shape[-1])
-    check_data(dataset, config, outputs)
+    check_labels(dataset, config, outputs)
 
     training = config.training
     batch_size = training.batch_size
@@ -394,21 +406,22 @@ def run_training(
 
     log = EpochLog(run, console, training.epochs)
     guard = StopOnNonFinite()
+    callbacks = _callbacks(config, run, log, guard)
+    extra: dict[str, Any] = {}
     try:
         model.fit(
             pipelines["train"],
             validation_data=pipelines.get("validation"),
             epochs=training.epochs,
             shuffle=False,  # the pipeline shuffles, seeded
-            callbacks=_callbacks(config, run, log, guard),
+            callbacks=callbacks,
             verbose=0,
         )
         if guard.failure:
             raise TrainingError(guard.failure)
+        extra.update(_early_stop_report(callbacks, console))
         metrics = {
-            name: {
-                k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()
-            }
+            name: _loss_first(model.evaluate(data, verbose=0, return_dict=True))
             for name, data in evaluation_pipelines.items()
         }
         write_json(run.file("metrics.json"), metrics)
@@ -430,7 +443,7 @@ def run_training(
             error=str(error).splitlines()[0] if str(error) else type(error).__name__,
         )
         raise
-    _finish(run, STATUS_COMPLETED, started, len(log.rows))
+    _finish(run, STATUS_COMPLETED, started, len(log.rows), **extra)
     return RunResult(
         path=run.path,
         status=STATUS_COMPLETED,
@@ -440,14 +453,29 @@ def run_training(
     )
 
 
+def _early_stop_report(callbacks: list[Any], console: Console) -> dict[str, Any]:
+    """Say whether early stopping ended the run, and which epoch's weights were kept."""
+    stopper = next((c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
+    if stopper is None or stopper.stopped_epoch == 0:
+        return {}
+    kept = stopper.best_epoch + 1 if stopper.restore_best_weights else stopper.stopped_epoch + 1
+    console.print(
+        f"early stopping: no improvement in {stopper.monitor} for {stopper.patience} epochs; "
+        f"stopped after epoch {stopper.stopped_epoch + 1}, kept the weights of epoch {kept}",
+        highlight=False,
+    )
+    return {"stopped_early": True, "weights_from_epoch": kept}
+
+
 def _finish(
-    run: RunDir, status: str, started: float, epochs: int, error: str | None = None
+    run: RunDir, status: str, started: float, epochs: int, error: str | None = None, **extra: Any
 ) -> None:
     fields: dict[str, Any] = {
         "status": status,
         "finished_at": now_iso(),
         "duration_s": round(time.perf_counter() - started, 3),
         "epochs_completed": epochs,
+        **extra,
     }
     if error:
         fields["error"] = error

@@ -76,7 +76,12 @@ def _check_graph(root: yaml.Node) -> None:
 
 def parse_yaml(text: str) -> Any:
     """Parse one YAML document with the checks above. Raises :class:`YamlProblem`."""
-    loader = _StrictLoader(text)
+    try:
+        loader = _StrictLoader(text)  # the reader checks for forbidden characters here
+    except yaml.reader.ReaderError as error:
+        raise YamlProblem(
+            f"character U+{error.character:04X} at offset {error.position} is not allowed in YAML"
+        ) from error
     try:
         node = loader.get_single_node()
         if node is None:
@@ -89,7 +94,7 @@ def parse_yaml(text: str) -> Any:
         problem = error.problem or error.context or "invalid YAML"
         raise YamlProblem(f"{where}YAML syntax error: {problem}") from error
     except yaml.YAMLError as error:
-        raise YamlProblem(f"YAML error: {error}") from error
+        raise YamlProblem(f"YAML error: {' '.join(str(error).split())}") from error
     except RecursionError as error:
         raise YamlProblem(f"nested more than {MAX_DEPTH} levels deep") from error
     finally:

@@ -1,0 +1,138 @@
+"""The command line: instant commands stay free of TensorFlow; the real console script works."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import CONFIGS, REPO, tiny_config
+from dltool import __version__
+from dltool.layers import LAYERS
+
+DLTOOL = Path(sys.executable).with_name("dltool")
+
+# Runs a CLI command in a fresh interpreter and reports which heavy modules it imported.
+PROBE = """
+import json, sys
+from typer.testing import CliRunner
+from dltool.cli import app
+result = CliRunner().invoke(app, sys.argv[1:])
+heavy = sorted(m for m in ("tensorflow", "keras", "numpy", "matplotlib", "sklearn") if m in sys.modules)
+print(json.dumps({"exit": result.exit_code, "heavy": heavy}))
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["--help"], id="help"),
+        pytest.param(["--version"], id="version"),
+        pytest.param(["validate", str(CONFIGS / "student_pass.yaml")], id="validate"),
+        pytest.param(["layers"], id="layers"),
+        pytest.param(["train", "--help"], id="train-help"),
+    ],
+)
+def test_instant_commands_do_not_import_tensorflow(args: list[str]) -> None:
+    output = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    report = json.loads(output.strip().splitlines()[-1])
+    assert report["exit"] == 0
+    assert "tensorflow" not in report["heavy"]
+    assert "keras" not in report["heavy"]
+
+
+def test_version(run_cli: Callable[..., Any]) -> None:
+    result = run_cli("--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"dltool {__version__}\n"
+
+
+def test_layers_lists_the_registry(run_cli: Callable[..., Any]) -> None:
+    result = run_cli("layers")
+    assert result.exit_code == 0
+    for name in LAYERS:
+        assert name in result.stdout
+    assert "units (required)" in result.stdout
+    assert "rate (required)" in result.stdout
+
+
+def test_debug_shows_the_traceback(run_cli: Callable[..., Any], tmp_path: Path) -> None:
+    result = run_cli("--debug", "validate", tmp_path / "missing.yaml")
+    assert result.exit_code != 0
+    assert type(result.exception).__name__ == "ConfigError"
+
+
+def test_internal_error_is_one_line(
+    run_cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, write_config: Callable[..., Path]
+) -> None:
+    import dltool.config
+
+    def broken(path: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(dltool.config, "load_config", broken)
+    result = run_cli("validate", write_config(tiny_config()))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "error: internal error: RuntimeError: boom (a bug in dltool: rerun with --debug"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+
+
+def test_console_script_trains_end_to_end(tmp_path: Path) -> None:
+    """The installed `dltool` executable, as a user runs it (one real TensorFlow start-up)."""
+    import yaml
+
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump(tiny_config()))
+    runs = tmp_path / "runs"
+    done = subprocess.run(
+        [str(DLTOOL), "train", str(config), "--runs-dir", str(runs)],
+        capture_output=True, text=True, timeout=300, env=_env(), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (run,) = runs.iterdir()
+    assert f"run saved to {run}" in done.stdout
+    assert "epoch 1/1" in done.stdout
+    # TensorFlow's start-up noise is silenced: nothing on stderr for a clean run.
+    assert done.stderr == "", done.stderr
+    assert json.loads((run / "run.json").read_text())["command"][1:3] == ["train", str(config)]
+
+
+def test_console_script_refuses_bad_config(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("name: x\ndata: {source: student}\nmodel: {input_shape: [3], layers: []}\n")
+    done = subprocess.run(
+        [str(DLTOOL), "train", str(config), "--runs-dir", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=120, env=_env(),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"error: {config}: model.layers: wrong number of items (received 0; expected at least 1)",
+        f"error: {config}: training: missing required key",
+    ]
+    assert done.stdout == ""
+    assert not (tmp_path / "runs").exists()
+
+
+def test_python_dash_m(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "dltool", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert done.stdout.strip() == f"dltool {__version__}"

@@ -1,0 +1,122 @@
+"""The layer registry: every entry builds, arguments reach Keras, regularizers apply."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import TypeAdapter
+
+from conftest import tiny_config
+from dltool.backend import import_keras
+from dltool.config import validate_config
+from dltool.errors import ConfigError
+from dltool.layers import LAYERS, AnyLayer, BuildContext, RegularizerSpec
+
+keras = import_keras()
+ADAPTER: TypeAdapter = TypeAdapter(AnyLayer)
+
+REQUIRED = {
+    "dense", "dropout", "activation", "batch_normalization", "flatten", "conv2d", "max_pooling2d",
+    "average_pooling2d", "global_average_pooling2d", "reshape", "rescaling", "normalization",
+}  # fmt: skip
+
+
+def test_registry_has_the_required_layers() -> None:
+    assert set(LAYERS) >= REQUIRED
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_every_entry_builds_from_its_example(name: str) -> None:
+    spec_class = LAYERS[name]
+    spec = ADAPTER.validate_python(spec_class.example)
+    assert type(spec) is spec_class
+    layer = spec.build(BuildContext())
+    model = keras.Sequential([keras.Input(shape=spec_class.example_input_shape), layer])
+    if name == "normalization":
+        layer.adapt(np.random.default_rng(0).normal(size=(16, *spec_class.example_input_shape)))
+    output = model.predict(
+        np.ones((2, *spec_class.example_input_shape), dtype="float32"), verbose=0
+    )
+    assert output.shape[0] == 2
+    assert np.isfinite(output).all()
+    assert spec_class.summary, f"{name} needs a summary for `dltool layers`"
+
+
+def test_arguments_reach_keras() -> None:
+    spec = ADAPTER.validate_python(
+        {
+            "type": "conv2d",
+            "filters": 6,
+            "kernel_size": 5,
+            "strides": [2, 1],
+            "padding": "same",
+            "activation": "relu",
+        }
+    )
+    layer = spec.build(BuildContext())
+    config = layer.get_config()
+    assert (config["filters"], config["kernel_size"], config["strides"], config["padding"]) == (
+        6,
+        (5, 5),
+        (2, 1),
+        "same",
+    )
+    assert config["activation"] == "relu"
+
+
+def test_default_regularizer_and_per_layer_override() -> None:
+    default = RegularizerSpec(l2=0.01)
+    plain = ADAPTER.validate_python({"type": "dense", "units": 2}).build(BuildContext(default))
+    assert plain.kernel_regularizer.get_config() == {"l1": 0.0, "l2": 0.01}
+    own = ADAPTER.validate_python({"type": "dense", "units": 2, "kernel_regularizer": {"l1": 0.5}})
+    assert own.build(BuildContext(default)).kernel_regularizer.get_config() == {
+        "l1": 0.5,
+        "l2": 0.0,
+    }
+    assert (
+        ADAPTER.validate_python({"type": "dense", "units": 2})
+        .build(BuildContext())
+        .kernel_regularizer
+        is None
+    )
+
+
+def test_regularization_adds_to_the_loss() -> None:
+    from dltool.model import build_model
+
+    config = validate_config(tiny_config(training={"regularization": {"l2": 0.1}}), "x")
+    model = build_model(config, np.ones((8, 3)), "x")
+    assert len(model.losses) == 2  # one penalty per dense layer
+
+
+def test_fixed_normalization_statistics() -> None:
+    spec = ADAPTER.validate_python(
+        {"type": "normalization", "mean": [1.0, 2.0], "variance": [4.0, 1.0]}
+    )
+    model = keras.Sequential([keras.Input(shape=(2,)), spec.build(BuildContext())])
+    np.testing.assert_allclose(
+        model.predict(np.array([[3.0, 2.0]]), verbose=0), [[1.0, 0.0]], atol=1e-3
+    )
+
+
+def test_shape_mismatch_is_a_config_error() -> None:
+    from dltool.model import build_model
+
+    config = validate_config(
+        tiny_config(
+            model={
+                "input_shape": [3],
+                "layers": [
+                    {"type": "conv2d", "filters": 2, "kernel_size": 3},
+                    {"type": "flatten"},
+                    {"type": "dense", "units": 1, "activation": "sigmoid"},
+                ],
+            }
+        ),
+        "exp.yaml",
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"exp.yaml: model.layers\[0\]: a conv2d layer cannot take input of shape \(None, 3\)",
+    ):
+        build_model(config, np.ones((4, 3)), "exp.yaml")

@@ -1,0 +1,363 @@
+"""`dltool train` end to end, in-process: run folder contents, reproduction, refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import CONFIGS, tiny_config
+from dltool.backend import import_keras
+from dltool.config import load_config, validate_config
+from dltool.rundir import RUN_FILES
+
+keras = import_keras()
+
+
+def _train(run_cli: Callable[..., Any], config_path: Path, runs: Path, *extra: str) -> Path:
+    result = run_cli("train", config_path, "--runs-dir", runs, *extra)
+    assert result.exit_code == 0, result.stderr + result.stdout
+    folders = sorted(runs.iterdir())
+    return folders[-1]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_run_folder_is_complete(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = tiny_config(
+        data={"validation_split": 0.25}, training={"epochs": 2, "metrics": ["accuracy", "auc"]}
+    )
+    run = _train(run_cli, write_config(config), tmp_path / "runs")
+
+    assert run.name.startswith("tiny-")
+    assert [name for name in RUN_FILES if not (run / name).is_file()] == []
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed"
+    assert info["seed"] == 3
+    assert (
+        info["params"] == 3 * 4 + 4 + 4 + 1 + 7
+    )  # dense 16 + dense 5 + normalization mean/var/count 7
+    assert info["epochs_completed"] == 2
+    assert info["duration_s"] > 0
+    assert {"dltool", "keras", "tensorflow", "numpy", "python"} <= set(info["versions"])
+    assert info["started_at"] <= info["finished_at"]
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert list(metrics) == ["train", "validation", "test"]
+    assert list(metrics["test"]) == ["loss", "accuracy", "auc"]
+
+    history = _rows(run / "history.csv")
+    assert [row["epoch"] for row in history] == ["1", "2"]
+    assert list(history[0]) == [
+        "epoch",
+        "loss",
+        "accuracy",
+        "auc",
+        "val_loss",
+        "val_accuracy",
+        "val_auc",
+        "learning_rate",
+        "duration_s",
+    ]
+
+    predictions = _rows(run / "predictions.csv")
+    assert len(predictions) == 40
+    assert list(predictions[0]) == [
+        "index",
+        "true",
+        "predicted",
+        "correct",
+        "prob_fail",
+        "prob_pass",
+    ]
+    assert {row["true"] for row in predictions} <= {"fail", "pass"}
+    accuracy = np.mean([row["correct"] == "True" for row in predictions])
+    assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["training"]["optimizer"]["name"] == "adam"
+    assert (
+        validate_config(resolved, "config.yaml").model_dump()
+        == validate_config(config, "x").model_dump()
+    )
+    assert "Total params" in (run / "summary.txt").read_text()
+    assert (run / "plots" / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(run.glob("**/*.tmp")), "temporary files left behind"
+
+
+def test_saved_model_takes_raw_inputs(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    run = _train(run_cli, write_config(tiny_config()), tmp_path / "runs")
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    from dltool.data import load_dataset
+
+    config = load_config(run / "config.yaml")
+    dataset = load_dataset(config.data, config.seed)
+    assert dataset.x_test is not None
+    assert dataset.x_test[:, 2].max() > 50  # raw previous scores, not normalized
+    probabilities = model.predict(dataset.x_test, verbose=0)[:, 0]
+    written = [float(row["prob_pass"]) for row in _rows(run / "predictions.csv")]
+    np.testing.assert_allclose(probabilities, written, atol=1e-5)
+
+
+def test_notebook_config_reproduced(run_cli: Callable[..., Any], tmp_path: Path) -> None:
+    config = yaml.safe_load((CONFIGS / "student_pass.yaml").read_text())
+    config["training"]["epochs"] = 1
+    path = tmp_path / "student_pass.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = _train(run_cli, path, tmp_path / "runs")
+    info = json.loads((run / "run.json").read_text())
+    assert info["params"] == 49
+    summary = (run / "summary.txt").read_text()
+    assert "(None, 5)" in summary
+    assert "(None, 4)" in summary
+    assert "(None, 1)" in summary
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.35 < metrics["test"]["accuracy"] < 0.65  # random labels: nothing to learn
+    assert len(_rows(run / "predictions.csv")) == 500
+
+
+def test_rule_labels_are_learnable(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = tiny_config(
+        data={"n_train": 800, "n_test": 300},
+        training={"epochs": 8, "optimizer": {"name": "adam", "learning_rate": 0.02}},
+    )
+    run = _train(run_cli, write_config(config), tmp_path / "runs")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.9, metrics
+
+
+def test_same_seed_same_numbers(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_config(tiny_config(training={"epochs": 2}))
+    first = _train(run_cli, path, tmp_path / "a")
+    second = _train(run_cli, path, tmp_path / "b")
+    assert (first / "metrics.json").read_text() == (second / "metrics.json").read_text()
+    assert (first / "predictions.csv").read_text() == (second / "predictions.csv").read_text()
+
+
+def test_missing_seed_is_drawn_and_recorded(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = tiny_config()
+    del config["seed"]
+    run = _train(run_cli, write_config(config), tmp_path / "runs")
+    seed = json.loads((run / "run.json").read_text())["seed"]
+    assert isinstance(seed, int)
+    assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == seed
+
+
+def test_runs_never_overwrite(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_config(tiny_config())
+    runs = tmp_path / "runs"
+    for _ in range(2):
+        _train(run_cli, path, runs)
+    folders = sorted(p.name for p in runs.iterdir())
+    assert len(folders) == 2
+    assert all(name.startswith("tiny-") for name in folders)
+
+
+def test_name_option(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    run = _train(run_cli, write_config(tiny_config()), tmp_path / "runs", "--name", "renamed")
+    assert run.name.startswith("renamed-")
+    result = run_cli(
+        "train", write_config(tiny_config()), "--runs-dir", tmp_path / "other", "--name", "../up"
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --name: name: not allowed (received '../up'")
+    assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(
+            {"training": {"epochz": 1}},
+            r"training\.epochz: unknown key, did you mean 'epochs'\?",
+            id="config",
+        ),
+        pytest.param(
+            {
+                "model": {
+                    "input_shape": [3],
+                    "layers": [
+                        {"type": "conv2d", "filters": 2, "kernel_size": 3},
+                        {"type": "dense", "units": 1},
+                    ],
+                },
+                "training": {"loss": "mean_squared_error", "metrics": []},
+            },
+            r"model\.layers\[0\]: a conv2d layer cannot take input of shape \(None, 3\)",
+            id="layer-shape",
+        ),
+        pytest.param(
+            {"model": {"input_shape": [4]}},
+            r"exp\.yaml: model\.input_shape: does not match the data \(received \[4\]; expected \[3\], the shape of one train example\)",
+            id="input-shape",
+        ),
+    ],
+)
+def test_refused_before_any_run_folder(
+    run_cli: Callable[..., Any],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    change: dict[str, Any],
+    message: str,
+) -> None:
+    config = tiny_config()
+    for key, value in change.items():
+        config[key] = {**config[key], **value}
+    runs = tmp_path / "runs"
+    result = run_cli("train", write_config(config), "--runs-dir", runs)
+    assert result.exit_code == 2, result.stdout
+    assert len(result.stderr.splitlines()) == 1
+    assert pytest.importorskip("re").search(message, result.stderr), result.stderr
+    assert not runs.exists()
+
+
+def test_non_finite_loss_fails_the_run(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = tiny_config(
+        model={
+            "input_shape": [3],
+            "layers": [{"type": "dense", "units": 8}, {"type": "dense", "units": 1}],
+        },
+        training={
+            "loss": "mean_squared_error",
+            "metrics": [],
+            "epochs": 3,
+            "optimizer": {"name": "sgd", "learning_rate": 10.0},
+        },
+    )
+    runs = tmp_path / "runs"
+    result = run_cli("train", write_config(config), "--runs-dir", runs)
+    assert result.exit_code == 3, result.stdout + result.stderr
+    assert "error: training: the loss became" in result.stderr
+    assert "try a lower learning rate" in result.stderr
+    (run,) = runs.iterdir()
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed"
+    assert info["error"].startswith("training: the loss became")
+    assert not (run / "model.keras").exists()
+
+
+def test_early_stopping_and_best_checkpoint(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = tiny_config(
+        data={"validation_split": 0.3},
+        training={
+            "epochs": 40,
+            "optimizer": {"name": "adam", "learning_rate": 0.05},
+            "early_stopping": {"monitor": "val_loss", "patience": 1, "min_delta": 0.05},
+            "save_best": {"monitor": "val_accuracy"},
+        },
+    )
+    result = run_cli("train", write_config(config), "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    info = json.loads((run / "run.json").read_text())
+    assert info["stopped_early"] is True
+    assert info["epochs_completed"] < 40
+    assert "early stopping: no improvement in val_loss for 1 epochs" in result.stdout
+    best = keras.saving.load_model(run / "best.keras", safe_mode=True)
+    assert best.count_params() == info["params"]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "decreasing"),
+    [
+        pytest.param(
+            {"type": "exponential_decay", "decay_steps": 2, "decay_rate": 0.5},
+            True,
+            id="exponential",
+        ),
+        pytest.param({"type": "cosine_decay"}, True, id="cosine"),
+        pytest.param({"type": "cosine_decay", "warmup_steps": 20}, False, id="cosine-warmup"),
+        pytest.param(
+            {"type": "reduce_on_plateau", "monitor": "loss", "patience": 0, "min_delta": 10.0},
+            True,
+            id="plateau",
+        ),
+    ],
+)
+def test_learning_rate_schedules(
+    run_cli: Callable[..., Any],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    schedule: dict[str, Any],
+    decreasing: bool,
+) -> None:
+    config = tiny_config(training={"epochs": 3, "learning_rate_schedule": schedule})
+    run = _train(run_cli, write_config(config), tmp_path / "runs")
+    rates = [float(row["learning_rate"]) for row in _rows(run / "history.csv")]
+    assert (rates[-1] < rates[0]) is decreasing, rates
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
+def test_every_optimizer_trains(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path, optimizer: str
+) -> None:
+    run = _train(
+        run_cli, write_config(tiny_config(training={"optimizer": optimizer})), tmp_path / "runs"
+    )
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+
+
+def test_batch_larger_than_data(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = tiny_config(data={"n_train": 50}, training={"batch_size": 500})
+    result = run_cli("train", write_config(config), "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "note: training.batch_size 500 is larger than the 50 training rows; using 50"
+        in result.stdout
+    )
+
+
+def test_labels_checked_against_outputs() -> None:
+    from dltool.data import Dataset
+    from dltool.errors import DataError
+    from dltool.train import check_labels
+
+    config = validate_config(
+        tiny_config(
+            model={
+                "input_shape": [3],
+                "layers": [{"type": "dense", "units": 3, "activation": "softmax"}],
+            },
+            training={"loss": "sparse_categorical_crossentropy"},
+        ),
+        "x",
+    )
+    labels = np.array([0, 1, 7, 2, 9, -1])
+    dataset = Dataset(x_train=np.zeros((6, 3)), y_train=labels)
+    with pytest.raises(
+        DataError,
+        match=r"^data: train labels \[-1, 7, 9\] are out of range for 3 output units \(expected integers 0..2\)$",
+    ):
+        check_labels(dataset, config, outputs=3)
+    binary = validate_config(tiny_config(), "x")
+    with pytest.raises(DataError, match=r"data: train labels \[2\] are not 0 or 1"):
+        check_labels(Dataset(x_train=np.zeros((2, 3)), y_train=np.array([0, 2])), binary, outputs=1)

@@ -1,0 +1,99 @@
+"""The YAML reader refuses what safe_load lets through: one clear line each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dltool.yamlio import MAX_FILE_BYTES, YamlProblem, parse_yaml, read_yaml_mapping
+
+BILLION_LAUGHS = """
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "a: 1\nb: 2\na: 3\n",
+            r"line 3: duplicate key 'a' \(first defined on line 1\)",
+            id="duplicate-key",
+        ),
+        pytest.param(
+            "m:\n  x: 1\n  x: 2\n", r"line 3: duplicate key 'x'", id="duplicate-nested-key"
+        ),
+        pytest.param(
+            BILLION_LAUGHS,
+            r"more than 100,000 values once aliases are expanded",
+            id="billion-laughs",
+        ),
+        pytest.param("a: &x [*x]\n", r"an alias refers to itself", id="self-alias"),
+        pytest.param(
+            "a: " + "[" * 60 + "]" * 60 + "\n",
+            r"nested more than 50 levels deep",
+            id="deep-nesting",
+        ),
+        pytest.param(
+            "a: " + "[" * 2000 + "]" * 2000 + "\n",
+            r"nested more than 50 levels deep",
+            id="recursion-limit",
+        ),
+        pytest.param(
+            "a: !!python/object/apply:os.system ['true']\n",
+            r"YAML syntax error: could not determine a constructor",
+            id="python-tag",
+        ),
+        pytest.param("a: [1, 2\n", r"line \d+, column \d+: YAML syntax error", id="syntax"),
+        pytest.param("? [1, 2]\n: x\n", r"a mapping key must be a plain value", id="list-key"),
+        pytest.param(
+            "a: \x1f\n",
+            r"character U\+001F at offset 3 is not allowed in YAML",
+            id="control-character",
+        ),
+        pytest.param(
+            "a: 1\n---\nb: 2\n",
+            r"YAML syntax error: but found another document",
+            id="two-documents",
+        ),
+    ],
+)
+def test_parse_refuses(text: str, message: str) -> None:
+    with pytest.raises(YamlProblem, match=message):
+        parse_yaml(text)
+
+
+def test_aliases_within_limits_still_work() -> None:
+    assert parse_yaml("a: &x [1, 2]\nb: *x\n") == {"a": [1, 2], "b": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(b"", "file is empty", id="empty"),
+        pytest.param(b"# only a comment\n", "file is empty", id="comment-only"),
+        pytest.param(b"- a\n- b\n", "top level is a list, expected a mapping", id="list-top"),
+        pytest.param(b"just text\n", "top level is a str, expected a mapping", id="scalar-top"),
+        pytest.param(b"name: caf\xe9\n", r"not UTF-8 text \(bad byte at offset 9\)", id="latin-1"),
+        pytest.param(b"a: " + b"x" * MAX_FILE_BYTES, "the limit is 1,000,000", id="too-large"),
+    ],
+)
+def test_read_refuses_files(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_bytes(content)
+    with pytest.raises(YamlProblem, match=message):
+        read_yaml_mapping(path)
+
+
+def test_read_missing_and_folder(tmp_path: Path) -> None:
+    with pytest.raises(YamlProblem, match="file not found"):
+        read_yaml_mapping(tmp_path / "nope.yaml")
+    with pytest.raises(YamlProblem, match="is a folder"):
+        read_yaml_mapping(tmp_path)
