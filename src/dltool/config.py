@@ -6,7 +6,6 @@ file at once, one line each: ``FILE: dotted.key: problem (received X; expected Y
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -22,6 +21,7 @@ from pydantic import (
 
 from dltool.errors import ConfigError
 from dltool.layers import AnyLayer, Dense, Normalization, RegularizerSpec
+from dltool.messages import CrossFieldError, did_you_mean, format_validation_error
 from dltool.yamlio import YamlProblem, read_yaml_mapping
 
 RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$"
@@ -220,14 +220,6 @@ class TrainingConfig(_Strict):
 # ---------------------------------------------------------------------- experiment
 
 
-class CrossFieldError(ValueError):
-    """Several problems found by a model validator, each with its own dotted key."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{key}: {text}" for key, text in problems))
-        self.problems = problems
-
-
 class ExperimentConfig(_Strict):
     name: str = Field(..., pattern=RUN_NAME_PATTERN, description="run folder prefix")
     seed: int | None = Field(
@@ -294,180 +286,6 @@ def _cross_field_problems(config: ExperimentConfig) -> list[tuple[str, str]]:
     return problems
 
 
-# ------------------------------------------------------------------ error messages
-
-
-def did_you_mean(received: object, choices: list[str] | tuple[str, ...]) -> str:
-    """``", did you mean 'dense'?"`` for a close match, else ``""``."""
-    if not isinstance(received, str):
-        return ""
-    close = difflib.get_close_matches(received, list(choices), n=1, cutoff=0.6)
-    return f", did you mean {close[0]!r}?" if close else ""
-
-
-def _show(value: Any) -> str:
-    """A short, readable rendering of a received value."""
-    if isinstance(value, dict):
-        return "a mapping" if value else "an empty mapping"
-    text = repr(value) if isinstance(value, str) else str(value)
-    if isinstance(value, bool | type(None)):
-        text = {True: "true", False: "false", None: "null"}[value]
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-_TYPE_NOUNS = {
-    "int": "an integer",
-    "float": "a number",
-    "bool": "true or false",
-    "string": "a text value",
-    "list": "a list",
-    "tuple": "a list",
-    "dict": "a mapping",
-    "model": "a mapping",
-}
-
-_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-
-
-def _quoted_choices(text: str) -> list[str]:
-    return re.findall(r"'([^']*)'", text)
-
-
-def _fields_of(loc: tuple[Any, ...]) -> tuple[list[str], str]:
-    """The keys allowed at ``loc`` and the dotted path with union tags removed."""
-    current: Any = ExperimentConfig
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-            current = _list_item(current)
-            continue
-        plain = _as_model(current, None)
-        tagged = _as_model(current, part)
-        if tagged is not None and (plain is None or part not in plain.model_fields):
-            current = tagged  # ``part`` was a union tag such as 'dense': not a key
-            continue
-        path += _key_text(part, first=not path)
-        model = _as_model(current, None)
-        if model is None or part not in model.model_fields:
-            return [], path
-        current = model.model_fields[part].annotation
-    model = _as_model(current, None)
-    return (list(model.model_fields) if model else []), path
-
-
-def _key_text(key: Any, first: bool) -> str:
-    """``.epochs`` for a plain key; ``['odd key']`` for one that would break the line."""
-    if isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-        return key if first else f".{key}"
-    return f"[{key!r}]"
-
-
-def _list_item(annotation: Any) -> Any:
-    args = getattr(annotation, "__args__", ())
-    return args[0] if args else None
-
-
-def _as_model(annotation: Any, tag: Any) -> type[BaseModel] | None:
-    """The pydantic model in ``annotation``; with ``tag``, the union member it selects."""
-    if getattr(annotation, "__metadata__", None) is not None:
-        annotation = annotation.__origin__  # Annotated[X, ...] -> X
-    # A one-member union collapses to its member; Optional[X] keeps X among its args.
-    candidates = (
-        (annotation,) if isinstance(annotation, type) else getattr(annotation, "__args__", ())
-    )
-    members = [m for m in candidates if isinstance(m, type) and issubclass(m, BaseModel)]
-    if tag is None:
-        return members[0] if len(members) == 1 else None
-    for member in members:
-        for field in ("type", "name", "source"):
-            info = member.model_fields.get(field)
-            if info is not None and tag in getattr(info.annotation, "__args__", ()):
-                return member
-    return None
-
-
-def _describe(error: Any) -> tuple[str, str]:
-    """(dotted key, problem text) for one pydantic error."""
-    kind, ctx, received = error["type"], error.get("ctx") or {}, error.get("input")
-    _, path = _fields_of(tuple(error["loc"]))
-    path = path or "(top level)"
-    if kind == "extra_forbidden":
-        parent_allowed, _ = _fields_of(tuple(error["loc"])[:-1])
-        hint = did_you_mean(error["loc"][-1], parent_allowed)
-        return (
-            path,
-            f"unknown key{hint} (received {error['loc'][-1]!r}; expected one of {', '.join(parent_allowed)})",
-        )
-    if kind == "missing":
-        return path, "missing required key"
-    if kind == "literal_error":
-        choices = _quoted_choices(ctx.get("expected", ""))
-        return (
-            path,
-            f"unknown value{did_you_mean(received, choices)} (received {_show(received)}; expected one of {', '.join(choices)})",
-        )
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        key = ctx.get("discriminator", "").strip("'")
-        choices = _quoted_choices(ctx.get("expected_tags", ""))
-        if not choices:
-            choices = _union_tags(tuple(error["loc"]), key)
-        tag = ctx.get("tag")
-        if kind == "union_tag_not_found":
-            return f"{path}.{key}", f"missing required key (expected one of {', '.join(choices)})"
-        return (
-            f"{path}.{key}",
-            f"unknown {key}{did_you_mean(tag, choices)} (received {_show(tag)}; expected one of {', '.join(choices)})",
-        )
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        bound = next(f"{_BOUNDS[k]} {v}" for k, v in ctx.items() if k in _BOUNDS)
-        return path, f"out of range (received {_show(received)}; expected a number {bound})"
-    if kind in ("too_short", "too_long"):
-        count = len(received) if hasattr(received, "__len__") else "?"
-        limit = (
-            f"at least {ctx.get('min_length')}"
-            if kind == "too_short"
-            else f"at most {ctx.get('max_length')}"
-        )
-        return path, f"wrong number of items (received {count}; expected {limit})"
-    if kind == "string_pattern_mismatch":
-        return (
-            path,
-            f"not allowed (received {_show(received)}; expected letters, digits, '.', '_' or '-', starting with a letter or digit, at most 80 characters)",
-        )
-    if kind == "value_error":
-        return path, str(ctx.get("error", error["msg"]))
-    noun = next((n for prefix, n in _TYPE_NOUNS.items() if kind.startswith(prefix)), None)
-    if noun:
-        return path, f"wrong type (received {_show(received)}; expected {noun})"
-    return path, f"{error['msg']} (received {_show(received)})"
-
-
-def _union_tags(loc: tuple[Any, ...], key: str) -> list[str]:
-    from dltool.layers import LAYERS
-
-    if key == "type" and "layers" in loc:
-        return list(LAYERS)
-    if key == "name":
-        return list(OPTIMIZER_NAMES)
-    if key == "source":
-        return ["student"]
-    return ["exponential_decay", "cosine_decay", "reduce_on_plateau"]
-
-
-def format_validation_error(error: ValidationError, source: str) -> list[str]:
-    """One line per problem: ``SOURCE: dotted.key: problem (received X; expected Y)``."""
-    lines: list[str] = []
-    for item in error.errors(include_url=False):
-        cause = (item.get("ctx") or {}).get("error")
-        if isinstance(cause, CrossFieldError):
-            lines += [f"{source}: {key}: {text}" for key, text in cause.problems]
-            continue
-        path, text = _describe(item)
-        lines.append(f"{source}: {path}: {text}")
-    return lines
-
-
 # ------------------------------------------------------------------------ loading
 
 
@@ -491,7 +309,7 @@ def validate_config(raw: dict[str, Any], source: str) -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(*format_validation_error(error, source)) from None
+        raise ConfigError(*format_validation_error(error, source, ExperimentConfig)) from None
 
 
 def _default_name(path: Path) -> str:

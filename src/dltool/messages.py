@@ -1,0 +1,186 @@
+"""Turn pydantic validation errors into dltool's one-line problem reports.
+
+Each line reads ``SOURCE: dotted.key: problem (received X; expected Y)``, with a
+"did you mean" for near-misses. Union tags that pydantic puts in error locations
+(``model.layers.1.dense.units``) are removed, so the key is the one in the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+DISCRIMINATORS = ("type", "name", "source")  # the tag field of each union in the schema
+
+
+class CrossFieldError(ValueError):
+    """Several problems found by a model validator, each with its own dotted key."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{key}: {text}" for key, text in problems))
+        self.problems = problems
+
+
+def did_you_mean(received: object, choices: list[str] | tuple[str, ...]) -> str:
+    """``", did you mean 'dense'?"`` for a close match, else ``""``."""
+    if not isinstance(received, str):
+        return ""
+    close = difflib.get_close_matches(received, list(choices), n=1, cutoff=0.6)
+    return f", did you mean {close[0]!r}?" if close else ""
+
+
+def show(value: Any) -> str:
+    """A short, readable, single-line rendering of a received value."""
+    if isinstance(value, dict):
+        return "a mapping" if value else "an empty mapping"
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    text = repr(value) if isinstance(value, str) else " ".join(str(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_TYPE_NOUNS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a text value",
+    "list": "a list",
+    "tuple": "a list",
+    "dict": "a mapping",
+    "model": "a mapping",
+}
+_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def _members(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (one for a model, several for a union)."""
+    if getattr(annotation, "__metadata__", None) is not None:
+        annotation = annotation.__origin__  # Annotated[X, ...] -> X
+    if getattr(annotation, "__origin__", None) in (list, tuple, dict):
+        return []
+    if isinstance(annotation, type):  # a one-member union collapses to its member
+        return [annotation] if issubclass(annotation, BaseModel) else []
+    # Unions, including Optional[Annotated[Union[...], ...]]: flatten every member.
+    return [m for arg in getattr(annotation, "__args__", ()) for m in _members(arg)]
+
+
+def _tags(member: type[BaseModel]) -> list[str]:
+    for field in DISCRIMINATORS:
+        info = member.model_fields.get(field)
+        args = getattr(info.annotation, "__args__", ()) if info else ()
+        if args and all(isinstance(a, str) for a in args):
+            return list(args)
+    return []
+
+
+def _walk(loc: tuple[Any, ...], root: type[BaseModel]) -> tuple[Any, str]:
+    """The annotation found at ``loc`` and the dotted path, with union tags removed."""
+    current: Any = root
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+            args = getattr(current, "__args__", ())
+            current = args[0] if args else None
+            continue
+        members = _members(current)
+        tagged = [m for m in members if part in _tags(m) and part not in m.model_fields]
+        if tagged:
+            current = tagged[0]  # ``part`` was a union tag such as 'dense': not a key
+            continue
+        path += _key_text(part, first=not path)
+        model = members[0] if len(members) == 1 else None
+        if model is None or part not in model.model_fields:
+            return None, path
+        current = model.model_fields[part].annotation
+    return current, path
+
+
+def _key_text(key: Any, first: bool) -> str:
+    """``.epochs`` for a plain key; ``['odd key']`` for one that would break the line."""
+    if isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        return key if first else f".{key}"
+    return f"[{key!r}]"
+
+
+def _keys_at(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+    annotation, _ = _walk(loc, root)
+    members = _members(annotation)
+    return list(members[0].model_fields) if len(members) == 1 else []
+
+
+def _quoted(text: str) -> list[str]:
+    return re.findall(r"'([^']*)'", text)
+
+
+def _describe(error: Any, root: type[BaseModel]) -> tuple[str, str]:
+    """(dotted key, problem text) for one pydantic error."""
+    kind, ctx, received = error["type"], error.get("ctx") or {}, error.get("input")
+    loc = tuple(error["loc"])
+    annotation, path = _walk(loc, root)
+    path = path or "(top level)"
+    if kind == "extra_forbidden":
+        allowed = _keys_at(loc[:-1], root)
+        hint = did_you_mean(loc[-1], allowed)
+        return (
+            path,
+            f"unknown key{hint} (received {loc[-1]!r}; expected one of {', '.join(allowed)})",
+        )
+    if kind == "missing":
+        return path, "missing required key"
+    if kind == "literal_error":
+        choices = _quoted(ctx.get("expected", ""))
+        return (
+            path,
+            f"unknown value{did_you_mean(received, choices)} (received {show(received)}; expected one of {', '.join(choices)})",
+        )
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        key = ctx.get("discriminator", "").strip("'")
+        choices = [tag for member in _members(annotation) for tag in _tags(member)]
+        if kind == "union_tag_not_found":
+            return f"{path}.{key}", f"missing required key (expected one of {', '.join(choices)})"
+        tag = ctx.get("tag")
+        return (
+            f"{path}.{key}",
+            f"unknown {key}{did_you_mean(tag, choices)} (received {show(tag)}; expected one of {', '.join(choices)})",
+        )
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = next(f"{_BOUNDS[k]} {v}" for k, v in ctx.items() if k in _BOUNDS)
+        return path, f"out of range (received {show(received)}; expected a number {bound})"
+    if kind in ("too_short", "too_long"):
+        count = len(received) if hasattr(received, "__len__") else "?"
+        limit = (
+            f"at least {ctx.get('min_length')}"
+            if kind == "too_short"
+            else f"at most {ctx.get('max_length')}"
+        )
+        return path, f"wrong number of items (received {count}; expected {limit})"
+    if kind == "string_pattern_mismatch":
+        return (
+            path,
+            f"not allowed (received {show(received)}; expected letters, digits, '.', '_' or '-', starting with a letter or digit, at most 80 characters)",
+        )
+    if kind == "value_error":
+        return path, str(ctx.get("error", error["msg"]))
+    noun = next((n for prefix, n in _TYPE_NOUNS.items() if kind.startswith(prefix)), None)
+    if noun:
+        return path, f"wrong type (received {show(received)}; expected {noun})"
+    return path, f"{error['msg']} (received {show(received)})"
+
+
+def format_validation_error(
+    error: ValidationError, source: str, root: type[BaseModel]
+) -> list[str]:
+    """One line per problem: ``SOURCE: dotted.key: problem (received X; expected Y)``."""
+    lines: list[str] = []
+    for item in error.errors(include_url=False):
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, CrossFieldError):
+            lines += [f"{source}: {key}: {text}" for key, text in cause.problems]
+            continue
+        path, text = _describe(item, root)
+        lines.append(f"{source}: {path}: {text}")
+    return lines
