@@ -62,7 +62,7 @@ BAD = [
     (
         "data.n_trian",
         100,
-        r"data\.n_trian: unknown key, did you mean 'n_train'\? \(received 'n_trian'; expected one of source, n_train, n_test, labels, validation_split\)",
+        r"data\.n_trian: unknown key, did you mean 'n_train'\? \(received 'n_trian'; expected one of source, validation_split, n_train, n_test, labels\)",
     ),
     (
         "data.labels",
@@ -72,7 +72,7 @@ BAD = [
     (
         "data.source",
         "studnet",
-        r"data\.source: unknown source, did you mean 'student'\? \(received 'studnet'; expected one of student\)",
+        r"data\.source: unknown source, did you mean 'student'\? \(received 'studnet'; expected one of student, csv, numpy, image_folder, builtin, shapes\)",
     ),
     (
         "data.validation_split",
@@ -165,7 +165,7 @@ BAD = [
     (
         "training.optimizer",
         {"name": "sgd", "beta_1": 0.9},
-        r"training\.optimizer\.beta_1: unknown key \(received 'beta_1'; expected one of learning_rate, clipnorm, name, momentum, nesterov\)",
+        r"training\.optimizer\.beta_1: unknown key \(received 'beta_1'; expected one of name, learning_rate, clipnorm, momentum, nesterov\)",
     ),
     (
         "training.optimizer",

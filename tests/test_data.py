@@ -77,6 +77,6 @@ def test_validation_split_too_small() -> None:
     data = Dataset(x_train=np.zeros((3, 1)), y_train=np.zeros((3, 1)))
     with pytest.raises(
         DataError,
-        match=r"data.validation_split: 0.1 of 3 training rows leaves 3 to train on and 0 to validate",
+        match=r"data.validation_split: 0.1 of 3 rows leaves 3 to train on and 0 to hold out",
     ):
         split_validation(data, 0.1, seed=0)

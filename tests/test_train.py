@@ -211,7 +211,7 @@ def test_name_option(
         ),
         pytest.param(
             {"model": {"input_shape": [4]}},
-            r"exp\.yaml: model\.input_shape: does not match the data \(received \[4\]; expected \[3\], the shape of one train example\)",
+            r"exp\.yaml: model\.input_shape: does not match the data \(received \[4\]; expected \[3\] for data\.source 'student'\)",
             id="input-shape",
         ),
     ],

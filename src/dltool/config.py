@@ -11,16 +11,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from dltool.errors import ConfigError
-from dltool.layers import AnyLayer, Dense, Normalization, RegularizerSpec
+from dltool.layers import AnyLayer, Dense, Normalization, Pair, RegularizerSpec
 from dltool.messages import CrossFieldError, did_you_mean, format_validation_error
 from dltool.yamlio import YamlProblem, read_yaml_mapping
 
@@ -34,7 +36,47 @@ class _Strict(BaseModel):
 # --------------------------------------------------------------------------- data
 
 
-class StudentData(_Strict):
+def _resolve_path(value: str, info: ValidationInfo) -> str:
+    """Relative data paths are relative to the config file's folder; stored absolute."""
+    path = Path(value).expanduser()
+    base = (info.context or {}).get("base_dir")
+    if base is not None and not path.is_absolute():
+        path = Path(base) / path
+    return str(path.absolute())
+
+
+DataPath = Annotated[str, Field(min_length=1), AfterValidator(_resolve_path)]
+ColorMode = Literal["grayscale", "rgb"]
+CHANNELS = {"grayscale": 1, "rgb": 3}
+
+
+class _Validation(_Strict):
+    validation_split: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="fraction of training rows held out for validation (seeded, stratified)",
+    )
+
+    def input_shape(self) -> list[int] | None:
+        """The shape of one example, where the config alone tells it."""
+        return None
+
+    def class_count(self) -> int | None:
+        """The number of classes, where the config alone tells it."""
+        return None
+
+
+class _Splits(_Validation):
+    test_split: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="fraction held out for testing when no test set is given (seeded, stratified)",
+    )
+
+
+class StudentData(_Validation):
     """The curriculum's synthetic students: age, hours studied, previous score -> pass/fail."""
 
     source: Literal["student"]
@@ -45,15 +87,135 @@ class StudentData(_Strict):
         description="'random': exactly the notebook (nothing to learn); "
         "'rule': realistic columns and a learnable noisy pass/fail rule",
     )
-    validation_split: float = Field(
-        0.0,
-        ge=0.0,
-        lt=1.0,
-        description="fraction of training rows held out (after a seeded shuffle)",
+
+    def input_shape(self) -> list[int] | None:
+        return [3]
+
+    def class_count(self) -> int | None:
+        return 2
+
+
+class CsvData(_Splits):
+    """A table: one row per example, one column the label."""
+
+    source: Literal["csv"]
+    path: DataPath = Field(..., description="CSV file with a header row")
+    target: str = Field(..., min_length=1, description="the label column")
+    features: list[str] | None = Field(
+        None, min_length=1, description="input columns; default: every other column"
+    )
+    test_path: DataPath | None = Field(None, description="a separate test CSV (else test_split)")
+    normalize: bool = Field(
+        True, description="prepend a Normalization layer adapted on the training rows"
+    )
+    delimiter: str = Field(",", min_length=1, max_length=1)
+
+    @model_validator(mode="after")
+    def _target_is_not_a_feature(self) -> CsvData:
+        if self.features and self.target in self.features:
+            raise ValueError(
+                f"features: the target column {self.target!r} cannot also be a feature"
+            )
+        return self
+
+    def input_shape(self) -> list[int] | None:
+        return [len(self.features)] if self.features else None
+
+
+class NumpyData(_Splits):
+    """Arrays: an .npz with x_train, y_train[, x_test, y_test], or an .npy pair."""
+
+    source: Literal["numpy"]
+    path: DataPath = Field(..., description=".npz archive, or .npy features")
+    labels_path: DataPath | None = Field(None, description=".npy labels, with an .npy path")
+    class_names: list[str] | None = Field(
+        None, min_length=2, description="names of labels 0, 1, ..."
     )
 
+    @model_validator(mode="after")
+    def _labels_for_npy(self) -> NumpyData:
+        if self.path.endswith(".npy") and self.labels_path is None:
+            raise ValueError("labels_path: required when path is an .npy file (the labels array)")
+        if self.path.endswith(".npz") and self.labels_path is not None:
+            raise ValueError("labels_path: not used with an .npz archive (it holds y_train)")
+        if not self.path.endswith((".npy", ".npz")):
+            raise ValueError(f"path: expected a .npz or .npy file (received {self.path!r})")
+        return self
 
-DataConfig = Annotated[Union[StudentData], Field(discriminator="source")]  # noqa: UP007
+
+class ImageFolderData(_Splits):
+    """Images in one sub-folder per class: ``path/cat/1.png``, ``path/dog/2.jpg``."""
+
+    source: Literal["image_folder"]
+    path: DataPath = Field(..., description="folder with one sub-folder per class")
+    test_path: DataPath | None = Field(
+        None, description="same layout, for testing (else test_split)"
+    )
+    image_size: Pair = Field((64, 64), description="[height, width] every image is resized to")
+    color_mode: ColorMode = "rgb"
+    strict: bool = Field(
+        False, description="refuse unreadable files instead of skipping them (with a count)"
+    )
+
+    def input_shape(self) -> list[int] | None:
+        return [*self.image_size, CHANNELS[self.color_mode]]
+
+
+BUILTIN_SHAPES: dict[str, tuple[list[int], int]] = {  # name -> (example shape, classes)
+    "digits": ([8, 8, 1], 10),
+    "iris": ([4], 3),
+    "breast_cancer": ([30], 2),
+    "wine": ([13], 3),
+    "mnist": ([28, 28, 1], 10),
+    "fashion_mnist": ([28, 28, 1], 10),
+    "cifar10": ([32, 32, 3], 10),
+}
+
+
+class BuiltinData(_Splits):
+    """A known dataset: scikit-learn's bundled copies, or Keras' downloads (cached)."""
+
+    source: Literal["builtin"]
+    name: Literal["digits", "iris", "breast_cancer", "wine", "mnist", "fashion_mnist", "cifar10"]
+
+    def input_shape(self) -> list[int] | None:
+        return BUILTIN_SHAPES[self.name][0]
+
+    def class_count(self) -> int | None:
+        return BUILTIN_SHAPES[self.name][1]
+
+
+class ShapesData(_Validation):
+    """Generated images of circles, squares and triangles: a CNN exercise that runs anywhere."""
+
+    source: Literal["shapes"]
+    n_train: int = Field(1200, ge=2, le=1_000_000)
+    n_test: int = Field(300, ge=1, le=1_000_000)
+    image_size: int = Field(32, ge=8, le=256, description="square images, pixels per side")
+    shapes: list[Literal["circle", "square", "triangle"]] = Field(
+        ["circle", "square", "triangle"], min_length=2, description="the classes, in label order"
+    )
+    noise: float = Field(0.1, ge=0.0, le=1.0, description="pixel noise, as a fraction of 255")
+    color_mode: ColorMode = "grayscale"
+
+    @field_validator("shapes")
+    @classmethod
+    def _unique_shapes(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"each shape once (received {value})")
+        return value
+
+    def input_shape(self) -> list[int] | None:
+        return [self.image_size, self.image_size, CHANNELS[self.color_mode]]
+
+    def class_count(self) -> int | None:
+        return len(self.shapes)
+
+
+DataConfig = Annotated[
+    Union[StudentData, CsvData, NumpyData, ImageFolderData, BuiltinData, ShapesData],  # noqa: UP007
+    Field(discriminator="source"),
+]
 
 
 # -------------------------------------------------------------------------- model
@@ -173,6 +335,9 @@ Loss = Literal[
 ]
 Metric = Literal[
     "accuracy",
+    "top_2_accuracy",
+    "top_3_accuracy",
+    "top_5_accuracy",
     "auc",
     "precision",
     "recall",
@@ -185,6 +350,7 @@ CLASSIFICATION_LOSSES = (
     "categorical_crossentropy",
     "sparse_categorical_crossentropy",
 )
+MULTICLASS_LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
 BINARY_ONLY_METRICS = ("auc", "precision", "recall")
 
 
@@ -266,6 +432,13 @@ def _cross_field_problems(config: ExperimentConfig) -> list[tuple[str, str]]:
             text = f"unknown quantity{did_you_mean(monitor, choices)} (received {monitor!r}; expected one of {', '.join(choices)})"
         problems.append((key, text))
 
+    expected_shape = config.data.input_shape()
+    if expected_shape is not None and config.model.input_shape != expected_shape:
+        problems.append(("model.input_shape", f"does not match the data (received {config.model.input_shape}; expected {expected_shape} for data.source {config.data.source!r})"))  # fmt: skip
+    classes = config.data.class_count()
+    last_units = getattr(config.model.layers[-1], "units", None)
+    if classes is not None and classes > 2 and last_units is not None and last_units != classes:
+        problems.append((f"model.layers[{len(config.model.layers) - 1}].units", f"does not match the {classes} classes of the data (received {last_units}; expected {classes})"))  # fmt: skip
     last_index = len(config.model.layers) - 1
     last = config.model.layers[last_index]
     loss = training.loss
@@ -281,6 +454,8 @@ def _cross_field_problems(config: ExperimentConfig) -> list[tuple[str, str]]:
     for metric in training.metrics:
         if metric in BINARY_ONLY_METRICS and loss != "binary_crossentropy":
             problems.append(("training.metrics", f"{metric!r} is for binary classification (received loss {loss!r}; expected loss: binary_crossentropy, or drop {metric!r})"))  # fmt: skip
+        if metric.startswith("top_") and loss not in MULTICLASS_LOSSES:
+            problems.append(("training.metrics", f"{metric!r} is for multi-class classification (received loss {loss!r}; expected loss: sparse_categorical_crossentropy or categorical_crossentropy)"))  # fmt: skip
         if metric == "accuracy" and loss not in CLASSIFICATION_LOSSES:
             problems.append(("training.metrics", f"'accuracy' needs a classification loss (received loss {loss!r}; expected e.g. mean_absolute_error as the metric)"))  # fmt: skip
     return problems
@@ -301,13 +476,21 @@ def load_config(path: str | Path) -> ExperimentConfig:
     except YamlProblem as problem:
         raise ConfigError(f"{path}: {problem}") from problem
     raw.setdefault("name", _default_name(path))
-    return validate_config(raw, source=str(path))
+    return validate_config(raw, source=str(path), base_dir=path.parent)
 
 
-def validate_config(raw: dict[str, Any], source: str) -> ExperimentConfig:
-    """Validate an already-parsed mapping; ``source`` prefixes every error line."""
+def validate_config(
+    raw: dict[str, Any], source: str, base_dir: Path | None = None
+) -> ExperimentConfig:
+    """Validate an already-parsed mapping.
+
+    Args:
+        raw: the experiment as plain data.
+        source: prefixes every error line (usually the file's path).
+        base_dir: folder that relative data paths are relative to (the file's folder).
+    """
     try:
-        return ExperimentConfig.model_validate(raw)
+        return ExperimentConfig.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as error:
         raise ConfigError(*format_validation_error(error, source, ExperimentConfig)) from None
 

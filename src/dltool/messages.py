@@ -67,13 +67,14 @@ def _members(annotation: Any) -> list[type[BaseModel]]:
     return [m for arg in getattr(annotation, "__args__", ()) for m in _members(arg)]
 
 
-def _tags(member: type[BaseModel]) -> list[str]:
-    for field in DISCRIMINATORS:
+def _tags(member: type[BaseModel], key: str | None = None) -> list[str]:
+    """The tag values that select ``member`` in a union (by ``key``, or by any discriminator)."""
+    tags: list[str] = []
+    for field in (key,) if key else DISCRIMINATORS:
         info = member.model_fields.get(field)
         args = getattr(info.annotation, "__args__", ()) if info else ()
-        if args and all(isinstance(a, str) for a in args):
-            return list(args)
-    return []
+        tags += [a for a in args if isinstance(a, str)]
+    return tags
 
 
 def _walk(loc: tuple[Any, ...], root: type[BaseModel]) -> tuple[Any, str]:
@@ -109,7 +110,10 @@ def _key_text(key: Any, first: bool) -> str:
 def _keys_at(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
     annotation, _ = _walk(loc, root)
     members = _members(annotation)
-    return list(members[0].model_fields) if len(members) == 1 else []
+    if len(members) != 1:
+        return []
+    keys = list(members[0].model_fields)
+    return sorted(keys, key=lambda k: k not in DISCRIMINATORS)  # the tag first, as people write it
 
 
 def _quoted(text: str) -> list[str]:
@@ -139,7 +143,7 @@ def _describe(error: Any, root: type[BaseModel]) -> tuple[str, str]:
         )
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         key = ctx.get("discriminator", "").strip("'")
-        choices = [tag for member in _members(annotation) for tag in _tags(member)]
+        choices = [tag for member in _members(annotation) for tag in _tags(member, key)]
         if kind == "union_tag_not_found":
             return f"{path}.{key}", f"missing required key (expected one of {', '.join(choices)})"
         tag = ctx.get("tag")

@@ -91,6 +91,13 @@ def make_metrics(config: ExperimentConfig) -> list[Any]:
             name="root_mean_squared_error"
         ),
     }
+    top_k = (
+        keras.metrics.TopKCategoricalAccuracy
+        if config.training.loss == "categorical_crossentropy"
+        else keras.metrics.SparseTopKCategoricalAccuracy
+    )
+    for k in (2, 3, 5):
+        makers[f"top_{k}_accuracy"] = lambda k=k: top_k(k=k, name=f"top_{k}_accuracy")
     return [makers[name]() for name in config.training.metrics]
 
 

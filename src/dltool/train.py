@@ -354,7 +354,7 @@ def run_training(
     config = config.model_copy(update={"seed": seed})
     keras.utils.set_random_seed(seed)
 
-    dataset = load_dataset(config.data, seed)
+    dataset = load_dataset(config.data, seed, _task(config))
     check_inputs(dataset, config, source)
     model = build_model(config, dataset.x_train, source)
     outputs = int(model.output_shape[-1])

@@ -1,8 +1,18 @@
-"""Data sources. Each returns a :class:`Dataset`; :func:`load_dataset` dispatches on ``source``."""
+"""Data sources. Each returns a :class:`Dataset`; :func:`load_dataset` dispatches on ``source``.
+
+A loader is ``load(config, seed, task) -> Dataset``, where ``task`` is
+``"binary"``, ``"multiclass"`` or ``"regression"`` (from the loss). Loaders
+return raw values: tables as float32 columns, images as float32 pixels in
+0..255 with shape (n, height, width, channels); scaling belongs in the model
+(a ``rescaling`` or ``normalization`` layer), so the saved model takes raw input.
+Classification labels are integer class indices 0..k-1 with ``class_names``.
+A loader that has no test set leaves ``x_test`` as None; :func:`load_dataset`
+then holds out ``test_split`` of the rows (seeded, stratified).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +33,7 @@ class Dataset:
     y_val: np.ndarray | None = None
     feature_names: list[str] | None = None  # one per input column, for tabular data
     class_names: list[str] | None = None  # index -> name, for classification
-    notes: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # shown by `dltool data`, kept in run.json
 
     def splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The non-empty splits by name: ``train``, ``validation``, ``test``."""
@@ -35,46 +45,72 @@ class Dataset:
         return {k: (x, y) for k, (x, y) in named.items() if x is not None and y is not None}
 
 
-def split_validation(dataset: Dataset, fraction: float, seed: int) -> Dataset:
-    """Hold out ``fraction`` of the training rows as validation data.
+def hold_out(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int, what: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split ``fraction`` of the rows off: (x_kept, y_kept, x_held, y_held).
 
-    Rows are shuffled with ``seed`` first: Keras' own ``validation_split`` takes the
-    last rows unshuffled, which is one class when the data is sorted by class.
+    Rows are shuffled with ``seed`` and, for class labels, stratified so each class
+    keeps its share. (Keras' own ``validation_split`` takes the last rows
+    unshuffled: one class only when the data is sorted by class.)
+
+    Raises:
+        DataError: ``fraction`` leaves no row on one side.
     """
-    if fraction <= 0:
-        return dataset
-    n = len(dataset.x_train)
-    n_val = round(n * fraction)
-    if n_val < 1 or n_val >= n:
+    from sklearn.model_selection import train_test_split
+
+    n = len(x)
+    n_held = round(n * fraction)
+    if n_held < 1 or n_held >= n:
         raise DataError(
-            f"data.validation_split: {fraction} of {n} training rows leaves "
-            f"{n - n_val} to train on and {n_val} to validate (expected at least 1 of each)"
+            f"data.{what}: {fraction} of {n} rows leaves {n - n_held} to train on and "
+            f"{n_held} to hold out (expected at least 1 of each)"
         )
-    order = np.random.default_rng(seed).permutation(n)
-    train, val = order[: n - n_val], order[n - n_val :]
-    dataset.x_val, dataset.y_val = dataset.x_train[val], dataset.y_train[val]
-    dataset.x_train, dataset.y_train = dataset.x_train[train], dataset.y_train[train]
+    labels = np.asarray(y).reshape(n, -1)
+    stratify = None
+    if labels.shape[1] == 1 and np.issubdtype(labels.dtype, np.integer):
+        counts = np.unique(labels, return_counts=True)[1]
+        classes = len(counts)
+        if counts.min() >= 2 and classes <= n_held and classes <= n - n_held:
+            stratify = labels[:, 0]
+    kept, held = train_test_split(
+        np.arange(n), test_size=n_held, random_state=seed, shuffle=True, stratify=stratify
+    )
+    return x[kept], y[kept], x[held], y[held]
+
+
+def split_validation(dataset: Dataset, fraction: float, seed: int) -> Dataset:
+    """Hold out ``fraction`` of the training rows as validation data."""
+    if fraction > 0:
+        dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val = hold_out(
+            dataset.x_train, dataset.y_train, fraction, seed, "validation_split"
+        )
     return dataset
 
 
-def _student(config: Any, seed: int) -> Dataset:
-    from dltool.data import student
-
-    return student.load(config, seed)
-
-
-LOADERS: dict[str, Callable[[Any, int], Dataset]] = {
-    "student": _student,
+# source -> module in this package with ``load(config, seed, task) -> Dataset``
+LOADERS: dict[str, str] = {
+    "student": "dltool.data.student",
+    "csv": "dltool.data.tabular",
+    "numpy": "dltool.data.tabular",
+    "image_folder": "dltool.data.images",
+    "builtin": "dltool.data.builtin",
+    "shapes": "dltool.data.shapes",
 }
 
 
-def load_dataset(data_config: Any, seed: int) -> Dataset:
-    """Load the data a config names, then split off validation rows.
+def load_dataset(data_config: Any, seed: int, task: str = "binary") -> Dataset:
+    """Load the data a config names, then hold out test and validation rows as configured.
 
     Raises:
         DataError: the data cannot be used, with one line per problem.
     """
-    dataset = LOADERS[data_config.source](data_config, seed)
+    module = importlib.import_module(LOADERS[data_config.source])
+    dataset: Dataset = module.load(data_config, seed, task)
+    if dataset.x_test is None and getattr(data_config, "test_split", 0) > 0:
+        dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test = hold_out(
+            dataset.x_train, dataset.y_train, data_config.test_split, seed, "test_split"
+        )
     for name, (x, y) in dataset.splits().items():
         if len(x) == 0:
             raise DataError(f"data: the {name} split is empty (expected at least 1 row)")

@@ -64,7 +64,7 @@ def rule_arrays(n: int, generator: np.random.Generator) -> tuple[np.ndarray, np.
     return x, (noisy > 0).astype("int64").reshape(-1, 1)
 
 
-def load(config: Any, seed: int) -> Dataset:
+def load(config: Any, seed: int, task: str) -> Dataset:
     if config.labels == "random":
         x_train, y_train, x_test, y_test = notebook_arrays(config.n_train, config.n_test, seed)
     else:
