@@ -54,8 +54,16 @@ def test_run_folder_is_complete(
     assert info["started_at"] <= info["finished_at"]
 
     metrics = json.loads((run / "metrics.json").read_text())
-    assert list(metrics) == ["train", "validation", "test"]
+    assert list(metrics) == ["train", "validation", "test", "test_classes"]
     assert list(metrics["test"]) == ["loss", "accuracy", "auc"]
+    classes = metrics["test_classes"]
+    assert list(classes["per_class"]) == ["fail", "pass"]
+    assert set(classes["per_class"]["pass"]) == {"precision", "recall", "f1-score", "support"}
+    matrix = classes["confusion_matrix"]["rows_true_columns_predicted"]
+    assert sum(map(sum, matrix)) == 40
+    correct = matrix[0][0] + matrix[1][1]
+    assert correct / 40 == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+    assert (run / "plots" / "confusion_matrix.png").stat().st_size > 1000
 
     history = _rows(run / "history.csv")
     assert [row["epoch"] for row in history] == ["1", "2"]

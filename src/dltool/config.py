@@ -395,6 +395,16 @@ class ExperimentConfig(_Strict):
     model: ModelConfig
     training: TrainingConfig
 
+    @property
+    def task(self) -> str:
+        """'binary', 'multiclass' or 'regression', as the loss implies."""
+        loss = self.training.loss
+        if loss == "binary_crossentropy":
+            return "binary"
+        if loss in MULTICLASS_LOSSES:
+            return "multiclass"
+        return "regression"
+
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
         problems = _cross_field_problems(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,10 +16,15 @@ import keras  # noqa: E402
 from dltool.config import ExperimentConfig, ReduceOnPlateau  # noqa: E402
 from dltool.errors import ConfigError  # noqa: E402
 from dltool.layers import BuildContext, Normalization  # noqa: E402
+from dltool.rundir import atomic_path  # noqa: E402
 
 
-def build_model(config: ExperimentConfig, x_train: np.ndarray, source: str) -> keras.Sequential:
+def build_model(
+    config: ExperimentConfig, x_train: np.ndarray, source: str, normalize_inputs: bool = False
+) -> keras.Sequential:
     """A ``keras.Sequential`` with every layer of ``config.model.layers``, built and adapted.
+
+    With ``normalize_inputs`` an adapted Normalization layer comes first (``data.normalize``).
 
     Normalization layers without fixed statistics are adapted on ``x_train`` as it
     reaches them, so the saved model takes raw values.
@@ -30,6 +36,13 @@ def build_model(config: ExperimentConfig, x_train: np.ndarray, source: str) -> k
     context = BuildContext(default_regularizer=config.training.regularization)
     model = keras.Sequential(name=config.name.replace(".", "_").replace("-", "_"))
     model.add(keras.Input(shape=tuple(config.model.input_shape)))
+    first = config.model.layers[0]
+    if normalize_inputs and not (isinstance(first, Normalization) and first.needs_adapt):
+        # data.normalize (csv): standardize raw columns inside the model, so the saved
+        # model takes raw values; statistics come from the training split only.
+        normalization = keras.layers.Normalization(axis=-1)
+        normalization.adapt(np.asarray(x_train, dtype="float32"))
+        model.add(normalization)
     for index, spec in enumerate(config.model.layers):
         layer = spec.build(context)
         shape = model.output_shape if model.layers else (None, *config.model.input_shape)
@@ -109,5 +122,13 @@ def compile_model(model: keras.Sequential, config: ExperimentConfig, steps_per_e
     )
 
 
-def count_params(model: keras.Model) -> int:
-    return int(model.count_params())
+def save_model(model: keras.Model, target: Path) -> None:
+    """``model.save`` opens its target directly; a failed save must not destroy the old file."""
+    with atomic_path(target, suffix=".keras") as temporary:
+        model.save(temporary)
+
+
+def model_summary(model: keras.Model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda text, line_break=False: lines.append(text))
+    return "\n".join(lines).rstrip() + "\n"

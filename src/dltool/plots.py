@@ -40,3 +40,30 @@ def learning_curves(history: list[dict[str, Any]], target: Path) -> None:
     with atomic_path(target, suffix=".png") as temporary:
         figure.savefig(temporary, dpi=100)
     plt.close(figure)
+
+
+def confusion_matrix(matrix: list[list[int]], names: list[str], target: Path) -> None:
+    """Counts of (true class, predicted class); the diagonal is what the model got right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.55 * len(names) + 2.5)
+    figure, axis = plt.subplots(figsize=(size, size))
+    image = axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(names)), labels=names, rotation=45, ha="right")
+    axis.set_yticks(range(len(names)), labels=names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    peak = max((max(row) for row in matrix), default=0)
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            color = "white" if count > peak / 2 else "black"
+            axis.text(j, i, str(count), ha="center", va="center", color=color, fontsize=8)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    axis.set_title("confusion matrix (test)")
+    figure.tight_layout()
+    with atomic_path(target, suffix=".png") as temporary:
+        figure.savefig(temporary, dpi=100)
+    plt.close(figure)

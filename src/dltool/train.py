@@ -28,18 +28,19 @@ import_keras()  # quiet TensorFlow's start-up before the first ``import keras``
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dltool.config import ExperimentConfig, ReduceOnPlateau, resolved_dict  # noqa: E402
+from dltool import plots  # noqa: E402
+from dltool.callbacks import EpochLog, StopOnNonFinite, early_stop_report, make_callbacks  # noqa: E402
+from dltool.config import ExperimentConfig, resolved_dict  # noqa: E402
 from dltool.data import Dataset, load_dataset  # noqa: E402
 from dltool.errors import DataError, TrainingError  # noqa: E402
-from dltool.model import build_model, compile_model  # noqa: E402
-from dltool.plots import learning_curves  # noqa: E402
+from dltool.evaluation import class_report, loss_first, predict, predictions_table  # noqa: E402
+from dltool.model import build_model, compile_model, model_summary, save_model  # noqa: E402
 from dltool.rundir import (  # noqa: E402
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
     STATUS_RUNNING,
     RunDir,
-    atomic_path,
     now_iso,
     write_csv,
     write_json,
@@ -60,15 +61,6 @@ class RunResult:
 
 
 # ------------------------------------------------------------------------ data
-
-
-def _task(config: ExperimentConfig) -> str:
-    loss = config.training.loss
-    if loss == "binary_crossentropy":
-        return "binary"
-    if loss in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
-        return "multiclass"
-    return "regression"
 
 
 def check_inputs(dataset: Dataset, config: ExperimentConfig, source: str) -> None:
@@ -92,7 +84,7 @@ def check_inputs(dataset: Dataset, config: ExperimentConfig, source: str) -> Non
 def check_labels(dataset: Dataset, config: ExperimentConfig, outputs: int) -> None:
     """Refuse labels the loss cannot use (Keras gives NaN on GPU for out-of-range classes)."""
     problems: list[str] = []
-    task = _task(config)
+    task = config.task
     for split, (_, y) in dataset.splits().items():
         labels = np.asarray(y).reshape(len(y), -1)
         if task == "binary":
@@ -115,7 +107,7 @@ def check_labels(dataset: Dataset, config: ExperimentConfig, outputs: int) -> No
 
 
 def _prepare_labels(y: np.ndarray, config: ExperimentConfig, outputs: int) -> np.ndarray:
-    task = _task(config)
+    task = config.task
     if task == "multiclass":
         flat = np.asarray(y).reshape(len(y), -1)
         if config.training.loss == "categorical_crossentropy" and flat.shape[1] == 1:
@@ -140,178 +132,7 @@ def make_pipeline(
     return data.batch(batch_size).prefetch(2).with_options(options)
 
 
-# ------------------------------------------------------------------- callbacks
-
-
-class EpochLog(keras.callbacks.Callback):
-    """Prints one line per epoch and keeps ``history.csv`` current after every epoch."""
-
-    def __init__(self, run: RunDir, console: Console, epochs: int) -> None:
-        super().__init__()
-        self.run, self.console, self.epochs = run, console, epochs
-        self.rows: list[dict[str, Any]] = []
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        logs = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
-        # loss first, then metrics, then their validation twins: the order people read them
-        ordered = sorted(
-            logs, key=lambda k: (k.startswith("val_"), k.removeprefix("val_") != "loss")
-        )
-        row: dict[str, Any] = {"epoch": epoch + 1, **{k: logs[k] for k in ordered}}
-        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        row["duration_s"] = round(time.perf_counter() - self._started, 4)
-        self.rows.append(row)
-        write_csv(self.run.file("history.csv"), list(row), [list(r.values()) for r in self.rows])
-        shown = "  ".join(
-            f"{k} [bold]{v:.4f}[/bold]"
-            for k, v in row.items()
-            if k not in ("epoch", "duration_s", "learning_rate")
-        )
-        width = len(str(self.epochs))
-        self.console.print(
-            f"epoch {epoch + 1:>{width}}/{self.epochs}  {shown}  [dim]{row['duration_s']:.1f}s[/dim]",
-            highlight=False,
-        )
-
-
-class StopOnNonFinite(keras.callbacks.Callback):
-    """Stops at the first batch whose loss is NaN or infinite, and remembers where."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.epoch = 0
-        self.failure: str | None = None
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.failure = (
-                f"training: the loss became {float(loss)} in epoch {self.epoch + 1}, "
-                f"batch {batch + 1}; try a lower learning rate, normalized inputs or clipnorm"
-            )
-            self.model.stop_training = True
-
-
-class SaveBestModel(keras.callbacks.Callback):
-    """Keeps the best epoch so far as ``best.keras``, written atomically."""
-
-    def __init__(self, run: RunDir, monitor: str, mode: str) -> None:
-        super().__init__()
-        self.run, self.monitor = run, monitor
-        maximize = mode == "max" or (mode == "auto" and _higher_is_better(monitor))
-        self.sign = -1.0 if maximize else 1.0
-        self.best = math.inf
-        self.best_epoch = 0
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
-        if value is None or not math.isfinite(float(value)):
-            return
-        if self.sign * float(value) < self.best:
-            self.best, self.best_epoch = self.sign * float(value), epoch + 1
-            save_model(self.model, self.run.file("best.keras"))
-
-
-def _higher_is_better(monitor: str) -> bool:
-    name = monitor.removeprefix("val_")
-    return name in ("accuracy", "auc", "precision", "recall")
-
-
-def save_model(model: keras.Model, target: Path) -> None:
-    """``model.save`` opens its target directly; a failed save must not destroy the old file."""
-    with atomic_path(target, suffix=".keras") as temporary:
-        model.save(temporary)
-
-
-def _callbacks(
-    config: ExperimentConfig, run: RunDir, log: EpochLog, guard: StopOnNonFinite
-) -> list[Any]:
-    training = config.training
-    callbacks: list[Any] = [guard, log]
-    if training.early_stopping is not None:
-        stop = training.early_stopping
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=stop.monitor,
-                patience=stop.patience,
-                min_delta=stop.min_delta,
-                mode=stop.mode,
-                restore_best_weights=stop.restore_best_weights,
-                start_from_epoch=stop.start_from_epoch,
-            )
-        )
-    schedule = training.learning_rate_schedule
-    if isinstance(schedule, ReduceOnPlateau):
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=schedule.monitor,
-                factor=schedule.factor,
-                patience=schedule.patience,
-                min_delta=schedule.min_delta,
-                min_lr=schedule.min_learning_rate,
-            )
-        )
-    if training.save_best is not None:
-        callbacks.append(SaveBestModel(run, training.save_best.monitor, training.save_best.mode))
-    return callbacks
-
-
-# ----------------------------------------------------------------- run outputs
-
-
-def _predictions(
-    model: keras.Model, dataset: Dataset, config: ExperimentConfig, batch_size: int
-) -> tuple[list[str], list[list[Any]]]:
-    """``predictions.csv``'s header and rows for the test split."""
-    if dataset.x_test is None or dataset.y_test is None:
-        return ["index"], []
-    raw = model.predict(
-        np.asarray(dataset.x_test, dtype="float32"), batch_size=batch_size, verbose=0
-    )
-    y_true = np.asarray(dataset.y_test).reshape(len(dataset.y_test), -1)
-    task = _task(config)
-    if task == "regression":
-        header = ["index", "true", "predicted", "error"]
-        return header, [
-            [i, *(_round(t) for t in (y_true[i, 0], raw[i, 0], raw[i, 0] - y_true[i, 0]))]
-            for i in range(len(raw))
-        ]
-    if task == "binary":
-        probabilities = np.column_stack([1.0 - raw[:, 0], raw[:, 0]])
-        true_index = y_true[:, 0].astype(int)
-    else:
-        probabilities = raw
-        true_index = y_true.argmax(axis=1) if y_true.shape[1] > 1 else y_true[:, 0].astype(int)
-    predicted = probabilities.argmax(axis=1)
-    names = dataset.class_names or [str(i) for i in range(probabilities.shape[1])]
-    header = ["index", "true", "predicted", "correct", *(f"prob_{name}" for name in names)]
-    rows = [
-        [i, names[true_index[i]], names[predicted[i]], bool(true_index[i] == predicted[i]),
-         *(_round(p) for p in probabilities[i])]
-        for i in range(len(raw))
-    ]  # fmt: skip
-    return header, rows
-
-
-def _loss_first(values: dict[str, Any]) -> dict[str, float]:
-    return {k: float(values[k]) for k in sorted(values, key=lambda k: k != "loss")}
-
-
-def _round(value: Any) -> float:
-    return round(float(value), 6)
-
-
-def _model_summary(model: keras.Model) -> str:
-    lines: list[str] = []
-    model.summary(print_fn=lambda text, line_break=False: lines.append(text))
-    return "\n".join(lines).rstrip() + "\n"
+# ----------------------------------------------------------------------- train
 
 
 def versions() -> dict[str, str]:
@@ -323,9 +144,6 @@ def versions() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-
-
-# ----------------------------------------------------------------------- train
 
 
 def run_training(
@@ -354,9 +172,11 @@ def run_training(
     config = config.model_copy(update={"seed": seed})
     keras.utils.set_random_seed(seed)
 
-    dataset = load_dataset(config.data, seed, _task(config))
+    dataset = load_dataset(config.data, seed, config.task)
     check_inputs(dataset, config, source)
-    model = build_model(config, dataset.x_train, source)
+    model = build_model(
+        config, dataset.x_train, source, normalize_inputs=bool(dataset.notes.get("normalize"))
+    )
     outputs = int(model.output_shape[-1])
     check_labels(dataset, config, outputs)
 
@@ -368,17 +188,14 @@ def run_training(
             f"{len(dataset.x_train)} training rows; using {len(dataset.x_train)}"
         )
         batch_size = len(dataset.x_train)
-    steps_per_epoch = math.ceil(len(dataset.x_train) / batch_size)
-    compile_model(model, config, steps_per_epoch)
-    pipelines = {
-        name: make_pipeline(
-            x, _prepare_labels(y, config, outputs), batch_size, name == "train", seed
-        )
-        for name, (x, y) in dataset.splits().items()
+    compile_model(model, config, steps_per_epoch=math.ceil(len(dataset.x_train) / batch_size))
+    labels = {
+        name: _prepare_labels(y, config, outputs) for name, (_, y) in dataset.splits().items()
     }
+    train_pipeline = make_pipeline(dataset.x_train, labels["train"], batch_size, True, seed)
     evaluation_pipelines = {
-        name: make_pipeline(x, _prepare_labels(y, config, outputs), batch_size, False, seed)
-        for name, (x, y) in dataset.splits().items()
+        name: make_pipeline(x, labels[name], batch_size, False, seed)
+        for name, (x, _) in dataset.splits().items()
     }
 
     run = RunDir.create(runs_dir, config.name)
@@ -391,27 +208,22 @@ def run_training(
         started_at=now_iso(),
         seed=seed,
         params=params,
+        data=dataset.notes,
         command=sys.argv,
         pid=os.getpid(),
         versions=versions(),
     )
-    write_text(run.file("summary.txt"), _model_summary(model))
-    console.print(
-        f"[bold]{config.name}[/bold]: {len(dataset.x_train)} training rows"
-        + (f", {len(dataset.x_val)} validation" if dataset.x_val is not None else "")
-        + (f", {len(dataset.x_test)} test" if dataset.x_test is not None else "")
-        + f"; {params:,} parameters; seed {seed}; run folder {run.path}",
-        highlight=False,
-    )
+    write_text(run.file("summary.txt"), model_summary(model))
+    _announce(console, config, dataset, params, run)
 
     log = EpochLog(run, console, training.epochs)
     guard = StopOnNonFinite()
-    callbacks = _callbacks(config, run, log, guard)
+    callbacks = make_callbacks(config, run, log, guard)
     extra: dict[str, Any] = {}
     try:
         model.fit(
-            pipelines["train"],
-            validation_data=pipelines.get("validation"),
+            train_pipeline,
+            validation_data=evaluation_pipelines.get("validation"),
             epochs=training.epochs,
             shuffle=False,  # the pipeline shuffles, seeded
             callbacks=callbacks,
@@ -419,52 +231,62 @@ def run_training(
         )
         if guard.failure:
             raise TrainingError(guard.failure)
-        extra.update(_early_stop_report(callbacks, console))
-        metrics = {
-            name: _loss_first(model.evaluate(data, verbose=0, return_dict=True))
+        extra.update(early_stop_report(callbacks, console))
+        metrics: dict[str, Any] = {
+            name: loss_first(model.evaluate(data, verbose=0, return_dict=True))
             for name, data in evaluation_pipelines.items()
         }
+        if dataset.x_test is not None and dataset.y_test is not None:
+            tested = predict(
+                model, dataset.x_test, dataset.y_test, config, dataset.class_names, batch_size
+            )
+            write_csv(run.file("predictions.csv"), *predictions_table(tested))
+            if config.task != "regression":
+                report = class_report(tested)
+                metrics["test_classes"] = report
+                matrix = report["confusion_matrix"]
+                plots.confusion_matrix(
+                    matrix["rows_true_columns_predicted"],
+                    matrix["labels"],
+                    run.file("plots/confusion_matrix.png"),
+                )
         write_json(run.file("metrics.json"), metrics)
-        if dataset.x_test is not None:
-            header, rows = _predictions(model, dataset, config, batch_size)
-            write_csv(run.file("predictions.csv"), header, rows)
         save_model(model, run.file("model.keras"))
         if log.rows:
-            learning_curves(log.rows, run.file("plots/learning_curves.png"))
+            plots.learning_curves(log.rows, run.file("plots/learning_curves.png"))
     except KeyboardInterrupt:
         _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error="interrupted by the user")
         raise
     except BaseException as error:
-        _finish(
-            run,
-            STATUS_FAILED,
-            started,
-            len(log.rows),
-            error=str(error).splitlines()[0] if str(error) else type(error).__name__,
-        )
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        _finish(run, STATUS_FAILED, started, len(log.rows), error=message)
         raise
     _finish(run, STATUS_COMPLETED, started, len(log.rows), **extra)
     return RunResult(
         path=run.path,
         status=STATUS_COMPLETED,
-        metrics=metrics,
+        metrics={k: v for k, v in metrics.items() if k in ("train", "validation", "test")},
         params=params,
         epochs_run=len(log.rows),
     )
 
 
-def _early_stop_report(callbacks: list[Any], console: Console) -> dict[str, Any]:
-    """Say whether early stopping ended the run, and which epoch's weights were kept."""
-    stopper = next((c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
-    if stopper is None or stopper.stopped_epoch == 0:
-        return {}
-    kept = stopper.best_epoch + 1 if stopper.restore_best_weights else stopper.stopped_epoch + 1
+def _announce(
+    console: Console, config: ExperimentConfig, dataset: Dataset, params: int, run: RunDir
+) -> None:
+    sizes = [f"{len(x)} {name}" for name, (x, _) in dataset.splits().items()]
     console.print(
-        f"early stopping: no improvement in {stopper.monitor} for {stopper.patience} epochs; "
-        f"stopped after epoch {stopper.stopped_epoch + 1}, kept the weights of epoch {kept}",
+        f"[bold]{config.name}[/bold]: {', '.join(sizes)} examples; {params:,} parameters; "
+        f"seed {config.seed}; run folder {run.path}",
         highlight=False,
     )
-    return {"stopped_early": True, "weights_from_epoch": kept}
+    skipped = dataset.notes.get("skipped")
+    if skipped:
+        examples = ", ".join(str(e) for e in skipped.get("examples", []))
+        console.print(
+            f"[yellow]note[/yellow]: skipped {skipped['count']} unreadable files ({examples})",
+            highlight=False,
+        )
 
 
 def _finish(
