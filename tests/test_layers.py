@@ -120,3 +120,17 @@ def test_shape_mismatch_is_a_config_error() -> None:
         match=r"exp.yaml: model.layers\[0\]: a conv2d layer cannot take input of shape \(None, 3\)",
     ):
         build_model(config, np.ones((4, 3)), "exp.yaml")
+
+
+@pytest.mark.parametrize("name", [n for n in LAYERS if n.startswith("random_")])
+def test_augmentation_only_while_training(name: str) -> None:
+    spec = ADAPTER.validate_python(LAYERS[name].example)
+    layer = spec.build(BuildContext())
+    shape = LAYERS[name].example_input_shape
+    images = np.random.default_rng(0).uniform(0, 255, size=(4, *shape)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(images, training=False)), images)
+    changed = [
+        not np.allclose(keras.ops.convert_to_numpy(layer(images, training=True)), images)
+        for _ in range(5)
+    ]
+    assert any(changed), f"{name} never changed a training batch"

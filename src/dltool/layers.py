@@ -325,6 +325,154 @@ class Normalization(LayerSpec):
         return keras.layers.Normalization(axis=self.axis, mean=self.mean, variance=self.variance)
 
 
+class GlobalMaxPooling2D(LayerSpec):
+    type: Literal["global_max_pooling2d"]
+    summary = "keeps the maximum of each feature map"
+    example = {"type": "global_max_pooling2d"}
+    example_input_shape = (8, 8, 3)
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.GlobalMaxPooling2D()
+
+
+class SeparableConv2D(Conv2D):
+    type: Literal["separable_conv2d"]  # type: ignore[assignment]
+    summary = "depthwise then pointwise convolution: fewer weights than conv2d"
+    example = {"type": "separable_conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"}
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.SeparableConv2D(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            activation=self.activation,
+            use_bias=self.use_bias,
+            depthwise_initializer=self.kernel_initializer,
+            pointwise_initializer=self.kernel_initializer,
+            pointwise_regularizer=self._regularizer(context),
+        )
+
+
+class SpatialDropout2D(LayerSpec):
+    type: Literal["spatial_dropout2d"]
+    rate: float = Field(..., ge=0.0, lt=1.0, description="fraction of feature maps zeroed")
+
+    summary = "drops whole feature maps while training (dropout for conv layers)"
+    example = {"type": "spatial_dropout2d", "rate": 0.2}
+    example_input_shape = (8, 8, 3)
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.SpatialDropout2D(rate=self.rate)
+
+
+class ZeroPadding2D(LayerSpec):
+    type: Literal["zero_padding2d"]
+    padding: Pair = Field((1, 1), description="rows and columns of zeros added on each side")
+
+    summary = "adds zeros around each image"
+    example = {"type": "zero_padding2d", "padding": 2}
+    example_input_shape = (8, 8, 1)
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.ZeroPadding2D(padding=self.padding)
+
+
+# Augmentation: random changes to training images; inactive when evaluating and predicting.
+
+
+class RandomFlip(LayerSpec):
+    type: Literal["random_flip"]
+    mode: Literal["horizontal", "vertical", "horizontal_and_vertical"] = "horizontal"
+
+    summary = "augmentation: mirrors training images at random"
+    example = {"type": "random_flip"}
+    example_input_shape = (8, 8, 3)
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.RandomFlip(mode=self.mode)
+
+
+class RandomRotation(LayerSpec):
+    type: Literal["random_rotation"]
+    factor: float = Field(..., gt=0.0, le=1.0, description="fraction of a full turn, e.g. 0.05")
+    fill_mode: Literal["constant", "reflect", "wrap", "nearest"] = "reflect"
+
+    summary = "augmentation: rotates training images by up to factor * 360 degrees"
+    example = {"type": "random_rotation", "factor": 0.05}
+    example_input_shape = (8, 8, 1)
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.RandomRotation(factor=self.factor, fill_mode=self.fill_mode)
+
+
+class RandomZoom(LayerSpec):
+    type: Literal["random_zoom"]
+    height_factor: float = Field(..., gt=-1.0, lt=1.0, description="e.g. 0.1 = up to 10%")
+    width_factor: float | None = Field(None, gt=-1.0, lt=1.0, description="default: as height")
+    fill_mode: Literal["constant", "reflect", "wrap", "nearest"] = "reflect"
+
+    summary = "augmentation: zooms training images in or out at random"
+    example = {"type": "random_zoom", "height_factor": 0.1}
+    example_input_shape = (8, 8, 1)
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.RandomZoom(
+            height_factor=self.height_factor,
+            width_factor=self.width_factor,
+            fill_mode=self.fill_mode,
+        )
+
+
+class RandomTranslation(LayerSpec):
+    type: Literal["random_translation"]
+    height_factor: float = Field(..., ge=0.0, lt=1.0, description="fraction of the height")
+    width_factor: float = Field(..., ge=0.0, lt=1.0, description="fraction of the width")
+    fill_mode: Literal["constant", "reflect", "wrap", "nearest"] = "reflect"
+
+    summary = "augmentation: shifts training images at random"
+    example = {"type": "random_translation", "height_factor": 0.1, "width_factor": 0.1}
+    example_input_shape = (8, 8, 1)
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        return keras.layers.RandomTranslation(
+            height_factor=self.height_factor,
+            width_factor=self.width_factor,
+            fill_mode=self.fill_mode,
+        )
+
+
+class RandomContrast(LayerSpec):
+    type: Literal["random_contrast"]
+    factor: float = Field(..., gt=0.0, le=1.0, description="contrast varies by up to this fraction")
+
+    summary = "augmentation: changes the contrast of training images at random"
+    example = {"type": "random_contrast", "factor": 0.2}
+    example_input_shape = (8, 8, 3)
+
+    def build(self, context: BuildContext) -> keras.layers.Layer:
+        import keras
+
+        # value_range must match the pixels: dltool images arrive as 0..255.
+        return keras.layers.RandomContrast(factor=self.factor, value_range=(0, 255))
+
+
 LAYERS: dict[str, type[LayerSpec]] = {
     "dense": Dense,
     "dropout": Dropout,
@@ -338,6 +486,15 @@ LAYERS: dict[str, type[LayerSpec]] = {
     "reshape": Reshape,
     "rescaling": Rescaling,
     "normalization": Normalization,
+    "global_max_pooling2d": GlobalMaxPooling2D,
+    "separable_conv2d": SeparableConv2D,
+    "spatial_dropout2d": SpatialDropout2D,
+    "zero_padding2d": ZeroPadding2D,
+    "random_flip": RandomFlip,
+    "random_rotation": RandomRotation,
+    "random_zoom": RandomZoom,
+    "random_translation": RandomTranslation,
+    "random_contrast": RandomContrast,
 }
 
 # The type of one entry of ``model.layers``: pydantic picks the spec by ``type``.

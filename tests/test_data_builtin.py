@@ -1,0 +1,113 @@
+"""Builtin datasets: scikit-learn's bundled copies, and Keras' downloads from a local cache."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import CONFIGS
+from dltool.config import BUILTIN_SHAPES, BuiltinData
+from dltool.data import load_dataset
+from dltool.errors import DataError
+
+
+@pytest.mark.parametrize("name", ["digits", "iris", "breast_cancer", "wine"])
+def test_bundled_datasets(name: str) -> None:
+    dataset = load_dataset(
+        BuiltinData(source="builtin", name=name, validation_split=0.1), 0, "multiclass"
+    )
+    shape, classes = BUILTIN_SHAPES[name]
+    assert list(dataset.x_train.shape[1:]) == shape
+    assert dataset.class_names is not None
+    assert len(dataset.class_names) == classes
+    assert dataset.x_test is not None
+    assert dataset.x_val is not None
+    total = len(dataset.x_train) + len(dataset.x_val) + len(dataset.x_test)
+    assert len(dataset.x_test) == round(total * 0.2)
+    # stratified: every class is in the test split
+    assert dataset.y_test is not None
+    assert len(np.unique(dataset.y_test)) == classes
+
+
+def _fake_mnist(keras_home: Path) -> None:
+    """A tiny mnist.npz in Keras' cache layout: 64 training and 16 test images."""
+    rng = np.random.default_rng(0)
+    cache = keras_home / "datasets"
+    cache.mkdir(parents=True)
+    np.savez(
+        cache / "mnist.npz",
+        x_train=rng.integers(0, 256, size=(64, 28, 28), dtype=np.uint8),
+        y_train=np.arange(64, dtype=np.uint8) % 10,
+        x_test=rng.integers(0, 256, size=(16, 28, 28), dtype=np.uint8),
+        y_test=np.arange(16, dtype=np.uint8) % 10,
+    )
+
+
+def test_mnist_cnn_from_keras_cache(
+    run_cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    _fake_mnist(tmp_path / "keras")
+    config = yaml.safe_load((CONFIGS / "mnist_cnn.yaml").read_text())
+    config["training"]["epochs"] = 1
+    path = tmp_path / "mnist.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = run_cli("train", path, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    info = json.loads((run / "run.json").read_text())
+    assert info["params"] == 34_826  # the classic Keras MNIST convnet
+    header = (run / "predictions.csv").read_text().splitlines()[0]
+    assert header == "index,true,predicted,correct," + ",".join(f"prob_{d}" for d in range(10))
+
+
+def test_mnist_offline_without_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty"))
+    # Every download goes to a closed local port: offline, whatever the machine's network.
+    for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with pytest.raises(DataError) as caught:
+        load_dataset(BuiltinData(source="builtin", name="mnist"), 0, "multiclass")
+    (line,) = caught.value.lines
+    assert line.startswith(
+        "data.name: 'mnist' is not in Keras' cache and could not be downloaded ("
+    )
+    expected = tmp_path / "empty" / "datasets" / "mnist.npz"
+    assert (
+        f"download https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz into {expected}"
+        in line
+    )
+
+
+def test_fashion_mnist_from_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    folder = tmp_path / "datasets" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for prefix, count in (("train", 20), ("t10k", 10)):
+        labels = bytes(8) + bytes(i % 10 for i in range(count))
+        images = bytes(16) + bytes(count * 28 * 28)
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(images))
+    dataset = load_dataset(BuiltinData(source="builtin", name="fashion_mnist"), 0, "multiclass")
+    assert dataset.x_train.shape == (20, 28, 28, 1)
+    assert dataset.x_test is not None
+    assert dataset.x_test.shape == (10, 28, 28, 1)
+    assert dataset.class_names is not None
+    assert dataset.class_names[9] == "ankle-boot"
+
+
+def test_binary_loss_on_three_classes() -> None:
+    with pytest.raises(
+        DataError, match=r"data.name: 'iris' has 3 classes; binary_crossentropy needs 2"
+    ):
+        load_dataset(BuiltinData(source="builtin", name="iris"), 0, "binary")
