@@ -156,6 +156,53 @@ def validate(
 
 
 @app.command()
+def data(
+    config_path: ConfigArg,
+    out: Annotated[Path, typer.Option("--out", help="New or empty folder to write the data into.")],
+) -> None:
+    """Write the dataset a config trains on (CSV for tables, PNG folders for images) and describe it."""
+    with _user_errors():
+        from dltool.config import load_config
+        from dltool.data import load_dataset
+        from dltool.export import class_counts, export_dataset
+
+        config = load_config(config_path)
+        seed = config.seed if config.seed is not None else 0
+        dataset = load_dataset(config.data, seed, config.task)
+        target = getattr(config.data, "target", "label")
+        result = export_dataset(dataset, out, target)
+        console = _out()
+        table = Table(
+            title=f"{config.name}: data.source {config.data.source}", title_justify="left"
+        )
+        table.add_column("split")
+        table.add_column("examples", justify="right")
+        table.add_column("shape of one")
+        table.add_column("written to")
+        for split, (x, _) in dataset.splits().items():
+            table.add_row(split, str(len(x)), str(list(x.shape[1:])), result["written"][split])
+        console.print(table)
+        counts = class_counts(dataset)
+        if counts:
+            names = list(dict.fromkeys(name for split in counts.values() for name in split))
+            by_class = Table(title="examples per class", title_justify="left")
+            by_class.add_column("class")
+            for split in counts:
+                by_class.add_column(split, justify="right")
+            for name in names:
+                by_class.add_row(name, *(str(counts[split].get(name, 0)) for split in counts))
+            console.print(by_class)
+        if result["stretch"] != 1.0:
+            console.print(
+                f"note: pixel values were multiplied by {result['stretch']:.4g} in the PNGs "
+                "to make them visible; the model sees the original values",
+                highlight=False,
+            )
+        if config.seed is None:
+            console.print("note: the config has no seed; splits shown use seed 0", highlight=False)
+
+
+@app.command()
 def layers() -> None:
     """List the layer types a config can use, with their parameters and defaults."""
     with _user_errors():

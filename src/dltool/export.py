@@ -1,0 +1,86 @@
+"""``dltool data``: write the dataset a config trains on, so people can see what the model sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dltool.data import Dataset
+from dltool.errors import InputError
+from dltool.rundir import write_csv
+
+
+def class_counts(dataset: Dataset) -> dict[str, dict[str, int]]:
+    """split -> class name -> examples (classification data only)."""
+    counts: dict[str, dict[str, int]] = {}
+    for split, (_, y) in dataset.splits().items():
+        labels = np.asarray(y).reshape(len(y), -1)
+        if labels.shape[1] != 1 or not np.issubdtype(labels.dtype, np.integer):
+            return {}
+        values, numbers = np.unique(labels[:, 0], return_counts=True)
+        names = dataset.class_names or [str(v) for v in values]
+        counts[split] = {names[int(v)]: int(n) for v, n in zip(values, numbers, strict=True)}
+    return counts
+
+
+def _label_text(dataset: Dataset, label: Any) -> str:
+    value = np.asarray(label).reshape(-1)[0]
+    if dataset.class_names and np.issubdtype(np.asarray(value).dtype, np.integer):
+        return dataset.class_names[int(value)]
+    return str(value.item() if hasattr(value, "item") else value)
+
+
+def _write_table(
+    dataset: Dataset, split: str, x: np.ndarray, y: np.ndarray, out: Path, target: str
+) -> str:
+    columns = dataset.feature_names or [f"x{i}" for i in range(x.shape[1])]
+    rows = [
+        [*(float(v) for v in row), _label_text(dataset, label)]
+        for row, label in zip(x, y, strict=True)
+    ]
+    path = out / f"{split}.csv"
+    write_csv(path, [*columns, target], rows)
+    return str(path)
+
+
+def _write_images(
+    dataset: Dataset, split: str, x: np.ndarray, y: np.ndarray, out: Path, stretch: float
+) -> str:
+    from PIL import Image
+
+    folder = out / split
+    for index, (image, label) in enumerate(zip(x, y, strict=True)):
+        pixels = np.clip(np.asarray(image, dtype="float32") * stretch, 0, 255).astype("uint8")
+        target = folder / _label_text(dataset, label) / f"{index:05d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if pixels.ndim == 3 and pixels.shape[-1] == 1:
+            pixels = pixels[..., 0]
+        Image.fromarray(pixels).save(target)
+    return str(folder)
+
+
+def export_dataset(dataset: Dataset, out: Path, target: str = "label") -> dict[str, Any]:
+    """Write every split under ``out``: CSV files for tables, PNG folders per class for images.
+
+    Raises:
+        InputError: ``out`` exists and is not an empty folder (nothing is overwritten).
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(
+            f"{out}: exists and is not empty (choose a new folder; nothing is overwritten)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    images = dataset.x_train.ndim >= 3
+    peak = float(max(np.max(x) for x, _ in dataset.splits().values())) if images else 255.0
+    stretch = 255.0 / peak if 0 < peak < 128 else 1.0  # e.g. digits' 0..16 pixels, made visible
+    written = {
+        split: (
+            _write_images(dataset, split, x, y, out, stretch)
+            if images
+            else _write_table(dataset, split, x.reshape(len(x), -1), y, out, target)
+        )
+        for split, (x, y) in dataset.splits().items()
+    }
+    return {"written": written, "stretch": stretch}
