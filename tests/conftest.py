@@ -51,6 +51,22 @@ def tiny_config(**sections: Any) -> dict[str, Any]:
     return config
 
 
+def fake_mnist_cache(keras_home: Path) -> None:
+    """A tiny mnist.npz in Keras' cache layout (64 training, 16 test images): no download."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    cache = keras_home / "datasets"
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        cache / "mnist.npz",
+        x_train=rng.integers(0, 256, size=(64, 28, 28), dtype=np.uint8),
+        y_train=np.arange(64, dtype=np.uint8) % 10,
+        x_test=rng.integers(0, 256, size=(16, 28, 28), dtype=np.uint8),
+        y_test=np.arange(16, dtype=np.uint8) % 10,
+    )
+
+
 @pytest.fixture
 def write_config(tmp_path: Path) -> Callable[..., Path]:
     """``write_config(data_dict_or_text, name="exp.yaml") -> Path`` inside tmp_path."""

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import CONFIGS
+from conftest import CONFIGS, fake_mnist_cache
 from dltool.config import BUILTIN_SHAPES, BuiltinData
 from dltool.data import load_dataset
 from dltool.errors import DataError
@@ -35,25 +35,11 @@ def test_bundled_datasets(name: str) -> None:
     assert len(np.unique(dataset.y_test)) == classes
 
 
-def _fake_mnist(keras_home: Path) -> None:
-    """A tiny mnist.npz in Keras' cache layout: 64 training and 16 test images."""
-    rng = np.random.default_rng(0)
-    cache = keras_home / "datasets"
-    cache.mkdir(parents=True)
-    np.savez(
-        cache / "mnist.npz",
-        x_train=rng.integers(0, 256, size=(64, 28, 28), dtype=np.uint8),
-        y_train=np.arange(64, dtype=np.uint8) % 10,
-        x_test=rng.integers(0, 256, size=(16, 28, 28), dtype=np.uint8),
-        y_test=np.arange(16, dtype=np.uint8) % 10,
-    )
-
-
 def test_mnist_cnn_from_keras_cache(
     run_cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    _fake_mnist(tmp_path / "keras")
+    fake_mnist_cache(tmp_path / "keras")
     config = yaml.safe_load((CONFIGS / "mnist_cnn.yaml").read_text())
     config["training"]["epochs"] = 1
     path = tmp_path / "mnist.yaml"
