@@ -7,6 +7,14 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from dltool.backend import import_keras
 
@@ -27,9 +35,40 @@ class EpochLog(keras.callbacks.Callback):
         self.run, self.console, self.epochs = run, console, epochs
         self.rows: list[dict[str, Any]] = []
         self._started = 0.0
+        # A live batch bar only on a terminal; logs and pipes get the epoch lines alone.
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self.console.is_terminal:
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._bar.start()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._started = time.perf_counter()
+        if self._bar is not None:
+            steps = self.params.get("steps")
+            self._task = self._bar.add_task(f"epoch {epoch + 1}/{self.epochs}", total=steps)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=batch + 1)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the live bar (also called when fit raises, so the terminal is left clean)."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
@@ -41,6 +80,8 @@ class EpochLog(keras.callbacks.Callback):
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["duration_s"] = round(time.perf_counter() - self._started, 4)
         self.rows.append(row)
+        if self._bar is not None and self._task is not None:
+            self._bar.remove_task(self._task)
         write_csv(self.run.file("history.csv"), list(row), [list(r.values()) for r in self.rows])
         shown = "  ".join(
             f"{k} [bold]{v:.4f}[/bold]"

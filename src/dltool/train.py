@@ -255,9 +255,11 @@ def run_training(
         if log.rows:
             plots.learning_curves(log.rows, run.file("plots/learning_curves.png"))
     except KeyboardInterrupt:
+        log.close()
         _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error="interrupted by the user")
         raise
     except BaseException as error:
+        log.close()
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         _finish(run, STATUS_FAILED, started, len(log.rows), error=message)
         raise
