@@ -155,6 +155,117 @@ def validate(
             raise ConfigError(*problems)
 
 
+RunArg = Annotated[
+    Path, typer.Argument(help="A run folder (or the model.keras inside one).", show_default=False)
+]
+
+
+@app.command()
+def predict(
+    run_path: RunArg,
+    input_path: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            help="CSV (feature columns by name), .npy/.npz, an image file or a folder of images.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", help="CSV to write (default: RUN/predictions/<time>.csv)."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Examples per model call.")
+    ] = 1024,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing --output.")
+    ] = False,
+) -> None:
+    """Predict new inputs with a finished run; one CSV row per example, with class names."""
+    with _user_errors():
+        from dltool.predict import open_run
+
+        run = open_run(run_path)
+        from dltool.backend import import_keras
+
+        import_keras()  # quietly, before the model is loaded
+        from dltool.predict import predict_file
+
+        result = predict_file(run, input_path, output, batch_size, overwrite)
+        console = _out()
+        table = Table(
+            title=f"first {len(result.first_rows)} of {result.rows:,} predictions",
+            title_justify="left",
+        )
+        for column in result.header:
+            table.add_column(column, overflow="fold")
+        for row in result.first_rows:
+            table.add_row(*(_cell(v) for v in row))
+        console.print(table)
+        if result.counts:
+            console.print(
+                "predicted classes: "
+                + ", ".join(f"{name} {count:,}" for name, count in sorted(result.counts.items()))
+            )
+        for note in result.notes:
+            console.print(f"note: {note}")
+        console.print(f"[green]predictions written to[/green] {result.output}")
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+@app.command()
+def evaluate(
+    run_path: RunArg,
+    data_path: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="Labelled data: CSV with the label column, .npz with x and y, or a folder of class sub-folders.",
+            show_default=False,
+        ),
+    ],
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Examples per model call.")
+    ] = 1024,
+) -> None:
+    """Score a finished run on labelled data: loss, metrics, per-class report, confusion matrix."""
+    with _user_errors():
+        from dltool.predict import open_run
+
+        run = open_run(run_path)
+        from dltool.backend import import_keras
+
+        import_keras()
+        from dltool.predict import evaluate_file
+
+        result = evaluate_file(run, data_path, batch_size)
+        console = _out()
+        console.print(f"{result.examples:,} examples from {data_path}")
+        table = Table(title="metrics", title_justify="left")
+        for name in result.metrics:
+            table.add_column(name, justify="right")
+        table.add_row(*(f"{v:.4f}" for v in result.metrics.values()))
+        console.print(table)
+        if result.report:
+            per_class = Table(title="per class", title_justify="left")
+            for column in ("class", "precision", "recall", "f1-score", "support"):
+                per_class.add_column(column, justify="left" if column == "class" else "right")
+            for name, scores in result.report["per_class"].items():
+                per_class.add_row(
+                    name,
+                    *(f"{scores[k]:.3f}" for k in ("precision", "recall", "f1-score")),
+                    str(int(scores["support"])),
+                )
+            console.print(per_class)
+        for note in result.notes:
+            console.print(f"note: {note}")
+        console.print(f"[green]evaluation written to[/green] {result.folder}")
+
+
 @app.command()
 def data(
     config_path: ConfigArg,

@@ -14,7 +14,7 @@ import_keras()  # quiet TensorFlow's start-up before the first ``import keras``
 import keras  # noqa: E402
 
 from dltool.config import ExperimentConfig, ReduceOnPlateau  # noqa: E402
-from dltool.errors import ConfigError  # noqa: E402
+from dltool.errors import ConfigError, InputError  # noqa: E402
 from dltool.layers import BuildContext, Normalization  # noqa: E402
 from dltool.rundir import atomic_path  # noqa: E402
 
@@ -132,3 +132,31 @@ def model_summary(model: keras.Model) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda text, line_break=False: lines.append(text))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def load_trained_model(path: Path) -> keras.Model:
+    """Load a ``.keras`` file in Keras safe mode, always; refuse what safe mode refuses.
+
+    Raises:
+        InputError: not a .keras archive, an HDF5 file, or code safe mode will not run.
+    """
+    import zipfile
+
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        raise InputError(
+            f"{path}: HDF5 models are refused (older Keras ignored safe mode for them); "
+            "use a .keras file saved by dltool"
+        )
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: not a .keras model archive (truncated, or another kind of file)")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, TypeError, KeyError, zipfile.BadZipFile, OSError) as error:
+        text = " ".join(str(error).split())
+        if "Lambda" in text:
+            reason = "it contains a Lambda layer (Python code), which safe mode refuses to run"
+        elif "unsafe" in text.lower() or "safe_mode" in text:
+            reason = f"Keras safe mode refused it: {text.split('. ')[0]}"
+        else:
+            reason = f"Keras could not load it: {text[:200]}"
+        raise InputError(f"{path}: {reason}") from error

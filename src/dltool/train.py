@@ -209,6 +209,11 @@ def run_training(
         seed=seed,
         params=params,
         data=dataset.notes,
+        # What predict/evaluate need to read new inputs like the training data:
+        input_shape=list(config.model.input_shape),
+        feature_names=dataset.feature_names,
+        class_names=dataset.class_names,
+        task=config.task,
         command=sys.argv,
         pid=os.getpid(),
         versions=versions(),

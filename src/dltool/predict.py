@@ -1,0 +1,298 @@
+"""Use a finished run: ``dltool predict`` (new inputs) and ``dltool evaluate`` (labelled data).
+
+Everything the model needs to read raw inputs like its training data travels
+with the run: the resolved ``config.yaml`` (image size, colour mode, label
+column) and ``run.json`` (feature columns, class names, input shape); the
+normalization statistics are inside ``model.keras`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dltool.config import ExperimentConfig, load_config
+from dltool.errors import ConfigError, InputError
+from dltool.evaluation import Predictions, class_report, loss_first, predictions_table
+from dltool.inputs import Chunk, InputSpec, array_chunks, csv_chunks, image_chunks, image_files
+from dltool.rundir import STATUS_COMPLETED, atomic_path, write_json
+
+MODEL_FILE = "model.keras"
+
+
+@dataclass
+class TrainedRun:
+    """A completed run folder, read without TensorFlow."""
+
+    path: Path
+    config: ExperimentConfig
+    info: dict[str, Any]
+    model_file: Path
+
+    @property
+    def class_names(self) -> list[str] | None:
+        names = self.info.get("class_names")
+        return list(names) if names else None
+
+    def input_spec(self) -> InputSpec:
+        data = self.config.data
+        shape = list(self.info.get("input_shape") or self.config.model.input_shape)
+        image_size: tuple[int, int] | None = None
+        color_mode = getattr(data, "color_mode", None)
+        if len(shape) == 3 and shape[-1] in (1, 3):  # images: (height, width, channels)
+            image_size = (shape[0], shape[1])
+            color_mode = color_mode or ("grayscale" if shape[-1] == 1 else "rgb")
+        return InputSpec(
+            input_shape=shape,
+            feature_names=self.info.get("feature_names"),
+            image_size=image_size,
+            color_mode=color_mode or "rgb",
+            target=getattr(data, "target", None) or "label",
+        )
+
+
+def open_run(target: Path) -> TrainedRun:
+    """A run folder, or the ``model.keras`` inside one, checked to be complete.
+
+    Raises:
+        InputError: missing, not a run folder, not completed, or incomplete.
+    """
+    if target.suffix.lower() in (".h5", ".hdf5"):
+        raise InputError(f"{target}: HDF5 models are refused; use a run folder or its model.keras")
+    model_file = target if target.suffix == ".keras" else target / MODEL_FILE
+    folder = model_file.parent
+    if not folder.is_dir():
+        raise InputError(f"{target}: no such run folder")
+    info_file = folder / "run.json"
+    if not info_file.is_file() or not (folder / "config.yaml").is_file():
+        raise InputError(
+            f"{folder}: not a dltool run folder (expected run.json and config.yaml in it)"
+        )
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:
+        raise InputError(f"{info_file}: unreadable ({error})") from error
+    status = info.get("status")
+    if status != STATUS_COMPLETED:
+        detail = f": {info['error']}" if info.get("error") else ""
+        raise InputError(
+            f"{folder}: the run is {status!r}{detail}; only completed runs can be used"
+        )
+    if not model_file.is_file():
+        raise InputError(f"{folder}: {model_file.name} is missing (the run folder is incomplete)")
+    try:
+        config = load_config(folder / "config.yaml")
+    except ConfigError as error:
+        raise InputError(*error.lines) from error
+    return TrainedRun(path=folder, config=config, info=info, model_file=model_file)
+
+
+def input_chunks(path: Path, run: TrainedRun, spec: InputSpec, batch: int, labelled: bool) -> Iterator[Chunk]:  # fmt: skip
+    """Chunks of ``path``, read the way its kind needs (CSV, NumPy, image file or folder)."""
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if suffix == ".csv":
+        return csv_chunks(path, spec, labelled)
+    if suffix in (".npy", ".npz"):
+        return array_chunks(path, spec, batch, labelled)
+    if path.is_dir() or suffix in (
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".bmp",
+        ".gif",
+        ".webp",
+        ".tif",
+        ".tiff",
+    ):
+        if labelled:
+            files, labels = _labelled_images(path, run)
+            return image_chunks(files, spec, batch, labels)
+        return image_chunks(image_files(path), spec, batch)
+    raise InputError(
+        f"{path}: unknown input type (expected .csv, .npy, .npz, an image file or a folder of images)"
+    )
+
+
+def _labelled_images(folder: Path, run: TrainedRun) -> tuple[list[Path], list[Any]]:
+    """Images in class sub-folders named like the training classes."""
+    names = run.class_names or []
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    unknown = [c for c in classes if c not in names]
+    if not classes or unknown:
+        raise InputError(
+            f"{folder}: expected one sub-folder per class named like the training classes "
+            f"({', '.join(names)}); found {', '.join(classes) or 'none'}"
+        )
+    files: list[Path] = []
+    labels: list[Any] = []
+    for name in classes:
+        found = image_files(folder / name)
+        files += found
+        labels += [name] * len(found)
+    return files, labels
+
+
+def _default_output(run: TrainedRun, kind: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = run.path / kind
+    for attempt in range(1, 1000):
+        candidate = folder / (stamp if attempt == 1 else f"{stamp}-{attempt}")
+        if not candidate.with_suffix(".csv").exists() and not candidate.exists():
+            return candidate
+    raise InputError(f"{folder}: too many outputs named {stamp}")
+
+
+@dataclass
+class PredictResult:
+    output: Path
+    rows: int
+    header: list[str]
+    first_rows: list[list[Any]]
+    counts: dict[str, int]
+    notes: list[str]
+
+
+def predict_file(run: TrainedRun, input_path: Path, output: Path | None, batch_size: int, overwrite: bool = False) -> PredictResult:  # fmt: skip
+    """Predict every example of ``input_path``; write one CSV row each, atomically.
+
+    Raises:
+        InputError: bad input; nothing is written.
+    """
+    from dltool.model import load_trained_model
+
+    target = output or _default_output(run, "predictions").with_suffix(".csv")
+    if target.exists() and not overwrite:
+        raise InputError(f"{target}: exists (choose another --output, or add --overwrite)")
+    model = load_trained_model(run.model_file)
+    spec = run.input_spec()
+    chunks = input_chunks(input_path, run, spec, batch_size, labelled=False)
+    counts: Counter[str] = Counter()
+    first_rows: list[list[Any]] = []
+    header: list[str] = []
+    total = 0
+    import csv
+
+    with (
+        atomic_path(target, suffix=".csv") as temporary,
+        open(temporary, "w", newline="", encoding="utf-8") as handle,
+    ):
+        writer = csv.writer(handle)
+        for chunk in chunks:
+            if len(chunk.x) == 0:
+                continue
+            raw = np.asarray(model.predict(chunk.x, batch_size=batch_size, verbose=0))
+            columns, values = _prediction_columns(raw, run)
+            ids = list(chunk.ids)
+            if not header:
+                header = [*ids, *columns]
+                writer.writerow(header)
+            rows = [[*(chunk.ids[k][i] for k in ids), *values[i]] for i in range(len(raw))]
+            writer.writerows(rows)
+            if "predicted" in columns:
+                counts.update(str(row[-1]) for row in rows)
+            first_rows += rows[: max(0, 5 - len(first_rows))]
+            total += len(rows)
+        if total == 0:
+            raise InputError(f"{input_path}: no examples to predict (the input is empty)")
+    return PredictResult(target, total, header, first_rows, dict(counts), spec.notes)
+
+
+def _prediction_columns(raw: np.ndarray, run: TrainedRun) -> tuple[list[str], list[list[Any]]]:
+    task = run.info.get("task", run.config.task)
+    if task == "regression":
+        return ["predicted"], [[round(float(v), 6)] for v in raw[:, 0]]
+    predictions = Predictions(
+        task=task, raw=raw, y_true=np.zeros((len(raw), 1)), class_names=_names(run, raw)
+    )
+    header, rows = predictions_table(predictions)
+    keep = [i for i, name in enumerate(header) if name.startswith("prob_") or name == "predicted"]
+    order = [i for i in keep if header[i] != "predicted"] + [header.index("predicted")]
+    return [header[i] for i in order], [[row[i] for i in order] for row in rows]
+
+
+def _names(run: TrainedRun, raw: np.ndarray) -> list[str]:
+    return run.class_names or [str(i) for i in range(max(2, raw.shape[1]))]
+
+
+@dataclass
+class EvaluateResult:
+    folder: Path
+    metrics: dict[str, float]
+    report: dict[str, Any] | None
+    examples: int
+    notes: list[str]
+
+
+def evaluate_file(run: TrainedRun, data_path: Path, batch_size: int) -> EvaluateResult:
+    """Loss and metrics of the run's model on labelled data, plus per-class report and confusion matrix.
+
+    Raises:
+        InputError: bad input; nothing is written.
+    """
+    from dltool import plots
+    from dltool.model import load_trained_model
+
+    model = load_trained_model(run.model_file)
+    spec = run.input_spec()
+    xs, ys = [], []
+    for chunk in input_chunks(data_path, run, spec, batch_size, labelled=True):
+        xs.append(chunk.x)
+        ys.append(_label_indices(chunk.labels or [], run, data_path))
+    if not xs or sum(len(x) for x in xs) == 0:
+        raise InputError(f"{data_path}: no examples to evaluate (the input is empty)")
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    task = run.info.get("task", run.config.task)
+    labels = y.astype("float32").reshape(-1, 1) if task != "multiclass" else y.astype("int32")
+    if run.config.training.loss == "categorical_crossentropy":
+        labels = np.eye(int(model.output_shape[-1]), dtype="float32")[y.astype(int)]
+    metrics = loss_first(
+        model.evaluate(x, labels, batch_size=batch_size, verbose=0, return_dict=True)
+    )
+    report = None
+    folder = _default_output(run, "evaluations")
+    if task != "regression":
+        raw = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+        report = class_report(
+            Predictions(task=task, raw=raw, y_true=y.reshape(-1, 1), class_names=_names(run, raw))
+        )
+        matrix = report["confusion_matrix"]
+        plots.confusion_matrix(
+            matrix["rows_true_columns_predicted"], matrix["labels"], folder / "confusion_matrix.png"
+        )
+    write_json(
+        folder / "metrics.json",
+        {"data": str(data_path), "examples": len(x), "metrics": metrics, "classes": report},
+    )
+    return EvaluateResult(folder, metrics, report, len(x), spec.notes)
+
+
+def _label_indices(labels: list[Any], run: TrainedRun, path: Path) -> np.ndarray:
+    """Labels as the model's class indices: class names map by name, numbers stay numbers."""
+    task = run.info.get("task", run.config.task)
+    if task == "regression":
+        return np.asarray(labels, dtype="float64")
+    names = run.class_names or []
+    out = np.empty(len(labels), dtype="int64")
+    unknown: set[str] = set()
+    for i, label in enumerate(labels):
+        text = str(label.item() if isinstance(label, np.generic) else label)
+        if text in names:
+            out[i] = names.index(text)
+        elif text.lstrip("-").isdigit() and 0 <= int(text) < max(len(names), 2):
+            out[i] = int(text)
+        else:
+            unknown.add(text)
+    if unknown:
+        raise InputError(
+            f"{path}: labels {', '.join(sorted(map(repr, unknown))[:5])} are not classes of this run (expected one of {', '.join(names)})"
+        )
+    return out
