@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dltool-installed
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test lint format bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ lint: install
 format: install
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
+
+bench: install
+	$(BIN)/python benchmarks/predict_csv.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis src/*.egg-info

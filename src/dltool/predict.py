@@ -20,7 +20,7 @@ import numpy as np
 
 from dltool.config import ExperimentConfig, load_config
 from dltool.errors import ConfigError, InputError
-from dltool.evaluation import Predictions, class_report, loss_first, predictions_table
+from dltool.evaluation import Predictions, class_report, loss_first
 from dltool.inputs import Chunk, InputSpec, array_chunks, csv_chunks, image_chunks, image_files
 from dltool.rundir import STATUS_COMPLETED, atomic_path, write_json
 
@@ -167,6 +167,8 @@ def predict_file(run: TrainedRun, input_path: Path, output: Path | None, batch_s
     Raises:
         InputError: bad input; nothing is written.
     """
+    import pandas as pd
+
     from dltool.model import load_trained_model
 
     target = output or _default_output(run, "predictions").with_suffix(".csv")
@@ -179,44 +181,34 @@ def predict_file(run: TrainedRun, input_path: Path, output: Path | None, batch_s
     first_rows: list[list[Any]] = []
     header: list[str] = []
     total = 0
-    import csv
-
-    with (
-        atomic_path(target, suffix=".csv") as temporary,
-        open(temporary, "w", newline="", encoding="utf-8") as handle,
-    ):
-        writer = csv.writer(handle)
+    with atomic_path(target, suffix=".csv") as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:  # fmt: skip
         for chunk in chunks:
             if len(chunk.x) == 0:
                 continue
             raw = np.asarray(model.predict(chunk.x, batch_size=batch_size, verbose=0))
-            columns, values = _prediction_columns(raw, run)
-            ids = list(chunk.ids)
-            if not header:
-                header = [*ids, *columns]
-                writer.writerow(header)
-            rows = [[*(chunk.ids[k][i] for k in ids), *values[i]] for i in range(len(raw))]
-            writer.writerows(rows)
-            if "predicted" in columns:
-                counts.update(str(row[-1]) for row in rows)
-            first_rows += rows[: max(0, 5 - len(first_rows))]
-            total += len(rows)
+            frame = pd.DataFrame({**chunk.ids, **_prediction_columns(raw, run)})
+            frame.to_csv(handle, header=not header, index=False, float_format="%.6g")
+            header = header or [str(c) for c in frame.columns]
+            if "prob_" in "".join(header):
+                counts.update(frame["predicted"].value_counts().to_dict())
+            first_rows += frame.head(5 - len(first_rows)).to_numpy().tolist()
+            total += len(frame)
         if total == 0:
             raise InputError(f"{input_path}: no examples to predict (the input is empty)")
     return PredictResult(target, total, header, first_rows, dict(counts), spec.notes)
 
 
-def _prediction_columns(raw: np.ndarray, run: TrainedRun) -> tuple[list[str], list[list[Any]]]:
+def _prediction_columns(raw: np.ndarray, run: TrainedRun) -> dict[str, np.ndarray]:
+    """Output columns for a chunk: prob_<class>... then predicted (or just predicted)."""
     task = run.info.get("task", run.config.task)
     if task == "regression":
-        return ["predicted"], [[round(float(v), 6)] for v in raw[:, 0]]
-    predictions = Predictions(
+        return {"predicted": raw[:, 0]}
+    read = Predictions(
         task=task, raw=raw, y_true=np.zeros((len(raw), 1)), class_names=_names(run, raw)
     )
-    header, rows = predictions_table(predictions)
-    keep = [i for i, name in enumerate(header) if name.startswith("prob_") or name == "predicted"]
-    order = [i for i in keep if header[i] != "predicted"] + [header.index("predicted")]
-    return [header[i] for i in order], [[row[i] for i in order] for row in rows]
+    columns = {f"prob_{name}": read.probabilities[:, i] for i, name in enumerate(read.class_names)}
+    columns["predicted"] = np.asarray(read.class_names, dtype=object)[read.predicted_index]
+    return columns
 
 
 def _names(run: TrainedRun, raw: np.ndarray) -> list[str]:
