@@ -87,7 +87,8 @@ def main() -> None:
                 str(work / "p.csv"),
             ]
         )
-        written = sum(1 for _ in open(work / "p.csv")) - 1
+        with open(work / "p.csv") as handle:
+            written = sum(1 for _ in handle) - 1
         assert written == rows, (written, rows)
 
         from dltool.backend import import_keras
