@@ -347,7 +347,7 @@ def test_batch_larger_than_data(
 def test_labels_checked_against_outputs() -> None:
     from dltool.data import Dataset
     from dltool.errors import DataError
-    from dltool.train import check_labels
+    from dltool.training import check_labels
 
     config = validate_config(
         tiny_config(

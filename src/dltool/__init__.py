@@ -13,4 +13,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "train"]
+
+
+def __getattr__(name: str) -> object:
+    # dltool.train is imported on first use: importing dltool stays cheap (no TensorFlow).
+    if name == "train":
+        from dltool.api import train
+
+        return train
+    raise AttributeError(f"module 'dltool' has no attribute {name!r}")

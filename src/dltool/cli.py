@@ -87,29 +87,130 @@ def _main(
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="Experiment file (YAML).", show_default=False)]
+ConfigsArg = Annotated[
+    list[Path],
+    typer.Argument(help="Experiment files (YAML), run one after another.", show_default=False),
+]
+RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Parent folder of run folders.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override a key, e.g. --set training.epochs=5 --set model.layers[0].units=64.",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
 def train(
-    config_path: ConfigArg,
-    runs_dir: Annotated[
-        Path, typer.Option("--runs-dir", help="Parent folder of run folders.")
-    ] = Path("runs"),
+    config_paths: ConfigsArg,
+    runs_dir: RunsDirOption = Path("runs"),
     name: Annotated[
         str | None, typer.Option("--name", help="Run name (default: the config's name).")
     ] = None,
+    overrides: SetOption = None,
+    smoke: Annotated[
+        bool,
+        typer.Option("--smoke", help="Quick check: 1 epoch on at most 256 rows of each split."),
+    ] = False,
 ) -> None:
     """Train the model an experiment file describes and save everything in a new run folder."""
-    with _user_errors():
-        from dltool.config import load_config, with_name
+    if len(config_paths) == 1 and not smoke:
+        with _user_errors():
+            result = _train_one(config_paths[0], runs_dir, name, overrides or [], smoke=False)
+            _print_result(result.path, result.metrics)
+        return
+    _train_many(config_paths, runs_dir, name, overrides or [], smoke)
 
-        config = load_config(config_path)
-        if name is not None:
-            config = with_name(config, name)
-        from dltool.train import run_training  # imports TensorFlow: only now
 
-        result = run_training(config, source=str(config_path), runs_dir=runs_dir, console=_out())
-        _print_result(result.path, result.metrics)
+def _train_one(
+    path: Path, runs_dir: Path, name: str | None, overrides: list[str], smoke: bool
+) -> Any:
+    from dltool.config import load_config, with_name
+
+    config = load_config(path, overrides)
+    if name is not None:
+        config = with_name(config, name)
+    from dltool.training import run_training  # imports TensorFlow: only now
+
+    return run_training(
+        config,
+        source=str(path),
+        runs_dir=runs_dir,
+        console=_out(),
+        overrides=overrides,
+        smoke=smoke,
+    )
+
+
+def _train_many(
+    paths: list[Path],
+    runs_dir: Path,
+    name: str | None,
+    overrides: list[str],
+    smoke: bool,
+    show_folders: bool = True,
+) -> None:
+    """Train configs one after another; a failure is reported and the next one still runs."""
+    from dltool.rundir import RunDir
+
+    summary = Table(title="smoke runs" if smoke else "runs", title_justify="left")
+    for column in ("config", "status", "test metrics", *(("run folder",) if show_folders else ())):
+        summary.add_column(column, overflow="fold")
+    first_failure: int | None = None
+    folder_column = ("",) if show_folders else ()
+    for path in paths:
+        try:
+            with _user_errors():
+                result = _train_one(path, runs_dir, name, overrides, smoke)
+                missing = RunDir(result.path).missing_files()
+                if missing:
+                    raise RunFolderIncomplete(f"{result.path}: missing {', '.join(missing)}")
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.get("test", {}).items())
+            folder = (str(result.path),) if show_folders else ()
+            summary.add_row(str(path), "[green]ok[/green]", shown, *folder)
+        except typer.Exit as failure:
+            code = int(failure.exit_code or 1)
+            if code == int(ExitCode.INTERRUPTED):
+                raise
+            first_failure = first_failure or code
+            summary.add_row(
+                str(path), f"[red]failed (exit {code})[/red]", "", *("" for _ in folder_column)
+            )
+    _out().print(summary)
+    if first_failure:
+        raise typer.Exit(first_failure)
+
+
+class RunFolderIncomplete(DltoolError):
+    """A smoke run finished but its run folder lacks files a run must have."""
+
+    exit_code = ExitCode.TRAINING_FAILED
+
+
+@app.command()
+def smoke(
+    config_paths: ConfigsArg,
+    runs_dir: Annotated[
+        Path | None,
+        typer.Option("--runs-dir", help="Keep the smoke runs here (default: a temporary folder)."),
+    ] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Check that configs train: 1 epoch on a small slice each; non-zero exit if any fails.
+
+    The way to guard configs in CI: `dltool smoke configs/*.yaml`.
+    """
+    import tempfile
+
+    if runs_dir is not None:
+        _train_many(config_paths, runs_dir, None, overrides or [], smoke=True)
+        return
+    with tempfile.TemporaryDirectory(prefix="dltool-smoke-") as scratch:
+        _train_many(
+            config_paths, Path(scratch), None, overrides or [], smoke=True, show_folders=False
+        )
 
 
 def _print_result(path: Path, metrics: dict[str, dict[str, float]]) -> None:
@@ -133,6 +234,7 @@ def validate(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only problems, not resolved configs.")
     ] = False,
+    overrides: SetOption = None,
 ) -> None:
     """Check experiment files without training; print each resolved config or every problem."""
     with _user_errors():
@@ -142,7 +244,7 @@ def validate(
         problems: list[str] = []
         for path in config_paths:
             try:
-                config = load_config(path)
+                config = load_config(path, overrides)
             except ConfigError as error:
                 problems += error.lines
                 continue

@@ -23,8 +23,7 @@ from pydantic import (
 
 from dltool.errors import ConfigError
 from dltool.layers import AnyLayer, Dense, Normalization, Pair, RegularizerSpec
-from dltool.messages import CrossFieldError, did_you_mean, format_validation_error
-from dltool.yamlio import YamlProblem, read_yaml_mapping
+from dltool.messages import CrossFieldError, describe_validation_error, did_you_mean
 
 RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$"
 
@@ -474,23 +473,26 @@ def _cross_field_problems(config: ExperimentConfig) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------ loading
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate an experiment file.
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read and validate an experiment file, its ``extends`` chain and ``--set`` overrides.
 
     Raises:
         ConfigError: with one line per problem, every problem of the file at once.
     """
+    from dltool.overrides import apply_assignment, read_experiment
+
     path = Path(path)
-    try:
-        raw = read_yaml_mapping(path)
-    except YamlProblem as problem:
-        raise ConfigError(f"{path}: {problem}") from problem
+    raw = read_experiment(path)
     raw.setdefault("name", _default_name(path))
-    return validate_config(raw, source=str(path), base_dir=path.parent)
+    origins = {apply_assignment(raw, text): text for text in overrides or []}
+    return validate_config(raw, source=str(path), base_dir=path.parent, origins=origins)
 
 
 def validate_config(
-    raw: dict[str, Any], source: str, base_dir: Path | None = None
+    raw: dict[str, Any],
+    source: str,
+    base_dir: Path | None = None,
+    origins: dict[str, str] | None = None,
 ) -> ExperimentConfig:
     """Validate an already-parsed mapping.
 
@@ -498,11 +500,24 @@ def validate_config(
         raw: the experiment as plain data.
         source: prefixes every error line (usually the file's path).
         base_dir: folder that relative data paths are relative to (the file's folder).
+        origins: dotted key -> the ``--set`` that changed it; problems at or under
+            such a key name the ``--set`` instead of the file.
     """
     try:
         return ExperimentConfig.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as error:
-        raise ConfigError(*format_validation_error(error, source, ExperimentConfig)) from None
+        lines = []
+        for key, text in describe_validation_error(error, ExperimentConfig):
+            origin = next(
+                (
+                    f"--set {o}"
+                    for k, o in (origins or {}).items()
+                    if key == k or key.startswith((f"{k}.", f"{k}["))
+                ),
+                source,
+            )
+            lines.append(f"{origin}: {key}: {text}")
+        raise ConfigError(*lines) from None
 
 
 def _default_name(path: Path) -> str:

@@ -175,16 +175,15 @@ def _describe(error: Any, root: type[BaseModel]) -> tuple[str, str]:
     return path, f"{error['msg']} (received {show(received)})"
 
 
-def format_validation_error(
-    error: ValidationError, source: str, root: type[BaseModel]
-) -> list[str]:
-    """One line per problem: ``SOURCE: dotted.key: problem (received X; expected Y)``."""
-    lines: list[str] = []
+def describe_validation_error(
+    error: ValidationError, root: type[BaseModel]
+) -> list[tuple[str, str]]:
+    """(dotted key, ``problem (received X; expected Y)``) for every problem, in order."""
+    problems: list[tuple[str, str]] = []
     for item in error.errors(include_url=False):
         cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, CrossFieldError):
-            lines += [f"{source}: {key}: {text}" for key, text in cause.problems]
-            continue
-        path, text = _describe(item, root)
-        lines.append(f"{source}: {path}: {text}")
-    return lines
+            problems += cause.problems
+        else:
+            problems.append(_describe(item, root))
+    return problems

@@ -152,6 +152,8 @@ def run_training(
     source: str,
     runs_dir: Path,
     console: Console | None = None,
+    overrides: list[str] | None = None,
+    smoke: bool = False,
 ) -> RunResult:
     """Train ``config`` and write a complete run folder under ``runs_dir``.
 
@@ -160,6 +162,8 @@ def run_training(
         source: where the config came from, for error messages (e.g. its path).
         runs_dir: parent folder of run folders.
         console: where progress goes (default: stdout).
+        overrides: the ``--set`` assignments already applied, recorded in run.json.
+        smoke: a quick check: 1 epoch on at most SMOKE_ROWS rows of each split.
 
     Raises:
         ConfigError, DataError: refused before any run folder exists.
@@ -170,9 +174,16 @@ def run_training(
     started = time.perf_counter()
     seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
     config = config.model_copy(update={"seed": seed})
+    if smoke:
+        config = config.model_copy(
+            update={"training": config.training.model_copy(update={"epochs": 1})}
+        )
+    keras.backend.clear_session()  # a clean slate when one process trains several configs
     keras.utils.set_random_seed(seed)
 
     dataset = load_dataset(config.data, seed, config.task)
+    if smoke:
+        _shrink(dataset)
     check_inputs(dataset, config, source)
     model = build_model(
         config, dataset.x_train, source, normalize_inputs=bool(dataset.notes.get("normalize"))
@@ -207,6 +218,8 @@ def run_training(
         config_source=source,
         started_at=now_iso(),
         seed=seed,
+        overrides=list(overrides or []),
+        smoke=smoke,
         params=params,
         data=dataset.notes,
         # What predict/evaluate need to read new inputs like the training data:
@@ -276,6 +289,18 @@ def run_training(
         params=params,
         epochs_run=len(log.rows),
     )
+
+
+SMOKE_ROWS = 256  # rows kept per split by --smoke: enough to exercise every code path
+
+
+def _shrink(dataset: Dataset) -> None:
+    """Keep the first SMOKE_ROWS rows of each split (the splits are already shuffled)."""
+    for split in ("train", "val", "test"):
+        for part in ("x", "y"):
+            array = getattr(dataset, f"{part}_{split}")
+            if array is not None:
+                setattr(dataset, f"{part}_{split}", array[:SMOKE_ROWS])
 
 
 def _announce(

@@ -1,0 +1,66 @@
+"""The Python API: what ``dltool train`` does, for notebooks and scripts.
+
+import dltool
+run = dltool.train("configs/student_pass_rule.yaml", overrides=["training.epochs=5"])
+run.metrics["test"]["accuracy"], run.path
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from dltool.config import ExperimentConfig, load_config, validate_config, with_name
+from dltool.overrides import apply_assignment
+
+
+def load(config: str | Path | dict[str, Any] | ExperimentConfig, overrides: list[str] | None = None) -> tuple[ExperimentConfig, str]:  # fmt: skip
+    """A validated config and its source name, from a path, a mapping or a config."""
+    if isinstance(config, ExperimentConfig):
+        if not overrides:
+            return config, "<config>"
+        config = config.model_dump(mode="json")
+    if isinstance(config, dict):
+        raw = dict(config)
+        origins = {apply_assignment(raw, text): text for text in overrides or []}
+        return validate_config(raw, source="<dict>", origins=origins), "<dict>"
+    return load_config(config, overrides), str(config)
+
+
+def train(
+    config: str | Path | dict[str, Any] | ExperimentConfig,
+    overrides: list[str] | None = None,
+    runs_dir: str | Path = "runs",
+    name: str | None = None,
+    quiet: bool = False,
+    smoke: bool = False,
+) -> Any:
+    """Train one experiment; returns a ``RunResult`` with ``.path``, ``.metrics``, ``.params``.
+
+    Args:
+        config: an experiment file's path, a mapping like its contents, or a config.
+        overrides: ``"key=value"`` strings, exactly like ``--set``.
+        runs_dir: parent folder of run folders.
+        name: run name (default: the config's).
+        quiet: no progress output.
+        smoke: 1 epoch on a small slice of the data (a quick check).
+
+    Raises:
+        dltool.errors.DltoolError: the same errors the command line reports.
+    """
+    loaded, source = load(config, overrides)
+    if name is not None:
+        loaded = with_name(loaded, name)
+    from dltool.training import run_training
+
+    console = Console(quiet=quiet)
+    return run_training(
+        loaded,
+        source=source,
+        runs_dir=Path(runs_dir),
+        console=console,
+        overrides=overrides,
+        smoke=smoke,
+    )
