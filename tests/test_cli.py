@@ -75,7 +75,7 @@ def test_internal_error_is_one_line(
 ) -> None:
     import dltool.config
 
-    def broken(path: Any) -> Any:
+    def broken(*args: Any) -> Any:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(dltool.config, "load_config", broken)
