@@ -36,6 +36,7 @@ print(json.dumps({"exit": result.exit_code, "heavy": heavy}))
         pytest.param(["--version"], id="version"),
         pytest.param(["validate", str(CONFIGS / "student_pass.yaml")], id="validate"),
         pytest.param(["layers"], id="layers"),
+        pytest.param(["runs", "--runs-dir", str(REPO / "runs")], id="runs"),
         pytest.param(["train", "--help"], id="train-help"),
     ],
 )

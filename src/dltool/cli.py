@@ -7,6 +7,7 @@ and ``layers`` must start instantly. Commands that train import them lazily.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -430,6 +431,110 @@ def layers() -> None:
         for name, spec in LAYERS.items():
             table.add_row(name, spec.summary, _parameters(spec) or "-")
         _out().print(table)
+
+
+runs_app = typer.Typer(
+    help="List runs with their status and metrics; compare runs.", no_args_is_help=False
+)
+app.add_typer(runs_app, name="runs")
+STATUS_STYLE = {"completed": "green", "failed": "red", "crashed": "red", "interrupted": "yellow", "running": "cyan"}  # fmt: skip
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs(
+    ctx: typer.Context,
+    runs_dir: RunsDirOption = Path("runs"),
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            "--sort", help="Best first by a metric, e.g. test.accuracy or validation.loss."
+        ),
+    ] = None,
+    reverse: Annotated[bool, typer.Option("--reverse", help="Reverse the order.")] = False,
+    filters: Annotated[
+        list[str] | None,
+        typer.Option("--filter", help="Keep runs where KEY=VALUE (status, name, a config key)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List the runs in a runs folder: status, date, duration, parameters, metrics."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with _user_errors():
+        from dltool.runs import list_runs, select
+
+        chosen = select(list_runs(runs_dir), filters or [], sort, reverse)
+        if as_json:
+            typer.echo(json.dumps([r.summary() for r in chosen], indent=2))
+            return
+        summaries = [r.summary() for r in chosen]
+        metric_names = list(
+            dict.fromkeys(m for x in summaries for m in x["metrics"].get("test", {}))
+        )[:2]
+        with_overrides = any(x["overrides"] for x in summaries)
+        table = Table(
+            title=f"{len(chosen)} runs in {runs_dir} (all fields: --json)", title_justify="left"
+        )
+        table.add_column("run", overflow="fold", ratio=1)
+        for column in ("status", "started", "time", "params"):
+            table.add_column(column, no_wrap=True)
+        if with_overrides:
+            table.add_column("overrides", overflow="fold", ratio=1)
+        for metric in metric_names:
+            table.add_column(f"test {metric}", justify="right", no_wrap=True)
+        for summary in summaries:
+            status = summary["status"]
+            test = summary["metrics"].get("test", {})
+            table.add_row(
+                summary["run"],
+                f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
+                str(summary["started_at"] or "")[5:16].replace("T", " "),
+                f"{summary['duration_s']:.0f}s" if summary["duration_s"] is not None else "",
+                f"{summary['params']:,}" if summary["params"] is not None else "",
+                *((" ".join(summary["overrides"]),) if with_overrides else ()),
+                *(f"{test[m]:.4f}" if m in test else "" for m in metric_names),
+            )
+        _out().print(table)
+
+
+@runs_app.command("compare")
+def runs_compare(
+    run_paths: Annotated[
+        list[Path], typer.Argument(help="Two or more run folders.", show_default=False)
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Show how runs differ: config keys that changed, and metrics side by side."""
+    with _user_errors():
+        from dltool.errors import InputError
+        from dltool.runs import compare, read_run
+
+        if len(run_paths) < 2:
+            raise InputError("runs compare: give at least two run folders")
+        result = compare([read_run(path) for path in run_paths])
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+            return
+        table = Table(
+            title="config differences" if result["config_differences"] else "no config differences",
+            title_justify="left",
+        )
+        table.add_column("key")
+        for name in result["runs"]:
+            table.add_column(name, overflow="fold")
+        for key, values in result["config_differences"].items():
+            table.add_row(key, *(_cell(v) for v in values))
+        console = _out()
+        console.print(table)
+        metrics = Table(title="metrics", title_justify="left")
+        metrics.add_column("metric")
+        for name in result["runs"]:
+            metrics.add_column(name, justify="right", overflow="fold")
+        metrics.add_row("status", *result["status"])
+        metrics.add_row("params", *(f"{p:,}" if p is not None else "" for p in result["params"]))
+        for key, values in result["metrics"].items():
+            metrics.add_row(key, *(f"{v:.4f}" if isinstance(v, float) else "" for v in values))
+        console.print(metrics)
 
 
 def _parameters(spec: Any) -> str:

@@ -229,6 +229,7 @@ def run_training(
         task=config.task,
         command=sys.argv,
         pid=os.getpid(),
+        host=platform.node(),
         versions=versions(),
     )
     write_text(run.file("summary.txt"), model_summary(model))

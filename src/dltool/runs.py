@@ -1,0 +1,204 @@
+"""Reading run folders back: ``dltool runs`` and ``dltool runs compare``. No TensorFlow here."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dltool.errors import InputError
+from dltool.messages import did_you_mean
+
+SPLITS = ("test", "validation", "train")
+HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "top_2_accuracy", "top_3_accuracy", "top_5_accuracy")  # fmt: skip
+
+
+@dataclass
+class RunInfo:
+    """One run folder as listed: run.json, metrics.json and the flattened config."""
+
+    path: Path
+    info: dict[str, Any]
+    metrics: dict[str, Any]
+    config: dict[str, Any]  # dotted key -> value
+
+    @property
+    def status(self) -> str:
+        """run.json's status, or ``crashed`` for a run whose process died while running."""
+        status = str(self.info.get("status", "unknown"))
+        if status == "running" and not _alive(self.info.get("pid"), self.info.get("host")):
+            return "crashed"
+        return status
+
+    def value(self, key: str) -> Any:
+        """A metric (``test.accuracy``, or ``accuracy`` = the first split that has it),
+        a run.json field (``status``, ``params``) or a config key (``data.labels``)."""
+        if key == "status":
+            return self.status
+        if key in self.config:
+            return self.config[key]
+        split, _, name = key.partition(".")
+        if name and split in SPLITS:
+            return self.metrics.get(split, {}).get(name)
+        for split in SPLITS:
+            if key in self.metrics.get(split, {}):
+                return self.metrics[split][key]
+        return self.info.get(key)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run": self.path.name,
+            "path": str(self.path),
+            "name": self.info.get("name"),
+            "status": self.status,
+            "started_at": self.info.get("started_at"),
+            "duration_s": self.info.get("duration_s"),
+            "params": self.info.get("params"),
+            "seed": self.info.get("seed"),
+            "overrides": self.info.get("overrides", []),
+            "metrics": {
+                s: self.metrics[s] for s in SPLITS if isinstance(self.metrics.get(s), dict)
+            },
+        }
+
+
+def _alive(pid: Any, host: Any) -> bool:
+    """Whether ``pid`` still runs; a run started on another host is assumed alive."""
+    if not isinstance(pid, int) or (host and host != platform.node()):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": [1, {"c": 2}]}}`` -> ``{"a.b[0]": 1, "a.b[1].c": 2}``."""
+    if isinstance(data, dict):
+        items: dict[str, Any] = {}
+        for key, value in data.items():
+            items.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return items
+    if isinstance(data, list) and any(isinstance(v, dict | list) for v in data):
+        items = {}
+        for index, value in enumerate(data):
+            items.update(flatten(value, f"{prefix}[{index}]"))
+        return items
+    return {prefix: data}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_run(folder: Path) -> RunInfo:
+    """A run folder; unreadable parts read as empty (a crashed run may lack them).
+
+    Raises:
+        InputError: ``folder`` is not a run folder.
+    """
+    if not (folder / "run.json").is_file():
+        raise InputError(f"{folder}: not a dltool run folder (no run.json)")
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        config = {}
+    return RunInfo(
+        folder,
+        _read_json(folder / "run.json"),
+        _read_json(folder / "metrics.json"),
+        flatten(config),
+    )
+
+
+def list_runs(runs_dir: Path) -> list[RunInfo]:
+    """Every run folder directly under ``runs_dir``, oldest first."""
+    if not runs_dir.is_dir():
+        raise InputError(f"{runs_dir}: no such runs folder")
+    folders = [p for p in runs_dir.iterdir() if p.is_dir() and (p / "run.json").is_file()]
+    runs = [read_run(p) for p in folders]
+    return sorted(runs, key=lambda r: (str(r.info.get("started_at", "")), r.path.name))
+
+
+def parse_filters(filters: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for text in filters:
+        key, sign, value = text.partition("=")
+        if not sign or not key:
+            raise InputError(
+                f"--filter {text}: expected KEY=VALUE, e.g. status=completed or data.labels=rule"
+            )
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def _matches(run: RunInfo, key: str, wanted: str) -> bool:
+    value = run.value(key)
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return str(value).lower() == wanted.lower()
+    if isinstance(value, int | float):
+        try:
+            return float(value) == float(wanted)
+        except ValueError:
+            return False
+    return str(value) == wanted
+
+
+def select(
+    runs: list[RunInfo], filters: list[str], sort: str | None, reverse: bool
+) -> list[RunInfo]:
+    """Runs matching every ``KEY=VALUE`` filter, sorted best-first by ``sort`` if given.
+
+    Raises:
+        InputError: a filter is not ``KEY=VALUE``, or no run has the sort key.
+    """
+    chosen = [r for r in runs if all(_matches(r, k, v) for k, v in parse_filters(filters))]
+    if sort is None:
+        return list(reversed(chosen)) if reverse else chosen
+    with_value = [r for r in chosen if isinstance(r.value(sort), int | float)]
+    if chosen and not with_value:
+        known = sorted({f"{s}.{m}" for r in chosen for s in SPLITS for m in r.metrics.get(s, {})})
+        raise InputError(
+            f"--sort {sort}: no run has this number{did_you_mean(sort, known)} (expected one of {', '.join(known) or 'no metrics yet'})"
+        )
+    best_first = sort.rpartition(".")[2] in HIGHER_IS_BETTER
+    ordered = sorted(with_value, key=lambda r: r.value(sort), reverse=best_first)
+    ordered += [r for r in chosen if r not in with_value]  # runs without the number go last
+    return list(reversed(ordered)) if reverse else ordered
+
+
+def compare(runs: list[RunInfo]) -> dict[str, Any]:
+    """Config keys whose values differ between the runs, and their metrics side by side."""
+    keys = sorted({k for r in runs for k in r.config})
+    differences = {
+        key: [r.config.get(key) for r in runs]
+        for key in keys
+        if key not in ("name",)
+        and len({json.dumps(r.config.get(key), sort_keys=True) for r in runs}) > 1
+    }
+    metric_keys = [
+        f"{s}.{m}"
+        for s in SPLITS
+        for m in dict.fromkeys(m for r in runs for m in r.metrics.get(s, {}))
+    ]
+    return {
+        "runs": [r.path.name for r in runs],
+        "config_differences": differences,
+        "metrics": {key: [r.value(key) for r in runs] for key in metric_keys},
+        "status": [r.status for r in runs],
+        "params": [r.info.get("params") for r in runs],
+    }

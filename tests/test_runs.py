@@ -1,0 +1,133 @@
+"""`dltool runs` and `dltool runs compare`: reading run folders back, without TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import tiny_config
+from dltool.config import validate_config
+
+Cli = Callable[..., Any]
+
+
+def _fake_run(runs: Path, name: str, accuracy: float | None, status: str = "completed", pid: int | None = None, **config_changes: Any) -> Path:  # fmt: skip
+    folder = runs / name
+    folder.mkdir(parents=True)
+    config = validate_config(tiny_config(**config_changes), "x").model_dump(
+        mode="json"
+    )  # as resolved
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    info = {"status": status, "name": name, "started_at": f"2026-01-01T00:00:0{len(list(runs.iterdir()))}+00:00", "duration_s": 1.5, "params": 21, "seed": 3, "overrides": []}  # fmt: skip
+    if pid is not None:
+        info.update(pid=pid, host=platform.node())
+    (folder / "run.json").write_text(json.dumps(info))
+    if accuracy is not None:
+        (folder / "metrics.json").write_text(
+            json.dumps({"test": {"loss": 1 - accuracy, "accuracy": accuracy}})
+        )
+    return folder
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    folder = tmp_path / "runs"
+    _fake_run(folder, "a", 0.70)
+    _fake_run(folder, "b", 0.90, training={"optimizer": "sgd"})
+    _fake_run(folder, "c", None, status="failed")
+    _fake_run(folder, "d", 0.80, data={"labels": "random"})
+    return folder
+
+
+def _listed(run_cli: Cli, *args: str | Path) -> list[str]:
+    result = run_cli("runs", *args, "--json")
+    assert result.exit_code == 0, result.stderr
+    return [row["run"] for row in json.loads(result.stdout)]
+
+
+def test_list_sort_filter(run_cli: Cli, runs: Path) -> None:
+    assert _listed(run_cli, "--runs-dir", runs) == ["a", "b", "c", "d"]
+    assert _listed(run_cli, "--runs-dir", runs, "--sort", "test.accuracy") == ["b", "d", "a", "c"]
+    assert _listed(run_cli, "--runs-dir", runs, "--sort", "test.loss") == ["b", "d", "a", "c"]
+    assert _listed(run_cli, "--runs-dir", runs, "--sort", "accuracy", "--reverse") == [
+        "c",
+        "a",
+        "d",
+        "b",
+    ]
+    assert _listed(
+        run_cli, "--runs-dir", runs, "--filter", "status=completed", "--filter", "data.labels=rule"
+    ) == ["a", "b"]
+    assert _listed(run_cli, "--runs-dir", runs, "--filter", "training.optimizer.name=sgd") == ["b"]
+    table = run_cli("runs", "--runs-dir", runs)
+    assert table.exit_code == 0
+    assert "4 runs in" in table.stdout
+    assert "failed" in table.stdout
+
+
+def test_crashed_runs(run_cli: Cli, tmp_path: Path) -> None:
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(gone.stdout)  # a process that has exited
+    _fake_run(tmp_path / "runs", "dead", None, status="running", pid=dead_pid)
+    import os
+
+    _fake_run(tmp_path / "runs", "alive", None, status="running", pid=os.getpid())
+    rows = json.loads(run_cli("runs", "--runs-dir", tmp_path / "runs", "--json").stdout)
+    assert {row["run"]: row["status"] for row in rows} == {"dead": "crashed", "alive": "running"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["--sort", "test.acuracy"],
+            r"--sort test.acuracy: no run has this number, did you mean 'test.accuracy'\?",
+            id="sort",
+        ),
+        pytest.param(["--filter", "status"], r"--filter status: expected KEY=VALUE", id="filter"),
+    ],
+)
+def test_list_errors(run_cli: Cli, runs: Path, args: list[str], message: str) -> None:
+    result = run_cli("runs", "--runs-dir", runs, *args)
+    assert result.exit_code == 2
+    assert pytest.importorskip("re").search(message, result.stderr), result.stderr
+
+
+def test_missing_runs_dir(run_cli: Cli, tmp_path: Path) -> None:
+    result = run_cli("runs", "--runs-dir", tmp_path / "none")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: {tmp_path / 'none'}: no such runs folder\n",
+    )
+
+
+def test_compare(run_cli: Cli, runs: Path) -> None:
+    result = run_cli("runs", "compare", runs / "a", runs / "b", runs / "d", "--json")
+    assert result.exit_code == 0, result.stderr
+    compared = json.loads(result.stdout)
+    assert compared["runs"] == ["a", "b", "d"]
+    assert compared["config_differences"]["training.optimizer.name"] == ["adam", "sgd", "adam"]
+    assert compared["config_differences"]["data.labels"] == ["rule", "rule", "random"]
+    assert "model.input_shape" not in compared["config_differences"]
+    assert compared["metrics"]["test.accuracy"] == [0.7, 0.9, 0.8]
+    shown = run_cli("runs", "compare", runs / "a", runs / "b")
+    assert "config differences" in shown.stdout
+    assert "test.accuracy" in shown.stdout
+    one = run_cli("runs", "compare", runs / "a")
+    assert (one.exit_code, one.stderr) == (
+        2,
+        "error: runs compare: give at least two run folders\n",
+    )
