@@ -23,6 +23,7 @@ import_keras()  # quiet TensorFlow's start-up before the first ``import keras``
 import keras  # noqa: E402
 
 from dltool.config import ExperimentConfig, ReduceOnPlateau  # noqa: E402
+from dltool.interrupts import REQUEST  # noqa: E402
 from dltool.model import save_model  # noqa: E402
 from dltool.rundir import RunDir, write_csv  # noqa: E402
 
@@ -116,6 +117,14 @@ class StopOnNonFinite(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class StopOnSignal(keras.callbacks.Callback):
+    """Ends training at the end of the current batch once Ctrl-C or SIGTERM arrived."""
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if REQUEST.signum is not None:
+            self.model.stop_training = True
+
+
 class SaveBestModel(keras.callbacks.Callback):
     """Keeps the best epoch so far as ``best.keras``, written atomically."""
 
@@ -145,7 +154,7 @@ def make_callbacks(
     config: ExperimentConfig, run: RunDir, log: EpochLog, guard: StopOnNonFinite
 ) -> list[Any]:
     training = config.training
-    callbacks: list[Any] = [guard, log]
+    callbacks: list[Any] = [StopOnSignal(), guard, log]
     if training.early_stopping is not None:
         stop = training.early_stopping
         callbacks.append(

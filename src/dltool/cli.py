@@ -19,7 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from dltool import __version__
-from dltool.errors import DltoolError, ExitCode
+from dltool.errors import DltoolError, ExitCode, Terminated
+from dltool.interrupts import handling_signals
 
 app = typer.Typer(
     name="dltool",
@@ -54,9 +55,10 @@ def _user_errors() -> Iterator[None]:
         for line in error.lines:
             _err().print(f"[red]error[/red]: {escape(line)}")
         raise typer.Exit(int(error.exit_code)) from None
-    except KeyboardInterrupt:
-        _err().print("[red]interrupted[/red]")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except KeyboardInterrupt as interrupt:
+        terminated = isinstance(interrupt, Terminated)
+        _err().print(f"[red]{'terminated' if terminated else 'interrupted'}[/red]")
+        raise typer.Exit(int(ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED)) from None
     except Exception as error:
         if _state["debug"]:
             raise
@@ -118,7 +120,7 @@ def train(
 ) -> None:
     """Train the model an experiment file describes and save everything in a new run folder."""
     if len(config_paths) == 1 and not smoke:
-        with _user_errors():
+        with _user_errors(), handling_signals():
             result = _train_one(config_paths[0], runs_dir, name, overrides or [], smoke=False)
             _print_result(result.path, result.metrics)
         return
@@ -163,7 +165,7 @@ def _train_many(
     folder_column = ("",) if show_folders else ()
     for path in paths:
         try:
-            with _user_errors():
+            with _user_errors(), handling_signals():
                 result = _train_one(path, runs_dir, name, overrides, smoke)
                 missing = RunDir(result.path).missing_files()
                 if missing:
@@ -256,6 +258,88 @@ def validate(
             typer.echo(yaml.safe_dump(resolved_dict(config), sort_keys=False).rstrip())
         if problems:
             raise ConfigError(*problems)
+
+
+@app.command()
+def sweep(
+    target: Annotated[
+        Path,
+        typer.Argument(
+            help="A sweep file (YAML), or with --resume an earlier sweep's folder.",
+            show_default=False,
+        ),
+    ],
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", "-j", min=1, help="Trials trained at once, each in its own process."
+        ),
+    ] = 1,
+    runs_dir: RunsDirOption = Path("runs"),
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue a sweep folder; finished trials are kept.")
+    ] = False,
+) -> None:
+    """Train every variant a sweep file describes; trials.csv compares them, best.json names the best."""
+    with _user_errors():
+        from dltool import sweep as sweeps
+
+        if resume:
+            directory = sweeps.reopen(target)
+        else:
+            directory = sweeps.create(sweeps.load_sweep(target), target, runs_dir)
+        console = _out()
+        total = len(directory.trials)
+        console.print(
+            f"[bold]{directory.sweep.name}[/bold]: {total} trials, {len(directory.results)} already finished, "
+            f"{jobs} at a time; folder {directory.path}",
+            highlight=False,
+        )
+        metric = directory.sweep.metric
+
+        def report(trial: Any, outcome: dict[str, Any]) -> None:
+            value = (
+                outcome.get("metrics", {})
+                .get(metric.split(".")[0], {})
+                .get(metric.split(".", 1)[1])
+            )
+            shown = (
+                f"{metric} {value:.4f}" if isinstance(value, float) else outcome.get("error", "")
+            )
+            style = "green" if outcome["status"] == "completed" else "red"
+            console.print(
+                f"trial {trial.number:>{len(str(total))}}/{total} [{style}]{outcome['status']}[/]  "
+                f"{escape(trial.label())}  {escape(shown)}  [dim]{outcome['duration_s']:.1f}s[/dim]",
+                highlight=False,
+            )
+
+        try:
+            with handling_signals():
+                sweeps.execute(directory, jobs, report)
+        except KeyboardInterrupt as interrupt:
+            directory.write()
+            terminated = isinstance(interrupt, Terminated)
+            _err().print(
+                f"{'terminated' if terminated else 'interrupted'}: {len(directory.results)} of {total} "
+                f"trials finished and kept; continue with: dltool sweep {directory.path} --resume --jobs {jobs}"
+            )
+            raise typer.Exit(
+                int(ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED)
+            ) from None
+        directory.write()
+        picture = sweeps.plot(directory)
+        best = directory.best()
+        if best:
+            console.print(
+                f"best: trial {best['trial']} ({metric} {best['value']:.4f}): {json.dumps(best['values'])}"
+            )
+        failed = [n for n, o in directory.results.items() if o["status"] != "completed"]
+        console.print(
+            f"[green]trials.csv[/green] {directory.path / 'trials.csv'}"
+            + (f"; plot {picture}" if picture else "")
+        )
+        if failed:
+            raise typer.Exit(int(ExitCode.TRAINING_FAILED))
 
 
 RunArg = Annotated[

@@ -61,3 +61,7 @@ class RunDirError(DltoolError):
     """The run folder could not be created or written."""
 
     exit_code = ExitCode.IO_FAILURE
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: handled like Ctrl-C (checkpoint, mark the run), exit code 143."""

@@ -32,8 +32,9 @@ from dltool import plots  # noqa: E402
 from dltool.callbacks import EpochLog, StopOnNonFinite, early_stop_report, make_callbacks  # noqa: E402
 from dltool.config import ExperimentConfig, resolved_dict  # noqa: E402
 from dltool.data import Dataset, load_dataset  # noqa: E402
-from dltool.errors import DataError, TrainingError  # noqa: E402
+from dltool.errors import DataError, Terminated, TrainingError  # noqa: E402
 from dltool.evaluation import class_report, loss_first, predict, predictions_table  # noqa: E402
+from dltool.interrupts import graceful, raise_if_requested  # noqa: E402
 from dltool.model import build_model, compile_model, model_summary, save_model  # noqa: E402
 from dltool.rundir import (  # noqa: E402
     STATUS_COMPLETED,
@@ -240,14 +241,16 @@ def run_training(
     callbacks = make_callbacks(config, run, log, guard)
     extra: dict[str, Any] = {}
     try:
-        model.fit(
-            train_pipeline,
-            validation_data=evaluation_pipelines.get("validation"),
-            epochs=training.epochs,
-            shuffle=False,  # the pipeline shuffles, seeded
-            callbacks=callbacks,
-            verbose=0,
-        )
+        with graceful():  # Ctrl-C / SIGTERM end the epoch loop at a batch boundary
+            model.fit(
+                train_pipeline,
+                validation_data=evaluation_pipelines.get("validation"),
+                epochs=training.epochs,
+                shuffle=False,  # the pipeline shuffles, seeded
+                callbacks=callbacks,
+                verbose=0,
+            )
+        raise_if_requested()
         if guard.failure:
             raise TrainingError(guard.failure)
         extra.update(early_stop_report(callbacks, console))
@@ -273,9 +276,12 @@ def run_training(
         save_model(model, run.file("model.keras"))
         if log.rows:
             plots.learning_curves(log.rows, run.file("plots/learning_curves.png"))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         log.close()
-        _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error="interrupted by the user")
+        why = (
+            "terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "interrupted (Ctrl-C)"
+        )
+        _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error=why)
         raise
     except BaseException as error:
         log.close()

@@ -1,0 +1,201 @@
+"""Sweeps: grid and random search, parallel trials, failures, interruption and resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import CONFIGS, tiny_config
+from dltool.errors import ConfigError
+from dltool.sweep import load_sweep, plan
+
+Cli = Callable[..., Any]
+DLTOOL = Path(sys.executable).with_name("dltool")
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _files(tmp_path: Path, sweep: dict[str, Any], **config: Any) -> Path:
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_config(**config)))
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "base": "base.yaml", **sweep}))
+    return path
+
+
+def test_grid_sweep_with_two_jobs(run_cli: Cli, tmp_path: Path) -> None:
+    path = _files(tmp_path, {"metric": "validation.accuracy", "grid": {"model.layers[1].units": [2, 4], "training.batch_size": [16, 32]}}, data={"validation_split": 0.25})  # fmt: skip
+    result = run_cli("sweep", path, "--jobs", "2", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr + result.stdout
+    (folder,) = (tmp_path / "runs").iterdir()
+    rows = _rows(folder / "trials.csv")
+    assert [(r["model.layers[1].units"], r["training.batch_size"]) for r in rows] == [
+        ("2", "16"),
+        ("2", "32"),
+        ("4", "16"),
+        ("4", "32"),
+    ]
+    assert {r["status"] for r in rows} == {"completed"}
+    assert len(list((folder / "runs").iterdir())) == 4  # each trial is a normal run folder
+    for row in rows:
+        run = folder / "runs" / row["run"]
+        assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    best = json.loads((folder / "best.json").read_text())
+    assert best["value"] == max(
+        float(r["validation.accuracy"]) for r in rows
+    )  # accuracy: higher is better
+    assert (folder / "sweep.png").stat().st_size > 1000
+    assert "best: trial" in result.stdout
+
+
+def test_failing_trial_does_not_stop_the_others(run_cli: Cli, tmp_path: Path) -> None:
+    model = {
+        "input_shape": [3],
+        "layers": [
+            {"type": "normalization"},
+            {"type": "dense", "units": 8},
+            {"type": "dense", "units": 1},
+        ],
+    }
+    training = {
+        "loss": "mean_squared_error",
+        "metrics": [],
+        "epochs": 2,
+        "optimizer": {"name": "sgd", "learning_rate": 0.01},
+    }
+    path = _files(tmp_path, {"metric": "test.loss", "grid": {"training.optimizer.learning_rate": [10.0, 0.001]}}, model=model, training=training)  # fmt: skip
+    result = run_cli("sweep", path, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 3
+    (folder,) = (tmp_path / "runs").iterdir()
+    rows = _rows(folder / "trials.csv")
+    assert [r["status"] for r in rows] == ["failed", "completed"]
+    assert rows[0]["error"].startswith("training: the loss became")
+    assert json.loads((folder / "best.json").read_text())["trial"] == 2
+
+
+def test_random_search_is_seeded_and_in_range(tmp_path: Path) -> None:
+    path = _files(tmp_path, {"random": {"trials": 6, "seed": 4, "params": {"training.optimizer.learning_rate": {"log_uniform": [1.0e-4, 1.0e-1]}, "model.layers[1].units": {"choice": [2, 4, 8]}, "training.epochs": {"int_uniform": [1, 3]}}}, "repeats": 2})  # fmt: skip
+    trials = plan(load_sweep(path), base_seed=10)
+    assert len(trials) == 12
+    assert [t.seed for t in trials[:4]] == [10, 11, 10, 11]
+    assert trials[0].values == trials[1].values
+    rates = [t.values["training.optimizer.learning_rate"] for t in trials]
+    assert all(1e-4 <= r <= 1e-1 for r in rates)
+    assert {t.values["model.layers[1].units"] for t in trials} <= {2, 4, 8}
+    assert [t.values for t in plan(load_sweep(path), base_seed=10)] == [t.values for t in trials]
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        pytest.param(
+            {
+                "grid": {"training.epochs": [1]},
+                "random": {"trials": 1, "params": {"seed": {"choice": [1]}}},
+            },
+            r"give exactly one of grid and random",
+            id="both",
+        ),
+        pytest.param(
+            {"grid": {"training.epochs": [1]}, "metric": "accuracy"},
+            r"metric: not allowed|metric: .*received 'accuracy'",
+            id="metric",
+        ),
+        pytest.param(
+            {"grid": {"training.epochs": [1]}, "base": "nope.yaml"},
+            r"base: nope\.yaml not found",
+            id="no-base",
+        ),
+        pytest.param(
+            {"grid": {"training..epochs": [1]}},
+            r"--set training\.\.epochs=0: expected KEY=VALUE",
+            id="bad-key",
+        ),
+        pytest.param(
+            {"grid": {"training.epochs": [1]}, "jobs": 2}, r"jobs: unknown key", id="unknown-key"
+        ),
+    ],
+)
+def test_bad_sweep_files(tmp_path: Path, sweep: dict[str, Any], message: str) -> None:
+    path = _files(tmp_path, sweep)
+    with pytest.raises(ConfigError) as caught:
+        load_sweep(path)
+    assert pytest.importorskip("re").search(message, "\n".join(caught.value.lines)), (
+        caught.value.lines
+    )
+
+
+def test_trial_keys_must_fit_the_base(run_cli: Cli, tmp_path: Path) -> None:
+    path = _files(tmp_path, {"grid": {"training.epochz": [1, 2]}})
+    result = run_cli("sweep", path, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert (
+        "--set training.epochz=1: training.epochz: unknown key, did you mean 'epochs'?"
+        in result.stderr
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_shipped_regularization_sweep_plans() -> None:
+    sweep = load_sweep(CONFIGS / "sweeps" / "regularization.yaml")
+    trials = plan(sweep, base_seed=5)
+    assert len(trials) == 9
+    assert trials[0].values == {"model.layers[2].rate": 0.0, "training.regularization.l2": 0.0}
+
+
+def test_interrupted_sweep_resumes(tmp_path: Path) -> None:
+    """A real Ctrl-C (SIGINT) to a running `dltool sweep`, then --resume."""
+    path = _files(tmp_path, {"grid": {"training.batch_size": [8, 16, 24, 32, 40, 48]}}, training={"epochs": 10}, data={"n_train": 2000})  # fmt: skip
+    runs = tmp_path / "runs"
+    process = subprocess.Popen(
+        [str(DLTOOL), "sweep", str(path), "--runs-dir", str(runs)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    table = None
+    while time.monotonic() < deadline and process.poll() is None:
+        found = list(runs.glob("*/trials.csv"))
+        if found and len(_rows(found[0])) >= 1:
+            table = found[0]
+            break
+        time.sleep(0.05)
+    assert table is not None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the sweep finished before the interrupt arrived")
+    assert process.returncode == 130, stderr
+    assert "continue with: dltool sweep" in stderr
+    finished = [r for r in _rows(table) if r["status"] == "completed"]
+    assert 1 <= len(finished) < 6
+    done = subprocess.run(
+        [str(DLTOOL), "sweep", str(table.parent), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = _rows(table)
+    assert [r["status"] for r in rows] == ["completed"] * 6
+    assert [r["run"] for r in rows[: len(finished)]] == [
+        r["run"] for r in finished
+    ]  # kept, not retrained
+    completed_runs = [
+        p
+        for p in (table.parent / "runs").iterdir()
+        if json.loads((p / "run.json").read_text())["status"] == "completed"
+    ]
+    assert len(completed_runs) == 6
