@@ -25,16 +25,18 @@ import keras  # noqa: E402
 from dltool.config import ExperimentConfig, ReduceOnPlateau  # noqa: E402
 from dltool.interrupts import REQUEST  # noqa: E402
 from dltool.model import save_model  # noqa: E402
-from dltool.rundir import RunDir, write_csv  # noqa: E402
+from dltool.rundir import RunDir, write_csv, write_json  # noqa: E402
 
 
 class EpochLog(keras.callbacks.Callback):
     """Prints one line per epoch and keeps ``history.csv`` current after every epoch."""
 
-    def __init__(self, run: RunDir, console: Console, epochs: int) -> None:
+    def __init__(
+        self, run: RunDir, console: Console, epochs: int, rows: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__()
         self.run, self.console, self.epochs = run, console, epochs
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = list(rows or [])  # earlier epochs, when resuming
         self._started = 0.0
         # A live batch bar only on a terminal; logs and pipes get the epoch lines alone.
         self._bar: Progress | None = None
@@ -72,6 +74,8 @@ class EpochLog(keras.callbacks.Callback):
             self._bar = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if REQUEST.signum is not None:
+            return  # Ctrl-C/SIGTERM cut this epoch short: it did not happen, as far as we record
         logs = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
         # loss first, then metrics, then their validation twins: the order people read them
         ordered = sorted(
@@ -125,6 +129,75 @@ class StopOnSignal(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class Checkpointer(keras.callbacks.Callback):
+    """Keeps the last completed epoch resumable.
+
+    After every epoch the weights and optimizer state are copied in memory (cheap),
+    and written to ``checkpoint/`` when ``interval_s`` seconds have passed since the
+    last write (0 = every epoch); a run that finishes writes model.keras instead.
+    When training stops early
+    (Ctrl-C, SIGTERM, a NaN loss), :meth:`save_last_complete_epoch` restores that
+    copy and writes it, so the checkpoint never holds a half-trained epoch or NaN
+    weights. Files: ``checkpoint/epoch-NNNN.keras`` (model + optimizer) and
+    ``checkpoint/latest.json`` (which file, which epoch, the history so far),
+    written in that order, so ``latest.json`` only ever names a complete file.
+    """
+
+    def __init__(self, run: RunDir, fingerprint: str, log: EpochLog, interval_s: float) -> None:
+        super().__init__()
+        self.run, self.fingerprint, self.log, self.interval_s = run, fingerprint, log, interval_s
+        self._snapshot: tuple[int, list[Any], list[Any]] | None = None
+        self._saved_epoch = 0
+        self._last_write = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if REQUEST.signum is not None:
+            return  # cut short by a signal: keep the previous epoch's snapshot
+        if self.model.stop_training and any(
+            not math.isfinite(float(v)) for v in (logs or {}).values() if isinstance(v, int | float)
+        ):
+            return  # a NaN epoch is not worth keeping
+        optimizer_state = [keras.ops.convert_to_numpy(v) for v in self.model.optimizer.variables]
+        self._snapshot = (epoch + 1, self.model.get_weights(), optimizer_state)
+        if time.perf_counter() - self._last_write >= self.interval_s:
+            self._write()
+
+    def save_last_complete_epoch(self) -> int:
+        """Write the last completed epoch (restoring it into the model); returns its number."""
+        if self._snapshot is None:
+            return self._saved_epoch
+        epoch, weights, optimizer_state = self._snapshot
+        if epoch != self._saved_epoch:
+            self.model.set_weights(weights)
+            for variable, value in zip(
+                self.model.optimizer.variables, optimizer_state, strict=True
+            ):
+                variable.assign(value)
+            self._write()
+        return epoch
+
+    def _write(self) -> None:
+        if self._snapshot is None:
+            return
+        epoch = self._snapshot[0]
+        folder = self.run.file("checkpoint")
+        name = f"epoch-{epoch:04d}.keras"
+        save_model(self.model, folder / name)
+        write_json(
+            folder / "latest.json",
+            {
+                "epoch": epoch,
+                "file": name,
+                "fingerprint": self.fingerprint,
+                "history": self.log.rows[:epoch],
+            },
+        )
+        for old in folder.glob("epoch-*.keras"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+        self._saved_epoch, self._last_write = epoch, time.perf_counter()
+
+
 class SaveBestModel(keras.callbacks.Callback):
     """Keeps the best epoch so far as ``best.keras``, written atomically."""
 
@@ -151,10 +224,15 @@ def _higher_is_better(monitor: str) -> bool:
 
 
 def make_callbacks(
-    config: ExperimentConfig, run: RunDir, log: EpochLog, guard: StopOnNonFinite
+    config: ExperimentConfig,
+    run: RunDir,
+    log: EpochLog,
+    guard: StopOnNonFinite,
+    saver: Checkpointer,
 ) -> list[Any]:
     training = config.training
-    callbacks: list[Any] = [StopOnSignal(), guard, log]
+    # Order matters: the log writes the epoch's row before the checkpoint copies it.
+    callbacks: list[Any] = [StopOnSignal(), guard, log, saver]
     if training.early_stopping is not None:
         stop = training.early_stopping
         callbacks.append(

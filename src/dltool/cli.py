@@ -107,7 +107,10 @@ SetOption = Annotated[
 
 @app.command()
 def train(
-    config_paths: ConfigsArg,
+    config_paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Experiment files (YAML), run one after another.", show_default=False),
+    ] = None,
     runs_dir: RunsDirOption = Path("runs"),
     name: Annotated[
         str | None, typer.Option("--name", help="Run name (default: the config's name).")
@@ -117,8 +120,30 @@ def train(
         bool,
         typer.Option("--smoke", help="Quick check: 1 epoch on at most 256 rows of each split."),
     ] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume", help="Continue an interrupted or crashed run folder from its checkpoint."
+        ),
+    ] = None,
 ) -> None:
     """Train the model an experiment file describes and save everything in a new run folder."""
+    if resume is not None:
+        with _user_errors(), handling_signals():
+            if config_paths:
+                raise UsageError(
+                    "--resume continues a run folder: give no experiment files with it"
+                )
+            from dltool.training import resume_training
+
+            result = resume_training(resume, console=_out())
+            _print_result(result.path, result.metrics)
+        return
+    if not config_paths:
+        with _user_errors():
+            raise UsageError(
+                "give an experiment file (dltool train exp.yaml), or --resume RUN_FOLDER"
+            )
     if len(config_paths) == 1 and not smoke:
         with _user_errors(), handling_signals():
             result = _train_one(config_paths[0], runs_dir, name, overrides or [], smoke=False)
@@ -184,6 +209,12 @@ def _train_many(
     _out().print(summary)
     if first_failure:
         raise typer.Exit(first_failure)
+
+
+class UsageError(DltoolError):
+    """The command line itself is wrong (a missing or conflicting argument)."""
+
+    exit_code = ExitCode.REFUSED
 
 
 class RunFolderIncomplete(DltoolError):

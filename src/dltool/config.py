@@ -367,6 +367,11 @@ class TrainingConfig(_Strict):
     )
     learning_rate_schedule: Schedule | None = None
     save_best: SaveBest | None = Field(None, description="keep the best epoch as best.keras")
+    checkpoint_seconds: float = Field(
+        30.0,
+        ge=0.0,
+        description="write a resumable checkpoint at most this often (seconds; 0 = every epoch)",
+    )
 
     @field_validator("optimizer", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ import_keras()  # quiet TensorFlow's start-up before the first ``import keras``
 import keras  # noqa: E402
 
 from dltool.config import ExperimentConfig, ReduceOnPlateau  # noqa: E402
-from dltool.errors import ConfigError, InputError  # noqa: E402
+from dltool.errors import ConfigError, InputError, RunDirError  # noqa: E402
 from dltool.layers import BuildContext, Normalization  # noqa: E402
 from dltool.rundir import atomic_path  # noqa: E402
 
@@ -123,9 +123,16 @@ def compile_model(model: keras.Sequential, config: ExperimentConfig, steps_per_e
 
 
 def save_model(model: keras.Model, target: Path) -> None:
-    """``model.save`` opens its target directly; a failed save must not destroy the old file."""
-    with atomic_path(target, suffix=".keras") as temporary:
-        model.save(temporary)
+    """``model.save`` opens its target directly; a failed save must not destroy the old file.
+
+    Raises:
+        RunDirError: the file could not be written (disk full, permissions).
+    """
+    try:
+        with atomic_path(target, suffix=".keras") as temporary:
+            model.save(temporary)
+    except OSError as error:
+        raise RunDirError(f"{target}: cannot write: {error.strerror or error}") from error
 
 
 def model_summary(model: keras.Model) -> str:

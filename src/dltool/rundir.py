@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import yaml
 
-from dltool.errors import RunDirError
+from dltool.errors import InputError, RunDirError
 
 STATUS_RUNNING = "running"
 STATUS_COMPLETED = "completed"
@@ -118,6 +118,11 @@ class RunDir:
             RunDirError: ``runs_dir`` cannot be created or written.
         """
         stamp = (when or datetime.now()).strftime("%Y%m%d-%H%M%S")
+        if runs_dir.is_symlink():
+            raise InputError(
+                f"{runs_dir}: is a symbolic link (to {os.readlink(runs_dir)}); refusing to write "
+                f"through it (pass --runs-dir {runs_dir.resolve()} to use that folder)"
+            )
         try:
             runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:

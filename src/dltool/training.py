@@ -29,7 +29,13 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from dltool import plots  # noqa: E402
-from dltool.callbacks import EpochLog, StopOnNonFinite, early_stop_report, make_callbacks  # noqa: E402
+from dltool.callbacks import (  # noqa: E402
+    Checkpointer,
+    EpochLog,
+    StopOnNonFinite,
+    early_stop_report,
+    make_callbacks,
+)
 from dltool.config import ExperimentConfig, resolved_dict  # noqa: E402
 from dltool.data import Dataset, load_dataset  # noqa: E402
 from dltool.errors import DataError, Terminated, TrainingError  # noqa: E402
@@ -120,7 +126,7 @@ def _prepare_labels(y: np.ndarray, config: ExperimentConfig, outputs: int) -> np
 def make_pipeline(
     x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int
 ) -> tf.data.Dataset:
-    """A tf.data pipeline with fixed prefetch and autotune off.
+    """An evaluation pipeline: in order, fixed prefetch, autotune off.
 
     Keras' own wrapping of numpy arrays uses AUTOTUNE prefetch, which on small CPU
     machines often stalls ~1 s with the CPU idle (see KERAS-NOTES).
@@ -128,9 +134,33 @@ def make_pipeline(
     data = tf.data.Dataset.from_tensor_slices((np.asarray(x, dtype="float32"), y))
     if shuffle:
         data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return _fast(data.batch(batch_size))
+
+
+def make_train_pipeline(
+    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, first_epoch: int, epochs: int
+) -> tf.data.Dataset:
+    """Training batches for epochs ``first_epoch..epochs-1``, one seeded shuffle per epoch.
+
+    Epoch e's order depends only on (seed, e), so a resumed run sees exactly the
+    batches the uninterrupted run would have seen. Fit it with ``steps_per_epoch``.
+    """
+    rows = tf.data.Dataset.from_tensor_slices((np.asarray(x, dtype="float32"), y))
+    count = len(x)
+
+    def epoch(number: tf.Tensor) -> tf.data.Dataset:
+        order_seed = tf.constant(seed, tf.int64) * 1_000_003 + number
+        return rows.shuffle(count, seed=order_seed, reshuffle_each_iteration=False).batch(
+            batch_size
+        )
+
+    return _fast(tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch))
+
+
+def _fast(data: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.autotune.enabled = False
-    return data.batch(batch_size).prefetch(2).with_options(options)
+    return data.prefetch(2).with_options(options)
 
 
 # ----------------------------------------------------------------------- train
@@ -145,6 +175,74 @@ def versions() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+@dataclass
+class Prepared:
+    """Everything a fit needs, checked: refusals happen while building this."""
+
+    config: ExperimentConfig
+    dataset: Dataset
+    model: keras.Model
+    batch_size: int
+    labels: dict[str, np.ndarray]
+
+
+def prepare(
+    config: ExperimentConfig,
+    source: str,
+    console: Console,
+    smoke: bool,
+    model: keras.Model | None = None,
+) -> Prepared:
+    """Load and check the data and build (or take) the model; nothing is written.
+
+    Raises:
+        ConfigError, DataError: the experiment is refused.
+    """
+    seed = config.seed if config.seed is not None else 0
+    keras.utils.set_random_seed(seed)
+    dataset = load_dataset(config.data, seed, config.task)
+    if smoke:
+        _shrink(dataset)
+    check_inputs(dataset, config, source)
+    if model is None:
+        model = build_model(
+            config, dataset.x_train, source, normalize_inputs=bool(dataset.notes.get("normalize"))
+        )
+    outputs = int(model.output_shape[-1])
+    check_labels(dataset, config, outputs)
+    batch_size = config.training.batch_size
+    if batch_size > len(dataset.x_train):
+        console.print(
+            f"[yellow]note[/yellow]: training.batch_size {batch_size} is larger than the "
+            f"{len(dataset.x_train)} training rows; using {len(dataset.x_train)}"
+        )
+        batch_size = len(dataset.x_train)
+    labels = {
+        name: _prepare_labels(y, config, outputs) for name, (_, y) in dataset.splits().items()
+    }
+    return Prepared(config, dataset, model, batch_size, labels)
+
+
+def fingerprint(config: ExperimentConfig) -> str:
+    """What a checkpoint must agree with to be resumed: model, loss, optimizer, schedule."""
+    import hashlib
+    import json
+
+    training = config.training
+    parts = {
+        "model": config.model.model_dump(mode="json"),
+        "loss": training.loss,
+        "optimizer": training.optimizer.model_dump(mode="json"),
+        "schedule": training.learning_rate_schedule.model_dump(mode="json")
+        if training.learning_rate_schedule
+        else None,
+        "batch_size": training.batch_size,
+        "data": config.data.model_dump(mode="json"),
+        "seed": config.seed,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def run_training(
@@ -180,39 +278,18 @@ def run_training(
             update={"training": config.training.model_copy(update={"epochs": 1})}
         )
     keras.backend.clear_session()  # a clean slate when one process trains several configs
-    keras.utils.set_random_seed(seed)
-
-    dataset = load_dataset(config.data, seed, config.task)
-    if smoke:
-        _shrink(dataset)
-    check_inputs(dataset, config, source)
-    model = build_model(
-        config, dataset.x_train, source, normalize_inputs=bool(dataset.notes.get("normalize"))
+    prepared = prepare(config, source, console, smoke)
+    model = prepared.model
+    compile_model(
+        model,
+        config,
+        steps_per_epoch=math.ceil(len(prepared.dataset.x_train) / prepared.batch_size),
     )
-    outputs = int(model.output_shape[-1])
-    check_labels(dataset, config, outputs)
-
-    training = config.training
-    batch_size = training.batch_size
-    if batch_size > len(dataset.x_train):
-        console.print(
-            f"[yellow]note[/yellow]: training.batch_size {batch_size} is larger than the "
-            f"{len(dataset.x_train)} training rows; using {len(dataset.x_train)}"
-        )
-        batch_size = len(dataset.x_train)
-    compile_model(model, config, steps_per_epoch=math.ceil(len(dataset.x_train) / batch_size))
-    labels = {
-        name: _prepare_labels(y, config, outputs) for name, (_, y) in dataset.splits().items()
-    }
-    train_pipeline = make_pipeline(dataset.x_train, labels["train"], batch_size, True, seed)
-    evaluation_pipelines = {
-        name: make_pipeline(x, labels[name], batch_size, False, seed)
-        for name, (x, _) in dataset.splits().items()
-    }
 
     run = RunDir.create(runs_dir, config.name)
     write_yaml(run.file("config.yaml"), resolved_dict(config))
     params = int(model.count_params())
+    dataset = prepared.dataset
     run.update_run_json(
         status=STATUS_RUNNING,
         name=config.name,
@@ -228,6 +305,7 @@ def run_training(
         feature_names=dataset.feature_names,
         class_names=dataset.class_names,
         task=config.task,
+        fingerprint=fingerprint(config),
         command=sys.argv,
         pid=os.getpid(),
         host=platform.node(),
@@ -235,53 +313,150 @@ def run_training(
     )
     write_text(run.file("summary.txt"), model_summary(model))
     _announce(console, config, dataset, params, run)
+    return _train_and_finish(run, prepared, console, started, first_epoch=0, history=[])
 
-    log = EpochLog(run, console, training.epochs)
+
+def resume_training(folder: Path, console: Console | None = None) -> RunResult:
+    """Continue an interrupted or crashed run from its last checkpoint, in the same folder.
+
+    Raises:
+        InputError: the folder is missing, completed, still running, has no
+            checkpoint, or its model/optimizer config changed since the checkpoint.
+    """
+    from dltool.config import load_config
+    from dltool.errors import ConfigError, InputError
+    from dltool.model import load_trained_model
+    from dltool.runs import read_run
+
+    console = console or Console()
+    started = time.perf_counter()
+    if not (folder / "run.json").is_file():
+        raise InputError(f"{folder}: not a dltool run folder (no run.json)")
+    info = read_run(folder)
+    status = info.status
+    if status == STATUS_COMPLETED:
+        raise InputError(f"{folder}: the run is already completed; nothing to resume")
+    if status == STATUS_RUNNING:
+        raise InputError(
+            f"{folder}: the run is still running (pid {info.info.get('pid')}); stop it first"
+        )
+    latest = checkpoint_info(folder)
+    if latest is None:
+        raise InputError(
+            f"{folder}: no checkpoint to resume from (it stopped before its first one); train it again"
+        )
+    try:
+        config = load_config(folder / "config.yaml")
+    except ConfigError as error:
+        raise InputError(*error.lines) from error
+    if fingerprint(config) != latest["fingerprint"]:
+        raise InputError(
+            f"{folder}: config.yaml's model, data or optimizer changed since the checkpoint "
+            "(received a different configuration; expected the one the run was trained with)"
+        )
+    keras.backend.clear_session()
+    model = load_trained_model(folder / "checkpoint" / latest["file"])
+    prepared = prepare(
+        config, str(folder / "config.yaml"), console, bool(info.info.get("smoke")), model=model
+    )
+    run = RunDir(folder)
+    epoch = int(latest["epoch"])
+    resumed = [*info.info.get("resumed", []), {"at": now_iso(), "from_epoch": epoch}]
+    run.update_run_json(
+        status=STATUS_RUNNING, pid=os.getpid(), host=platform.node(), resumed=resumed, error=None
+    )
+    console.print(
+        f"[bold]{config.name}[/bold]: resuming {folder} after epoch {epoch} of {config.training.epochs}",
+        highlight=False,
+    )
+    previous = float(info.info.get("duration_s") or 0.0)
+    return _train_and_finish(
+        run,
+        prepared,
+        console,
+        started - previous,
+        first_epoch=epoch,
+        history=list(latest["history"]),
+    )
+
+
+def checkpoint_info(folder: Path) -> dict[str, Any] | None:
+    """The checkpoint a run can resume from (``checkpoint/latest.json``), if complete."""
+    import json
+
+    latest = folder / "checkpoint" / "latest.json"
+    try:
+        data: dict[str, Any] = json.loads(latest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if (folder / "checkpoint" / str(data.get("file"))).is_file() else None
+
+
+def _train_and_finish(
+    run: RunDir,
+    prepared: Prepared,
+    console: Console,
+    started: float,
+    first_epoch: int,
+    history: list[dict[str, Any]],
+) -> RunResult:
+    """Fit from ``first_epoch``, then evaluate and write every output; keeps run.json's status true."""
+    config, dataset, model, batch_size = (
+        prepared.config,
+        prepared.dataset,
+        prepared.model,
+        prepared.batch_size,
+    )
+    training = config.training
+    seed = config.seed if config.seed is not None else 0
+    evaluation_pipelines = {
+        name: make_pipeline(x, prepared.labels[name], batch_size, False, seed)
+        for name, (x, _) in dataset.splits().items()
+    }
+    log = EpochLog(run, console, training.epochs, rows=history)
     guard = StopOnNonFinite()
-    callbacks = make_callbacks(config, run, log, guard)
+    saver = Checkpointer(run, fingerprint(config), log, training.checkpoint_seconds)
+    callbacks = make_callbacks(config, run, log, guard, saver)
     extra: dict[str, Any] = {}
     try:
-        with graceful():  # Ctrl-C / SIGTERM end the epoch loop at a batch boundary
-            model.fit(
-                train_pipeline,
-                validation_data=evaluation_pipelines.get("validation"),
-                epochs=training.epochs,
-                shuffle=False,  # the pipeline shuffles, seeded
-                callbacks=callbacks,
-                verbose=0,
+        if first_epoch < training.epochs:
+            train_pipeline = make_train_pipeline(
+                dataset.x_train,
+                prepared.labels["train"],
+                batch_size,
+                seed,
+                first_epoch,
+                training.epochs,
             )
-        raise_if_requested()
-        if guard.failure:
-            raise TrainingError(guard.failure)
-        extra.update(early_stop_report(callbacks, console))
-        metrics: dict[str, Any] = {
-            name: loss_first(model.evaluate(data, verbose=0, return_dict=True))
-            for name, data in evaluation_pipelines.items()
-        }
-        if dataset.x_test is not None and dataset.y_test is not None:
-            tested = predict(
-                model, dataset.x_test, dataset.y_test, config, dataset.class_names, batch_size
-            )
-            write_csv(run.file("predictions.csv"), *predictions_table(tested))
-            if config.task != "regression":
-                report = class_report(tested)
-                metrics["test_classes"] = report
-                matrix = report["confusion_matrix"]
-                plots.confusion_matrix(
-                    matrix["rows_true_columns_predicted"],
-                    matrix["labels"],
-                    run.file("plots/confusion_matrix.png"),
+            with graceful():  # Ctrl-C / SIGTERM end the epoch loop at a batch boundary
+                model.fit(
+                    train_pipeline,
+                    validation_data=evaluation_pipelines.get("validation"),
+                    initial_epoch=first_epoch,
+                    epochs=training.epochs,
+                    steps_per_epoch=math.ceil(len(dataset.x_train) / batch_size),
+                    shuffle=False,  # the pipeline shuffles, seeded per epoch
+                    callbacks=callbacks,
+                    verbose=0,
                 )
-        write_json(run.file("metrics.json"), metrics)
-        save_model(model, run.file("model.keras"))
-        if log.rows:
-            plots.learning_curves(log.rows, run.file("plots/learning_curves.png"))
+        if guard.failure:
+            saver.save_last_complete_epoch()  # the last finite weights, for inspection or resume
+            raise TrainingError(guard.failure)
+        raise_if_requested()
+        extra.update(early_stop_report(callbacks, console))
+        metrics = _write_outputs(run, prepared, evaluation_pipelines, log)
     except KeyboardInterrupt as interrupt:
         log.close()
-        why = (
-            "terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "interrupted (Ctrl-C)"
-        )
+        saved = saver.save_last_complete_epoch()
+        terminated = isinstance(interrupt, Terminated)
+        why = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
         _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error=why)
+        where = (
+            f"after epoch {saved}; resume with: dltool train --resume {run.path}"
+            if saved
+            else "before the first epoch ended"
+        )
+        sys.stderr.write(f"{why.split(' ')[0]} {where}\n")
         raise
     except BaseException as error:
         log.close()
@@ -293,9 +468,37 @@ def run_training(
         path=run.path,
         status=STATUS_COMPLETED,
         metrics={k: v for k, v in metrics.items() if k in ("train", "validation", "test")},
-        params=params,
+        params=int(model.count_params()),
         epochs_run=len(log.rows),
     )
+
+
+def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[str, Any], log: EpochLog) -> dict[str, Any]:  # fmt: skip
+    """metrics.json, predictions.csv, the confusion matrix, model.keras and the learning curves."""
+    config, dataset, model = prepared.config, prepared.dataset, prepared.model
+    metrics: dict[str, Any] = {
+        name: loss_first(model.evaluate(data, verbose=0, return_dict=True))
+        for name, data in evaluation_pipelines.items()
+    }
+    if dataset.x_test is not None and dataset.y_test is not None:
+        tested = predict(
+            model, dataset.x_test, dataset.y_test, config, dataset.class_names, prepared.batch_size
+        )
+        write_csv(run.file("predictions.csv"), *predictions_table(tested))
+        if config.task != "regression":
+            report = class_report(tested)
+            metrics["test_classes"] = report
+            matrix = report["confusion_matrix"]
+            plots.confusion_matrix(
+                matrix["rows_true_columns_predicted"],
+                matrix["labels"],
+                run.file("plots/confusion_matrix.png"),
+            )
+    write_json(run.file("metrics.json"), metrics)
+    save_model(model, run.file("model.keras"))
+    if log.rows:
+        plots.learning_curves(log.rows, run.file("plots/learning_curves.png"))
+    return metrics
 
 
 SMOKE_ROWS = 256  # rows kept per split by --smoke: enough to exercise every code path
