@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -34,10 +35,14 @@ def _stderr_captured() -> Iterator[None]:
             os.close(saved)
 
 
+IMPORT_SECONDS: list[float] = []  # how long the first import took (for profile.json)
+
+
 def import_keras(backend: str = "tensorflow") -> ModuleType:
     """Return the ``keras`` module, importing it (quietly) with ``backend`` if needed."""
     if "keras" in sys.modules:
         return sys.modules["keras"]
+    started = time.perf_counter()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide C++ INFO and WARNING lines
     os.environ["KERAS_BACKEND"] = backend  # must be set before the first import of keras
     with _stderr_captured():
@@ -46,4 +51,5 @@ def import_keras(backend: str = "tensorflow") -> ModuleType:
         tf.get_logger().setLevel("ERROR")
         tf.config.list_physical_devices()  # device discovery logs now, while captured
         import keras
+    IMPORT_SECONDS.append(time.perf_counter() - started)
     return keras

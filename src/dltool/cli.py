@@ -120,6 +120,9 @@ def train(
         bool,
         typer.Option("--smoke", help="Quick check: 1 epoch on at most 256 rows of each split."),
     ] = False,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="Write profile.json: seconds per phase of the run.")
+    ] = False,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -139,6 +142,7 @@ def train(
             result = resume_training(resume, console=_out())
             _print_result(result.path, result.metrics)
         return
+    overrides = [*(overrides or []), *(["training.profile=true"] if profile else [])]
     if not config_paths:
         with _user_errors():
             raise UsageError(

@@ -372,6 +372,17 @@ class TrainingConfig(_Strict):
         ge=0.0,
         description="write a resumable checkpoint at most this often (seconds; 0 = every epoch)",
     )
+    steps_per_execution: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="batches per call into TensorFlow; 0 = automatic "
+        "(32 when an epoch has 256+ batches, else 1)",
+    )
+    jit_compile: bool = Field(
+        False, description="XLA compilation; measured slower on CPU (1.4x MLP, 2.8x CNN)"
+    )
+    profile: bool = Field(False, description="write profile.json: seconds per phase")
 
     @field_validator("optimizer", mode="before")
     @classmethod

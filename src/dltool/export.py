@@ -36,8 +36,12 @@ def _write_table(
     dataset: Dataset, split: str, x: np.ndarray, y: np.ndarray, out: Path, target: str
 ) -> str:
     columns = dataset.feature_names or [f"x{i}" for i in range(x.shape[1])]
+    # float32 values printed at float32 precision: 7.3, not 7.300000190734863
     rows = [
-        [*(float(v) for v in row), _label_text(dataset, label)]
+        [
+            *(np.format_float_positional(v, trim="-") for v in row.astype("float32")),
+            _label_text(dataset, label),
+        ]
         for row, label in zip(x, y, strict=True)
     ]
     path = out / f"{split}.csv"

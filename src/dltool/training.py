@@ -7,12 +7,14 @@ nothing behind. From then on the folder always says where the run got to.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
 import secrets
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import numpy as np
 from rich.console import Console
 
 from dltool import __version__
-from dltool.backend import import_keras
+from dltool.backend import IMPORT_SECONDS, import_keras
 
 import_keras()  # quiet TensorFlow's start-up before the first ``import keras``
 
@@ -105,9 +107,19 @@ def check_labels(dataset: Dataset, config: ExperimentConfig, outputs: int) -> No
             out_of_range = (labels < 0) | (labels >= outputs) | (labels != np.round(labels))
             bad = np.unique(labels[out_of_range])
             if bad.size:
+                names = dataset.class_names or []
+                shown = [
+                    names[int(b)] if 0 <= b < len(names) and b == int(b) else b
+                    for b in bad[:5].tolist()
+                ]
                 problems.append(
-                    f"data: {split} labels {bad[:5].tolist()} are out of range for {outputs} "
-                    f"output units (expected integers 0..{outputs - 1})"
+                    f"data: {split} labels {shown} are out of range for {outputs} "
+                    f"output units (expected integers 0..{outputs - 1}"
+                    + (
+                        f"; the data has {len(names)} classes, so the last layer needs {len(names)} units)"
+                        if len(names) > outputs
+                        else ")"
+                    )
                 )
     if problems:
         raise DataError(*problems)
@@ -177,6 +189,25 @@ def versions() -> dict[str, str]:
     }
 
 
+class Clock:
+    """Seconds spent per phase of a run (data, build, fit, evaluate, save)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        if IMPORT_SECONDS:
+            self.seconds["import"] = round(IMPORT_SECONDS[0], 3)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(
+                self.seconds.get(name, 0.0) + time.perf_counter() - started, 3
+            )
+
+
 @dataclass
 class Prepared:
     """Everything a fit needs, checked: refusals happen while building this."""
@@ -186,6 +217,7 @@ class Prepared:
     model: keras.Model
     batch_size: int
     labels: dict[str, np.ndarray]
+    clock: Clock
 
 
 def prepare(
@@ -202,14 +234,20 @@ def prepare(
     """
     seed = config.seed if config.seed is not None else 0
     keras.utils.set_random_seed(seed)
-    dataset = load_dataset(config.data, seed, config.task)
-    if smoke:
-        _shrink(dataset)
-    check_inputs(dataset, config, source)
-    if model is None:
-        model = build_model(
-            config, dataset.x_train, source, normalize_inputs=bool(dataset.notes.get("normalize"))
-        )
+    clock = Clock()
+    with clock.phase("data"):
+        dataset = load_dataset(config.data, seed, config.task)
+        if smoke:
+            _shrink(dataset)
+        check_inputs(dataset, config, source)
+    with clock.phase("build"):
+        if model is None:
+            model = build_model(
+                config,
+                dataset.x_train,
+                source,
+                normalize_inputs=bool(dataset.notes.get("normalize")),
+            )
     outputs = int(model.output_shape[-1])
     check_labels(dataset, config, outputs)
     batch_size = config.training.batch_size
@@ -222,7 +260,7 @@ def prepare(
     labels = {
         name: _prepare_labels(y, config, outputs) for name, (_, y) in dataset.splits().items()
     }
-    return Prepared(config, dataset, model, batch_size, labels)
+    return Prepared(config, dataset, model, batch_size, labels, clock)
 
 
 def fingerprint(config: ExperimentConfig) -> str:
@@ -280,11 +318,12 @@ def run_training(
     keras.backend.clear_session()  # a clean slate when one process trains several configs
     prepared = prepare(config, source, console, smoke)
     model = prepared.model
-    compile_model(
-        model,
-        config,
-        steps_per_epoch=math.ceil(len(prepared.dataset.x_train) / prepared.batch_size),
-    )
+    with prepared.clock.phase("build"):
+        compile_model(
+            model,
+            config,
+            steps_per_epoch=math.ceil(len(prepared.dataset.x_train) / prepared.batch_size),
+        )
 
     run = RunDir.create(runs_dir, config.name)
     write_yaml(run.file("config.yaml"), resolved_dict(config))
@@ -428,7 +467,7 @@ def _train_and_finish(
                 first_epoch,
                 training.epochs,
             )
-            with graceful():  # Ctrl-C / SIGTERM end the epoch loop at a batch boundary
+            with graceful(), prepared.clock.phase("fit"):  # a signal ends fit at a batch boundary
                 model.fit(
                     train_pipeline,
                     validation_data=evaluation_pipelines.get("validation"),
@@ -463,7 +502,23 @@ def _train_and_finish(
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         _finish(run, STATUS_FAILED, started, len(log.rows), error=message)
         raise
-    _finish(run, STATUS_COMPLETED, started, len(log.rows), **extra)
+    timings = {"total": round(time.perf_counter() - started, 3), **prepared.clock.seconds}
+    if config.training.profile:
+        write_json(
+            run.file("profile.json"),
+            {
+                "seconds": timings,
+                "epochs": len(log.rows),
+                "steps_per_execution": model.steps_per_execution
+                if hasattr(model, "steps_per_execution")
+                else None,
+            },
+        )
+        console.print(
+            "profile (seconds): " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()),
+            highlight=False,
+        )
+    _finish(run, STATUS_COMPLETED, started, len(log.rows), timings=timings, **extra)
     return RunResult(
         path=run.path,
         status=STATUS_COMPLETED,
@@ -475,29 +530,44 @@ def _train_and_finish(
 
 def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[str, Any], log: EpochLog) -> dict[str, Any]:  # fmt: skip
     """metrics.json, predictions.csv, the confusion matrix, model.keras and the learning curves."""
-    config, dataset, model = prepared.config, prepared.dataset, prepared.model
-    metrics: dict[str, Any] = {
-        name: loss_first(model.evaluate(data, verbose=0, return_dict=True))
-        for name, data in evaluation_pipelines.items()
-    }
-    if dataset.x_test is not None and dataset.y_test is not None:
-        tested = predict(
-            model, dataset.x_test, dataset.y_test, config, dataset.class_names, prepared.batch_size
-        )
-        write_csv(run.file("predictions.csv"), *predictions_table(tested))
-        if config.task != "regression":
-            report = class_report(tested)
-            metrics["test_classes"] = report
+    config, dataset, model, clock = (
+        prepared.config,
+        prepared.dataset,
+        prepared.model,
+        prepared.clock,
+    )
+    report = None
+    with clock.phase("evaluate"):
+        metrics: dict[str, Any] = {
+            name: loss_first(model.evaluate(data, verbose=0, return_dict=True))
+            for name, data in evaluation_pipelines.items()
+        }
+        if dataset.x_test is not None and dataset.y_test is not None:
+            tested = predict(
+                model,
+                dataset.x_test,
+                dataset.y_test,
+                config,
+                dataset.class_names,
+                prepared.batch_size,
+            )
+            if config.task != "regression":
+                report = class_report(tested)
+                metrics["test_classes"] = report
+    with clock.phase("save"):
+        if dataset.x_test is not None and dataset.y_test is not None:
+            write_csv(run.file("predictions.csv"), *predictions_table(tested))
+        if report is not None:
             matrix = report["confusion_matrix"]
             plots.confusion_matrix(
                 matrix["rows_true_columns_predicted"],
                 matrix["labels"],
                 run.file("plots/confusion_matrix.png"),
             )
-    write_json(run.file("metrics.json"), metrics)
-    save_model(model, run.file("model.keras"))
-    if log.rows:
-        plots.learning_curves(log.rows, run.file("plots/learning_curves.png"))
+        write_json(run.file("metrics.json"), metrics)
+        save_model(model, run.file("model.keras"))
+        if log.rows:
+            plots.learning_curves(log.rows, run.file("plots/learning_curves.png"))
     return metrics
 
 
