@@ -6,6 +6,7 @@ import csv
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -113,6 +114,13 @@ def test_sigkill_leaves_complete_files_and_resumes(
     )  # temp files may remain, final ones are complete
     listed = json.loads(run_cli("runs", "--runs-dir", tmp_path / "runs", "--json").stdout)
     assert listed[0]["status"] == "crashed"
+    edited = Path(shutil.copytree(run, tmp_path / "edited"))  # same run, config.yaml changed
+    config = yaml.safe_load((edited / "config.yaml").read_text())
+    config["model"]["layers"][1]["units"] = 99
+    (edited / "config.yaml").write_text(yaml.safe_dump(config))
+    changed = run_cli("train", "--resume", edited)
+    assert changed.exit_code == 2
+    assert "config.yaml's model, data or optimizer changed since the checkpoint" in changed.stderr
     resumed = run_cli("train", "--resume", run)
     assert resumed.exit_code == 0, resumed.stderr
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
@@ -149,13 +157,13 @@ def test_resume_refusals(run_cli: Cli, write_config: Callable[..., Path], tmp_pa
         running.stderr
         == f"error: {run}: the run is still running (pid {os.getpid()}); stop it first\n"
     )
+    assert not (run / "checkpoint").exists()  # a completed run keeps no checkpoint
     (run / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    config["model"]["layers"][1]["units"] = 99
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
-    changed = run_cli("train", "--resume", run)
-    assert changed.exit_code == 2
-    assert "config.yaml's model, data or optimizer changed since the checkpoint" in changed.stderr
+    no_checkpoint = run_cli("train", "--resume", run)
+    assert (
+        no_checkpoint.stderr
+        == f"error: {run}: no checkpoint to resume from (it stopped before its first one); train it again\n"
+    )
     both = run_cli("train", write_config(tiny_config()), "--resume", run)
     assert (
         both.stderr == "error: --resume continues a run folder: give no experiment files with it\n"

@@ -175,8 +175,6 @@ def test_interrupted_sweep_resumes(tmp_path: Path) -> None:
     assert table is not None, process.communicate()
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
-    if process.returncode == 0:
-        pytest.skip("the sweep finished before the interrupt arrived")
     assert process.returncode == 130, stderr
     assert "continue with: dltool sweep" in stderr
     finished = [r for r in _rows(table) if r["status"] == "completed"]

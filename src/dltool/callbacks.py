@@ -23,7 +23,7 @@ import_keras()  # quiet TensorFlow's start-up before the first ``import keras``
 import keras  # noqa: E402
 
 from dltool.config import ExperimentConfig, ReduceOnPlateau  # noqa: E402
-from dltool.interrupts import REQUEST  # noqa: E402
+from dltool.interrupts import stop_requested  # noqa: E402
 from dltool.model import save_model  # noqa: E402
 from dltool.rundir import RunDir, write_csv, write_json  # noqa: E402
 
@@ -74,7 +74,7 @@ class EpochLog(keras.callbacks.Callback):
             self._bar = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if REQUEST.signum is not None:
+        if stop_requested():
             return  # Ctrl-C/SIGTERM cut this epoch short: it did not happen, as far as we record
         logs = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
         # loss first, then metrics, then their validation twins: the order people read them
@@ -125,7 +125,7 @@ class StopOnSignal(keras.callbacks.Callback):
     """Ends training at the end of the current batch once Ctrl-C or SIGTERM arrived."""
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if REQUEST.signum is not None:
+        if stop_requested():
             self.model.stop_training = True
 
 
@@ -151,7 +151,7 @@ class Checkpointer(keras.callbacks.Callback):
         self._last_write = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if REQUEST.signum is not None:
+        if stop_requested():
             return  # cut short by a signal: keep the previous epoch's snapshot
         if self.model.stop_training and any(
             not math.isfinite(float(v)) for v in (logs or {}).values() if isinstance(v, int | float)

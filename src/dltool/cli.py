@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dltool import __version__
-from dltool.errors import DltoolError, ExitCode, Terminated
-from dltool.interrupts import handling_signals
+from dltool import __version__, views
+from dltool.errors import DltoolError, ExitCode, RunFolderIncomplete, Terminated, UsageError
+from dltool.interrupts import handling_signals, raise_if_requested
 
 app = typer.Typer(
     name="dltool",
@@ -140,7 +140,7 @@ def train(
             from dltool.training import resume_training
 
             result = resume_training(resume, console=_out())
-            _print_result(result.path, result.metrics)
+            views.final_metrics(_out(), result.path, result.metrics)
         return
     overrides = [*(overrides or []), *(["training.profile=true"] if profile else [])]
     if not config_paths:
@@ -151,7 +151,7 @@ def train(
     if len(config_paths) == 1 and not smoke:
         with _user_errors(), handling_signals():
             result = _train_one(config_paths[0], runs_dir, name, overrides or [], smoke=False)
-            _print_result(result.path, result.metrics)
+            views.final_metrics(_out(), result.path, result.metrics)
         return
     _train_many(config_paths, runs_dir, name, overrides or [], smoke)
 
@@ -192,39 +192,29 @@ def _train_many(
         summary.add_column(column, overflow="fold")
     first_failure: int | None = None
     folder_column = ("",) if show_folders else ()
-    for path in paths:
-        try:
-            with _user_errors(), handling_signals():
-                result = _train_one(path, runs_dir, name, overrides, smoke)
-                missing = RunDir(result.path).missing_files()
-                if missing:
-                    raise RunFolderIncomplete(f"{result.path}: missing {', '.join(missing)}")
-            shown = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.get("test", {}).items())
-            folder = (str(result.path),) if show_folders else ()
-            summary.add_row(str(path), "[green]ok[/green]", shown, *folder)
-        except typer.Exit as failure:
-            code = int(failure.exit_code or 1)
-            if code == int(ExitCode.INTERRUPTED):
-                raise
-            first_failure = first_failure or code
-            summary.add_row(
-                str(path), f"[red]failed (exit {code})[/red]", "", *("" for _ in folder_column)
-            )
+    with handling_signals():  # one handler for the whole batch: Ctrl-C between runs counts too
+        for path in paths:
+            try:
+                with _user_errors():
+                    raise_if_requested()
+                    result = _train_one(path, runs_dir, name, overrides, smoke)
+                    missing = RunDir(result.path).missing_files()
+                    if missing:
+                        raise RunFolderIncomplete(f"{result.path}: missing {', '.join(missing)}")
+                shown = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.get("test", {}).items())
+                folder = (str(result.path),) if show_folders else ()
+                summary.add_row(str(path), "[green]ok[/green]", shown, *folder)
+            except typer.Exit as failure:
+                code = int(failure.exit_code or 1)
+                if code in (int(ExitCode.INTERRUPTED), int(ExitCode.TERMINATED)):
+                    raise
+                first_failure = first_failure or code
+                summary.add_row(
+                    str(path), f"[red]failed (exit {code})[/red]", "", *("" for _ in folder_column)
+                )
     _out().print(summary)
     if first_failure:
         raise typer.Exit(first_failure)
-
-
-class UsageError(DltoolError):
-    """The command line itself is wrong (a missing or conflicting argument)."""
-
-    exit_code = ExitCode.REFUSED
-
-
-class RunFolderIncomplete(DltoolError):
-    """A smoke run finished but its run folder lacks files a run must have."""
-
-    exit_code = ExitCode.TRAINING_FAILED
 
 
 @app.command()
@@ -249,19 +239,6 @@ def smoke(
         _train_many(
             config_paths, Path(scratch), None, overrides or [], smoke=True, show_folders=False
         )
-
-
-def _print_result(path: Path, metrics: dict[str, dict[str, float]]) -> None:
-    table = Table(title="final metrics", title_justify="left")
-    names = list(dict.fromkeys(k for split in metrics.values() for k in split))
-    table.add_column("split")
-    for metric in names:
-        table.add_column(metric, justify="right")
-    for split, values in metrics.items():
-        table.add_row(split, *(f"{values[m]:.4f}" if m in values else "" for m in names))
-    console = _out()
-    console.print(table)
-    console.print(f"[green]run saved to[/green] {path}")
 
 
 @app.command()
@@ -415,28 +392,7 @@ def predict(
         from dltool.predict import predict_file
 
         result = predict_file(run, input_path, output, batch_size, overwrite)
-        console = _out()
-        table = Table(
-            title=f"first {len(result.first_rows)} of {result.rows:,} predictions",
-            title_justify="left",
-        )
-        for column in result.header:
-            table.add_column(column, overflow="fold")
-        for row in result.first_rows:
-            table.add_row(*(_cell(v) for v in row))
-        console.print(table)
-        if result.counts:
-            console.print(
-                "predicted classes: "
-                + ", ".join(f"{name} {count:,}" for name, count in sorted(result.counts.items()))
-            )
-        for note in result.notes:
-            console.print(f"note: {note}")
-        console.print(f"[green]predictions written to[/green] {result.output}")
-
-
-def _cell(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+        views.predictions(_out(), result)
 
 
 @app.command()
@@ -465,27 +421,7 @@ def evaluate(
         from dltool.predict import evaluate_file
 
         result = evaluate_file(run, data_path, batch_size)
-        console = _out()
-        console.print(f"{result.examples:,} examples from {data_path}")
-        table = Table(title="metrics", title_justify="left")
-        for name in result.metrics:
-            table.add_column(name, justify="right")
-        table.add_row(*(f"{v:.4f}" for v in result.metrics.values()))
-        console.print(table)
-        if result.report:
-            per_class = Table(title="per class", title_justify="left")
-            for column in ("class", "precision", "recall", "f1-score", "support"):
-                per_class.add_column(column, justify="left" if column == "class" else "right")
-            for name, scores in result.report["per_class"].items():
-                per_class.add_row(
-                    name,
-                    *(f"{scores[k]:.3f}" for k in ("precision", "recall", "f1-score")),
-                    str(int(scores["support"])),
-                )
-            console.print(per_class)
-        for note in result.notes:
-            console.print(f"note: {note}")
-        console.print(f"[green]evaluation written to[/green] {result.folder}")
+        views.evaluation(_out(), result, data_path)
 
 
 @app.command()
@@ -497,66 +433,27 @@ def data(
     with _user_errors():
         from dltool.config import load_config
         from dltool.data import load_dataset
-        from dltool.export import class_counts, export_dataset
+        from dltool.export import export_dataset
 
         config = load_config(config_path)
         seed = config.seed if config.seed is not None else 0
         dataset = load_dataset(config.data, seed, config.task)
         target = getattr(config.data, "target", "label")
         result = export_dataset(dataset, out, target)
-        console = _out()
-        table = Table(
-            title=f"{config.name}: data.source {config.data.source}", title_justify="left"
-        )
-        table.add_column("split")
-        table.add_column("examples", justify="right")
-        table.add_column("shape of one")
-        table.add_column("written to")
-        for split, (x, _) in dataset.splits().items():
-            table.add_row(split, str(len(x)), str(list(x.shape[1:])), result["written"][split])
-        console.print(table)
-        counts = class_counts(dataset)
-        if counts:
-            names = list(dict.fromkeys(name for split in counts.values() for name in split))
-            by_class = Table(title="examples per class", title_justify="left")
-            by_class.add_column("class")
-            for split in counts:
-                by_class.add_column(split, justify="right")
-            for name in names:
-                by_class.add_row(name, *(str(counts[split].get(name, 0)) for split in counts))
-            console.print(by_class)
-        if result["stretch"] != 1.0:
-            console.print(
-                f"note: pixel values were multiplied by {result['stretch']:.4g} in the PNGs "
-                "to make them visible; the model sees the original values",
-                highlight=False,
-            )
-        if config.seed is None:
-            console.print("note: the config has no seed; splits shown use seed 0", highlight=False)
+        views.dataset(_out(), config, dataset, result)
 
 
 @app.command()
 def layers() -> None:
     """List the layer types a config can use, with their parameters and defaults."""
     with _user_errors():
-        from dltool.layers import LAYERS
-
-        table = Table(
-            title="layer registry (model.layers[].type)", title_justify="left", show_lines=True
-        )
-        table.add_column("type", style="bold cyan", no_wrap=True)
-        table.add_column("what it does")
-        table.add_column("parameters (default)")
-        for name, spec in LAYERS.items():
-            table.add_row(name, spec.summary, _parameters(spec) or "-")
-        _out().print(table)
+        views.layer_registry(_out())
 
 
 runs_app = typer.Typer(
     help="List runs with their status and metrics; compare runs.", no_args_is_help=False
 )
 app.add_typer(runs_app, name="runs")
-STATUS_STYLE = {"completed": "green", "failed": "red", "crashed": "red", "interrupted": "yellow", "running": "cyan"}  # fmt: skip
 
 
 @runs_app.callback(invoke_without_command=True)
@@ -586,34 +483,7 @@ def runs(
         if as_json:
             typer.echo(json.dumps([r.summary() for r in chosen], indent=2))
             return
-        summaries = [r.summary() for r in chosen]
-        metric_names = list(
-            dict.fromkeys(m for x in summaries for m in x["metrics"].get("test", {}))
-        )[:2]
-        with_overrides = any(x["overrides"] for x in summaries)
-        table = Table(
-            title=f"{len(chosen)} runs in {runs_dir} (all fields: --json)", title_justify="left"
-        )
-        table.add_column("run", overflow="fold", ratio=1)
-        for column in ("status", "started", "time", "params"):
-            table.add_column(column, no_wrap=True)
-        if with_overrides:
-            table.add_column("overrides", overflow="fold", ratio=1)
-        for metric in metric_names:
-            table.add_column(f"test {metric}", justify="right", no_wrap=True)
-        for summary in summaries:
-            status = summary["status"]
-            test = summary["metrics"].get("test", {})
-            table.add_row(
-                summary["run"],
-                f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
-                str(summary["started_at"] or "")[5:16].replace("T", " "),
-                f"{summary['duration_s']:.0f}s" if summary["duration_s"] is not None else "",
-                f"{summary['params']:,}" if summary["params"] is not None else "",
-                *((" ".join(summary["overrides"]),) if with_overrides else ()),
-                *(f"{test[m]:.4f}" if m in test else "" for m in metric_names),
-            )
-        _out().print(table)
+        views.runs_table(_out(), [r.summary() for r in chosen], runs_dir)
 
 
 @runs_app.command("compare")
@@ -634,44 +504,7 @@ def runs_compare(
         if as_json:
             typer.echo(json.dumps(result, indent=2))
             return
-        table = Table(
-            title="config differences" if result["config_differences"] else "no config differences",
-            title_justify="left",
-        )
-        table.add_column("key")
-        for name in result["runs"]:
-            table.add_column(name, overflow="fold")
-        for key, values in result["config_differences"].items():
-            table.add_row(key, *(_cell(v) for v in values))
-        console = _out()
-        console.print(table)
-        metrics = Table(title="metrics", title_justify="left")
-        metrics.add_column("metric")
-        for name in result["runs"]:
-            metrics.add_column(name, justify="right", overflow="fold")
-        metrics.add_row("status", *result["status"])
-        metrics.add_row("params", *(f"{p:,}" if p is not None else "" for p in result["params"]))
-        for key, values in result["metrics"].items():
-            metrics.add_row(key, *(f"{v:.4f}" if isinstance(v, float) else "" for v in values))
-        console.print(metrics)
-
-
-def _parameters(spec: Any) -> str:
-    parts = []
-    for field_name, info in spec.model_fields.items():
-        if field_name == "type":
-            continue
-        shown = "required" if info.is_required() else _default_text(info.default)
-        parts.append(f"{field_name} ({shown})")
-    return "\n".join(parts)
-
-
-def _default_text(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, tuple):
-        return str(list(value))
-    return str(value).lower() if isinstance(value, bool) else str(value)
+        views.comparison(_out(), result)
 
 
 def main() -> None:

@@ -402,7 +402,9 @@ class TrainingConfig(_Strict):
 
 
 class ExperimentConfig(_Strict):
-    name: str = Field(..., pattern=RUN_NAME_PATTERN, description="run folder prefix")
+    name: str = Field(
+        ..., pattern=RUN_NAME_PATTERN, description="run folder prefix; default: the file's name"
+    )
     seed: int | None = Field(
         None, ge=0, le=2**32 - 1, description="default: a random seed, recorded in the run"
     )

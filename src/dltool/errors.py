@@ -14,7 +14,7 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     """Process exit codes, documented in the README."""
 
-    OK = 0
+    OK = 0  # success
     INTERNAL = 1  # a bug in dltool: please report it with --debug output
     REFUSED = 2  # a config or input was refused before any run folder was made
     TRAINING_FAILED = 3  # training started but could not finish (e.g. non-finite loss)
@@ -61,6 +61,18 @@ class RunDirError(DltoolError):
     """The run folder could not be created or written."""
 
     exit_code = ExitCode.IO_FAILURE
+
+
+class UsageError(DltoolError):
+    """The command line itself is wrong (a missing or conflicting argument)."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class RunFolderIncomplete(DltoolError):
+    """A smoke run finished but its run folder lacks files a run must have."""
+
+    exit_code = ExitCode.TRAINING_FAILED
 
 
 class Terminated(KeyboardInterrupt):

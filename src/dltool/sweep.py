@@ -34,6 +34,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dltool.errors import ConfigError, DltoolError, InputError, Terminated
+from dltool.interrupts import raise_if_requested
 from dltool.messages import describe_validation_error
 from dltool.overrides import parse_assignment
 from dltool.rundir import RunDir, write_csv, write_json, write_yaml
@@ -326,11 +327,13 @@ def execute(
     base, fixed = directory.sweep.base, directory.sweep.overrides
     if jobs <= 1:
         for trial in todo:
+            raise_if_requested()  # a safe point between trials
             outcome = run_trial(base, trial.assignments(fixed), runs_dir)
             if outcome["status"] == "interrupted":
                 raise Terminated if outcome.get("signal") == "SIGTERM" else KeyboardInterrupt
             directory.record(trial, outcome)
             report(trial, outcome)
+        raise_if_requested()
         return
     import multiprocessing
 
@@ -343,7 +346,8 @@ def execute(
         }
         try:
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                raise_if_requested()
+                done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
                     trial = pending.pop(future)
                     outcome = future.result()

@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import secrets
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ from dltool.config import ExperimentConfig, resolved_dict  # noqa: E402
 from dltool.data import Dataset, load_dataset  # noqa: E402
 from dltool.errors import DataError, Terminated, TrainingError  # noqa: E402
 from dltool.evaluation import class_report, loss_first, predict, predictions_table  # noqa: E402
-from dltool.interrupts import graceful, raise_if_requested  # noqa: E402
+from dltool.interrupts import raise_if_requested  # noqa: E402
 from dltool.model import build_model, compile_model, model_summary, save_model  # noqa: E402
 from dltool.rundir import (  # noqa: E402
     STATUS_COMPLETED,
@@ -135,17 +136,13 @@ def _prepare_labels(y: np.ndarray, config: ExperimentConfig, outputs: int) -> np
     return np.asarray(y, dtype="float32").reshape(len(y), -1)
 
 
-def make_pipeline(
-    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int
-) -> tf.data.Dataset:
+def make_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
     """An evaluation pipeline: in order, fixed prefetch, autotune off.
 
     Keras' own wrapping of numpy arrays uses AUTOTUNE prefetch, which on small CPU
     machines often stalls ~1 s with the CPU idle (see KERAS-NOTES).
     """
     data = tf.data.Dataset.from_tensor_slices((np.asarray(x, dtype="float32"), y))
-    if shuffle:
-        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return _fast(data.batch(batch_size))
 
 
@@ -317,6 +314,7 @@ def run_training(
         )
     keras.backend.clear_session()  # a clean slate when one process trains several configs
     prepared = prepare(config, source, console, smoke)
+    raise_if_requested()  # Ctrl-C while loading data: stop before any run folder exists
     model = prepared.model
     with prepared.clock.phase("build"):
         compile_model(
@@ -449,7 +447,7 @@ def _train_and_finish(
     training = config.training
     seed = config.seed if config.seed is not None else 0
     evaluation_pipelines = {
-        name: make_pipeline(x, prepared.labels[name], batch_size, False, seed)
+        name: make_pipeline(x, prepared.labels[name], batch_size)
         for name, (x, _) in dataset.splits().items()
     }
     log = EpochLog(run, console, training.epochs, rows=history)
@@ -458,6 +456,7 @@ def _train_and_finish(
     callbacks = make_callbacks(config, run, log, guard, saver)
     extra: dict[str, Any] = {}
     try:
+        # A signal only sets a flag until the run reaches a safe point (see interrupts.py).
         if first_epoch < training.epochs:
             train_pipeline = make_train_pipeline(
                 dataset.x_train,
@@ -467,7 +466,7 @@ def _train_and_finish(
                 first_epoch,
                 training.epochs,
             )
-            with graceful(), prepared.clock.phase("fit"):  # a signal ends fit at a batch boundary
+            with prepared.clock.phase("fit"):
                 model.fit(
                     train_pipeline,
                     validation_data=evaluation_pipelines.get("validation"),
@@ -502,7 +501,7 @@ def _train_and_finish(
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         _finish(run, STATUS_FAILED, started, len(log.rows), error=message)
         raise
-    timings = {"total": round(time.perf_counter() - started, 3), **prepared.clock.seconds}
+    timings = {**prepared.clock.seconds, "run_total": round(time.perf_counter() - started, 3)}
     if config.training.profile:
         write_json(
             run.file("profile.json"),
@@ -519,6 +518,7 @@ def _train_and_finish(
             highlight=False,
         )
     _finish(run, STATUS_COMPLETED, started, len(log.rows), timings=timings, **extra)
+    shutil.rmtree(run.file("checkpoint"), ignore_errors=True)  # completed: nothing to resume
     return RunResult(
         path=run.path,
         status=STATUS_COMPLETED,
@@ -554,6 +554,7 @@ def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[s
             if config.task != "regression":
                 report = class_report(tested)
                 metrics["test_classes"] = report
+    raise_if_requested()  # a signal during evaluation stops the run before anything is written
     with clock.phase("save"):
         if dataset.x_test is not None and dataset.y_test is not None:
             write_csv(run.file("predictions.csv"), *predictions_table(tested))
