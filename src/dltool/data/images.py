@@ -1,0 +1,306 @@
+"""Your own images, one sub-folder per class (``source: image_folder``).
+
+Layout (class folders are searched recursively; names starting with "." are skipped)::
+
+    path/
+      cat/0001.png
+      cat/more/0002.jpg
+      dog/0003.png
+
+Class names are the sub-folder names, sorted; a label is the index of its class
+in that list (int64). ``test_path`` has the same layout; it may lack a class,
+but a class folder that ``path`` does not have is an error. Without
+``test_path``, :func:`dltool.data.load_dataset` holds out ``test_split`` of the
+images (seeded, stratified).
+
+Every image is converted to ``color_mode`` (Pillow mode ``L``: 1 channel, or
+``RGB``: 3 channels) and, when its size differs, resized to ``image_size``
+[height, width] with bilinear filtering (the aspect ratio is not kept), exactly
+as ``dltool predict`` reads images. Pixels are float32 in 0..255, shape
+(n, height, width, channels), in one array allocated once.
+
+Before anything is decoded, a pre-scan checks every file: an image extension
+(:data:`dltool.inputs.IMAGE_SUFFIXES`), not empty, and Pillow can open and
+verify it. Files that fail are skipped and counted in ``Dataset.notes["skipped"]``
+(the count and up to 5 example paths); with ``strict: true`` they are refused
+with one line per file. This module prints nothing.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dltool.data import Dataset
+from dltool.errors import DataError
+from dltool.inputs import IMAGE_SUFFIXES, read_image
+from dltool.messages import did_you_mean
+
+MAX_BAD_SHOWN = 10  # strict mode: bad files listed one per line; the rest are counted
+MAX_SKIPPED_EXAMPLES = 5  # paths kept in notes["skipped"]["examples"]
+MAX_NAMES_SHOWN = 20  # class names listed in a message
+LAYOUT = "path/CLASS/IMAGE, e.g. path/cat/1.png and path/dog/2.png"
+
+
+@dataclass
+class _Folder:
+    """One scanned folder (``path`` or ``test_path``): usable files and what was wrong."""
+
+    root: Path
+    key: str  # data.path or data.test_path, for messages
+    class_names: list[str] = field(default_factory=list)  # of data.path: label i = name i
+    present: list[str] = field(default_factory=list)  # class folders found under root
+    files: list[Path] = field(default_factory=list)  # usable, in label-then-path order
+    labels: list[int] = field(default_factory=list)
+    bad: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason)
+
+    def empty_classes(self) -> list[str]:
+        """Class folders under ``root`` without one usable image."""
+        used = set(self.labels)
+        return [name for name in self.present if self.class_names.index(name) not in used]
+
+
+def load(config: Any, seed: int, task: str) -> Dataset:
+    """The images of an ``image_folder`` data config (``seed`` is unused: no randomness).
+
+    Raises:
+        DataError: one line per problem: a missing folder, too few class folders,
+            an unknown test class, unusable files (``strict``), a class with no images.
+    """
+    layout = _layout(config, task)  # [(root, key, class folders found)]; the first is path
+    names = layout[0][2]
+    with _quiet():
+        folders = [_scan(root, key, present, names) for root, key, present in layout]
+    _check(folders, config.strict)
+    size, channels = tuple(config.image_size), 1 if config.color_mode == "grayscale" else 3
+    with _quiet():
+        arrays = [_decode(folder, size, config.color_mode, channels) for folder in folders]
+    _check(folders, config.strict)  # files that passed the pre-scan but failed to decode
+
+    (x_train, y_train, resized), *test = arrays
+    dataset = Dataset(x_train=x_train, y_train=y_train, class_names=names)
+    dataset.notes = {"path": config.path, "images": len(x_train)}
+    if test:
+        dataset.x_test, dataset.y_test, test_resized = test[0]
+        dataset.notes.update(test_path=config.test_path, test_images=len(dataset.x_test))
+        resized += test_resized
+    dataset.notes.update(image_size=list(size), color_mode=config.color_mode)
+    if resized:
+        dataset.notes["resized"] = resized  # images of another size, resized (bilinear)
+    bad = [str(file) for folder in folders for file, _ in folder.bad]
+    if bad:
+        dataset.notes["skipped"] = {"count": len(bad), "examples": bad[:MAX_SKIPPED_EXAMPLES]}
+    return dataset
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence Pillow's warnings (e.g. palette transparency): this module prints nothing."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+# --------------------------------------------------------------------- structure
+
+
+def _layout(config: Any, task: str) -> list[tuple[Path, str, list[str]]]:
+    """(root, config key, class folder names) of ``path`` and, if given, ``test_path``."""
+    roots = [(Path(config.path), "data.path")]
+    if config.test_path is not None:
+        roots.append((Path(config.test_path), "data.test_path"))
+    problems = [line for root, key in roots for line in _folder_problems(root, key)]
+    if problems:
+        raise DataError(*problems)
+    layout = [(root, key, _class_folders(root)) for root, key in roots]
+    root, _, names = layout[0]
+    problems = _class_problems(root, names, task)
+    for test_root, _, test_names in layout[1:]:
+        problems += _test_class_problems(test_root, test_names, root, names)
+    if problems:
+        raise DataError(*problems)
+    return layout
+
+
+def _folder_problems(root: Path, key: str) -> list[str]:
+    if not root.exists():
+        return [f"{root}: {key}: no such folder (expected one sub-folder per class: {LAYOUT})"]
+    if not root.is_dir():
+        return [f"{root}: {key}: is a file, not a folder (expected one sub-folder per class: {LAYOUT})"]  # fmt: skip
+    try:
+        next(root.iterdir(), None)
+    except OSError as error:
+        return [f"{root}: {key}: cannot be read ({error.strerror or type(error).__name__})"]
+    return []
+
+
+def _class_folders(root: Path) -> list[str]:
+    """Names of the visible sub-folders, sorted: the classes."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _files(count: int, what: str) -> str:
+    """``"1 unusable file"``, ``"3 unusable files"``."""
+    return f"{count} {what} file{'' if count == 1 else 's'}"
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_NAMES_SHOWN])
+    more = len(names) - MAX_NAMES_SHOWN
+    return f"{shown}, ... ({len(names)} in all)" if more > 0 else shown
+
+
+def _class_problems(root: Path, names: list[str], task: str) -> list[str]:
+    if len(names) < 2:
+        found = f"1 class folder ({names[0]})" if names else "no class folders"
+        loose = sum(1 for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)  # fmt: skip
+        beside = f" and {_files(loose, 'image')} directly in it" if loose else ""
+        return [
+            f"{root}: data.path: found {found}{beside}; expected at least 2 class folders "
+            f"with the images inside, laid out as {LAYOUT}"
+        ]
+    if task == "binary" and len(names) != 2:
+        return [
+            f"{root}: data.path: binary_crossentropy needs exactly 2 classes, found "
+            f"{len(names)}: {_listing(names)} (for more classes use loss: "
+            f"sparse_categorical_crossentropy with one output unit per class)"
+        ]
+    return []
+
+
+def _test_class_problems(test_root: Path, test_names: list[str], root: Path, names: list[str]) -> list[str]:  # fmt: skip
+    if not test_names:
+        return [
+            f"{test_root}: data.test_path: no class folders (expected the layout of "
+            f"data.path, with class folders among {_listing(names)})"
+        ]
+    return [
+        f"{test_root / name}: data.test_path: class {name!r} is not a class of data.path "
+        f"{root}{did_you_mean(name, names)} (its classes are {_listing(names)}; expected the "
+        f"same class folder names)"
+        for name in test_names
+        if name not in names
+    ]
+
+
+# ---------------------------------------------------------------------- pre-scan
+
+
+def _class_files(folder: Path) -> list[Path]:
+    """Every visible file under a class folder, recursively, in a stable order."""
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )  # fmt: skip
+
+
+def _file_problem(file: Path) -> str | None:
+    """Why ``file`` cannot be used as an image, or None when it can."""
+    from PIL import Image, UnidentifiedImageError
+
+    suffix = file.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        shown = repr(suffix) if suffix else "none"
+        return f"not an image file (extension {shown}; expected one of {', '.join(IMAGE_SUFFIXES)})"  # fmt: skip
+    try:
+        if file.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        with Image.open(file) as image:
+            image.verify()  # reads the file through, checking its structure (PNG: checksums)
+    except UnidentifiedImageError:
+        return "not a readable image (Pillow does not recognise its contents)"
+    except OSError as error:
+        if error.strerror:  # the operating system refused (permissions, I/O)
+            return f"cannot be read ({error.strerror})"
+        return _unreadable(error)
+    except Exception as error:  # Pillow raises various types for damaged files
+        return _unreadable(error)
+    return None
+
+
+def _unreadable(error: Exception) -> str:
+    text = " ".join(str(error).split())[:200]
+    return f"not a readable image ({type(error).__name__}{': ' + text if text else ''})"
+
+
+def _scan(root: Path, key: str, present: list[str], class_names: list[str]) -> _Folder:
+    """Check every file under each class folder of ``root``; nothing is decoded."""
+    folder = _Folder(root, key, class_names, present)
+    for name in present:
+        for file in _class_files(root / name):
+            problem = _file_problem(file)
+            if problem is None:
+                folder.files.append(file)
+                folder.labels.append(class_names.index(name))
+            else:
+                folder.bad.append((file, problem))
+    return folder
+
+
+def _check(folders: list[_Folder], strict: bool) -> None:
+    """Refuse unusable files (strict), classes without images, folders without images."""
+    bad = [(file, reason) for folder in folders for file, reason in folder.bad]
+    if strict and bad:
+        lines = [f"{file}: {reason}" for file, reason in bad[:MAX_BAD_SHOWN]]
+        if len(bad) > MAX_BAD_SHOWN:
+            lines.append(f"and {_files(len(bad) - MAX_BAD_SHOWN, 'more unusable')}")
+        lines.append(
+            f"data.strict: {_files(len(bad), 'unusable')} refused (fix or remove them, "
+            f"or set strict: false to skip them with a count)"
+        )
+        raise DataError(*lines)
+    problems = []
+    for folder in folders:
+        skipped = f" ({_files(len(folder.bad), 'unusable')} skipped)" if folder.bad else ""
+        if not folder.files:
+            problems.append(
+                f"{folder.root}: {folder.key}: no usable images at all{skipped} (expected "
+                f"image files ({', '.join(IMAGE_SUFFIXES)}) laid out as {LAYOUT})"
+            )
+            continue
+        for name in folder.empty_classes():
+            in_class = sum(1 for file, _ in folder.bad if file.relative_to(folder.root).parts[0] == name)  # fmt: skip
+            skipped = f" ({_files(in_class, 'unusable')} skipped)" if in_class else ""
+            problems.append(
+                f"{folder.root / name}: {folder.key}: class {name!r} has no usable images"
+                f"{skipped} (expected image files ({', '.join(IMAGE_SUFFIXES)}) in this folder "
+                f"or below)"
+            )
+    if problems:
+        raise DataError(*problems)
+
+
+# ------------------------------------------------------------------------ decode
+
+
+def _decode(
+    folder: _Folder, size: tuple[int, int], color_mode: str, channels: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(pixels, labels, resized count) of the scanned files, in one preallocated array.
+
+    A file that passed the pre-scan but fails to decode (e.g. a truncated JPEG,
+    which ``verify`` does not read) moves to ``folder.bad``.
+    """
+    height, width = size
+    pixels = np.empty((len(folder.files), height, width, channels), dtype="float32")
+    keep = np.ones(len(folder.files), dtype=bool)
+    resized = 0
+    for index, file in enumerate(folder.files):
+        try:
+            pixels[index], changed = read_image(file, size, color_mode)
+        except Exception as error:  # Pillow raises various types for damaged files
+            folder.bad.append((file, _unreadable(error)))
+            keep[index] = False
+            continue
+        resized += changed
+    if not keep.all():  # rare: keep the usable rows only (one copy)
+        pixels = pixels[keep]
+        folder.files = [f for f, k in zip(folder.files, keep, strict=True) if k]
+        folder.labels = [label for label, k in zip(folder.labels, keep, strict=True) if k]
+    return pixels, np.asarray(folder.labels, dtype="int64"), resized
