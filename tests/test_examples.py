@@ -1,4 +1,4 @@
-"""Every shipped example config trains (1 epoch here; full runs are measured in the README)."""
+"""Every shipped example config trains (smoke-sized here; full runs are measured in the README)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,19 @@ def test_example_trains_one_epoch(
             config["data"][key] = str((CONFIGS / config["data"][key]).resolve())
     copy = tmp_path / path.name
     copy.write_text(yaml.safe_dump(config))
-    result = run_cli("train", copy, "--runs-dir", tmp_path / "runs")
+    result = run_cli("train", copy, "--smoke", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.stderr
     (run,) = (tmp_path / "runs").iterdir()
     assert [name for name in RUN_FILES if not (run / name).is_file()] == []
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
+
+
+def test_smoke_command_over_every_config(
+    run_cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented CI guard, on the real files: `dltool smoke configs/*.yaml`."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    fake_mnist_cache(tmp_path / "keras")
+    result = run_cli("smoke", *EXAMPLES)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count(" ok ") == len(EXAMPLES)

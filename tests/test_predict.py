@@ -97,7 +97,7 @@ def test_default_output_never_overwrites(
         run_cli("predict", run_copy, "--input", source, "--output", output, "--overwrite").exit_code
         == 0
     )
-    assert output.read_text().startswith("row,prob_fail,prob_pass,predicted")
+    assert output.read_text().startswith("row,label,prob_fail,prob_pass,predicted")  # other columns kept
 
 
 def test_model_file_as_run(
@@ -359,3 +359,33 @@ def test_unreadable_image_refused(run_cli: Cli, digits_run: Path, tmp_path: Path
     assert result.exit_code == 2
     assert result.stderr == f"error: {broken}: not a readable image (UnidentifiedImageError)\n"
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_csv_run_predicts_raw_rows_like_training(run_cli: Cli, tmp_path: Path) -> None:
+    """Train on a CSV file, then predict its raw test rows: the same probabilities as in the run."""
+    import yaml
+
+    from conftest import CONFIGS
+
+    config = yaml.safe_load((CONFIGS / "iris_csv.yaml").read_text())
+    config["data"]["path"] = str(CONFIGS / "data" / "iris.csv")
+    config["training"]["epochs"] = 3
+    path = tmp_path / "iris.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert run_cli("train", path, "--runs-dir", tmp_path / "runs").exit_code == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run_cli("data", path, "--out", tmp_path / "data").exit_code == 0
+    raw = _rows(tmp_path / "data" / "test.csv")
+    assert float(raw[0]["sepal_length"]) > 4  # raw centimetres, not normalized values
+    result = run_cli(
+        "predict", run, "--input", tmp_path / "data" / "test.csv", "--output", tmp_path / "p.csv"
+    )
+    assert result.exit_code == 0, result.stderr
+    predicted, in_run = _rows(tmp_path / "p.csv"), _rows(run / "predictions.csv")
+    assert [r["species"] for r in predicted] == [r["true"] for r in in_run]  # extra column kept
+    for name in ("setosa", "versicolor", "virginica"):
+        np.testing.assert_allclose(
+            [float(r[f"prob_{name}"]) for r in predicted],
+            [float(r[f"prob_{name}"]) for r in in_run],
+            atol=1e-5,
+        )

@@ -369,3 +369,19 @@ def test_labels_checked_against_outputs() -> None:
     binary = validate_config(tiny_config(), "x")
     with pytest.raises(DataError, match=r"data: train labels \[2\] are not 0 or 1"):
         check_labels(Dataset(x_train=np.zeros((2, 3)), y_train=np.array([0, 2])), binary, outputs=1)
+
+
+def test_categorical_crossentropy_and_top_k(run_cli: Callable[..., Any], tmp_path: Path) -> None:
+    config = yaml.safe_load((CONFIGS / "digits_cnn.yaml").read_text())
+    config["training"].update(
+        {"loss": "categorical_crossentropy", "metrics": ["accuracy", "top_3_accuracy"], "epochs": 1}
+    )
+    config["training"].pop("early_stopping")
+    path = tmp_path / "digits.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = _train(run_cli, path, tmp_path / "runs")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["top_3_accuracy"] >= metrics["test"]["accuracy"]
+    header = _rows(run / "predictions.csv")[0]
+    assert list(header)[4:] == [f"prob_{d}" for d in range(10)]
+    assert len(metrics["test_classes"]["per_class"]) == 10

@@ -97,3 +97,54 @@ def test_read_missing_and_folder(tmp_path: Path) -> None:
         read_yaml_mapping(tmp_path / "nope.yaml")
     with pytest.raises(YamlProblem, match="is a folder"):
         read_yaml_mapping(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "a: !!python/object/apply:os.system ['touch pwned']\n",
+            "could not determine a constructor",
+            id="python-tag",
+        ),
+        pytest.param(BILLION_LAUGHS, "alias bomb", id="billion-laughs"),
+        pytest.param("a: &x [*x]\n", "an alias refers to itself", id="self-alias"),
+        pytest.param(
+            "a: " + "[" * 80 + "]" * 80 + "\n", "nested more than 50 levels deep", id="deep"
+        ),
+        pytest.param("name: a\nname: b\n", "duplicate key 'name'", id="duplicate-key"),
+        pytest.param("- 1\n", "top level is a list", id="not-a-mapping"),
+        pytest.param("", "file is empty", id="empty"),
+    ],
+)
+def test_hostile_files_refused_by_train(tmp_path: Path, text: str, message: str) -> None:
+    """Through the real command: exit 2, one line, nothing created."""
+    from typer.testing import CliRunner
+
+    from dltool.cli import app
+
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["train", str(path), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert message in result.stderr
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_non_utf8_and_oversized_refused_by_train(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dltool.cli import app
+
+    for content, message in (
+        (b"name: caf\xe9\n", "not UTF-8"),
+        (b"a: " + b"x" * MAX_FILE_BYTES, "the limit is"),
+    ):
+        path = tmp_path / "f.yaml"
+        path.write_bytes(content)
+        result = CliRunner().invoke(app, ["train", str(path), "--runs-dir", str(tmp_path / "runs")])
+        assert (result.exit_code, len(result.stderr.splitlines())) == (2, 1)
+        assert message in result.stderr
+    assert not (tmp_path / "runs").exists()

@@ -53,6 +53,9 @@ def train(
     loaded, source = load(config, overrides)
     if name is not None:
         loaded = with_name(loaded, name)
+    from dltool.backend import use_backend
+
+    use_backend(loaded.training.backend, source)
     from dltool.training import run_training
 
     console = Console(quiet=quiet)

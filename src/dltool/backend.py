@@ -53,3 +53,32 @@ def import_keras(backend: str = "tensorflow") -> ModuleType:
         import keras
     IMPORT_SECONDS.append(time.perf_counter() - started)
     return keras
+
+
+def use_backend(name: str, source: str) -> ModuleType:
+    """Import Keras with backend ``name`` (``training.backend``), or say why that cannot be.
+
+    Raises:
+        ConfigError: the backend is not installed, or Keras already runs another one in
+            this process (a backend is chosen once, before the first import).
+    """
+    from dltool.errors import ConfigError
+
+    if name != "tensorflow":
+        import importlib.util
+
+        if importlib.util.find_spec(name) is None:
+            raise ConfigError(
+                f"{source}: training.backend: {name!r} is not installed "
+                f"(received {name!r}; expected tensorflow, or install it: pip install 'dltool[{name}]')"
+            )
+    keras_module = sys.modules.get("keras")
+    if keras_module is not None:
+        running = keras_module.backend.backend()
+        if running != name:
+            raise ConfigError(
+                f"{source}: training.backend: Keras already runs on {running!r} in this process "
+                f"(received {name!r}; expected {running!r}, or train this config in its own process)"
+            )
+        return keras_module
+    return import_keras(name)

@@ -137,6 +137,9 @@ def train(
                 raise UsageError(
                     "--resume continues a run folder: give no experiment files with it"
                 )
+            from dltool.backend import use_backend
+
+            use_backend(_recorded_backend(resume), str(resume / "config.yaml"))
             from dltool.training import resume_training
 
             result = resume_training(resume, console=_out())
@@ -156,6 +159,18 @@ def train(
     _train_many(config_paths, runs_dir, name, overrides or [], smoke)
 
 
+def _recorded_backend(run_folder: Path) -> str:
+    """The Keras backend a run was trained with (its config.yaml), to resume on the same one."""
+    from dltool.yamlio import YamlProblem, read_yaml_mapping
+
+    try:
+        training = read_yaml_mapping(run_folder / "config.yaml").get("training") or {}
+    except YamlProblem:
+        return "tensorflow"  # resume_training reports the unreadable file
+    backend = training.get("backend", "tensorflow") if isinstance(training, dict) else "tensorflow"
+    return backend if isinstance(backend, str) else "tensorflow"
+
+
 def _train_one(
     path: Path, runs_dir: Path, name: str | None, overrides: list[str], smoke: bool
 ) -> Any:
@@ -164,6 +179,9 @@ def _train_one(
     config = load_config(path, overrides)
     if name is not None:
         config = with_name(config, name)
+    from dltool.backend import use_backend
+
+    use_backend(config.training.backend, str(path))  # before the first import of Keras
     from dltool.training import run_training  # imports TensorFlow: only now
 
     return run_training(

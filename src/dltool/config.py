@@ -383,6 +383,10 @@ class TrainingConfig(_Strict):
         False, description="XLA compilation; measured slower on CPU (1.4x MLP, 2.8x CNN)"
     )
     profile: bool = Field(False, description="write profile.json: seconds per phase")
+    backend: Literal["tensorflow", "jax"] = Field(
+        "tensorflow",
+        description="Keras backend; jax is an optional extra (pip install 'dltool[jax]')",
+    )
 
     @field_validator("optimizer", mode="before")
     @classmethod

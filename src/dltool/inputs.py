@@ -141,9 +141,8 @@ def _csv_chunk(frame: Any, path: Path, spec: InputSpec, labelled: bool, first_li
         raise InputError(f"{path}: no label column {target!r} (found {', '.join(columns)})")
     x = _numeric(frame, features, path, first_line)
     ids: dict[str, list[Any]] = {"row": list(range(first_line - 2, first_line - 2 + len(frame)))}
-    ids.update(
-        {c: frame[c].fillna("").tolist() for c in columns if c not in features and c != target}
-    )
+    kept = [c for c in columns if c not in features and not (labelled and c == target)]
+    ids.update({c: frame[c].fillna("").tolist() for c in kept})  # ids, and labels when predicting
     labels = frame[target].tolist() if labelled and target else None
     return Chunk(x=x, ids=ids, labels=labels)
 
