@@ -325,3 +325,35 @@ def test_safe_mode_is_never_turned_off() -> None:
             if needle in text:
                 offenders.append(f"{path.relative_to(REPO)}: {needle}")
     assert offenders == []
+
+
+def test_interrupt_during_a_checkpoint_write_keeps_the_previous_one(run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A second Ctrl-C that lands while a checkpoint is being written (simulated at that moment)."""
+    from dltool.backend import import_keras
+
+    keras = import_keras()
+    real_save = keras.Model.save
+
+    def interrupted_save(self: Any, path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path).name.startswith(".epoch-0003.keras."):
+            Path(path).write_bytes(b"half a checkpoint")
+            raise KeyboardInterrupt
+        real_save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", interrupted_save)
+    config = write_config(tiny_config(training={"epochs": 5, "checkpoint_seconds": 0}))
+    result = run_cli("train", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 130
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    latest = json.loads((run / "checkpoint" / "latest.json").read_text())
+    assert (latest["epoch"], latest["file"]) == (2, "epoch-0002.keras")
+    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == [
+        "epoch-0002.keras",
+        "latest.json",
+    ]
+    keras.saving.load_model(run / "checkpoint" / latest["file"], safe_mode=True)
+    monkeypatch.setattr(keras.Model, "save", real_save)
+    resumed = run_cli("train", "--resume", run)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert len(_history(run)) == 5

@@ -162,6 +162,11 @@ class Checkpointer(keras.callbacks.Callback):
         if time.perf_counter() - self._last_write >= self.interval_s:
             self._write()
 
+    @property
+    def saved_epoch(self) -> int:
+        """The epoch the checkpoint on disk holds (0: none yet)."""
+        return self._saved_epoch
+
     def save_last_complete_epoch(self) -> int:
         """Write the last completed epoch (restoring it into the model); returns its number."""
         if self._snapshot is None:

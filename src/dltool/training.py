@@ -41,7 +41,7 @@ from dltool.callbacks import (  # noqa: E402
 )
 from dltool.config import ExperimentConfig, resolved_dict  # noqa: E402
 from dltool.data import Dataset, load_dataset  # noqa: E402
-from dltool.errors import DataError, Terminated, TrainingError  # noqa: E402
+from dltool.errors import DataError, DltoolError, Terminated, TrainingError  # noqa: E402
 from dltool.evaluation import class_report, loss_first, predict, predictions_table  # noqa: E402
 from dltool.interrupts import raise_if_requested  # noqa: E402
 from dltool.model import build_model, compile_model, model_summary, save_model  # noqa: E402
@@ -485,7 +485,10 @@ def _train_and_finish(
         metrics = _write_outputs(run, prepared, evaluation_pipelines, log)
     except KeyboardInterrupt as interrupt:
         log.close()
-        saved = saver.save_last_complete_epoch()
+        try:
+            saved = saver.save_last_complete_epoch()
+        except (KeyboardInterrupt, DltoolError):  # another Ctrl-C, or a full disk, mid-write
+            saved = saver.saved_epoch  # the previous checkpoint is intact (atomic writes)
         terminated = isinstance(interrupt, Terminated)
         why = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
         _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error=why)
