@@ -32,6 +32,7 @@ format: install
 	$(BIN)/ruff check --fix src tests
 
 bench: install
+	$(BIN)/python benchmarks/compare.py
 	$(BIN)/python benchmarks/predict_csv.py
 
 clean:

@@ -89,6 +89,18 @@ def main() -> None:
         )
         with open(work / "p.csv") as handle:
             written = sum(1 for _ in handle) - 1
+        np.save(work / "students.npy", table.astype("float32"))
+        npy_wall, npy_peak = timed(
+            [
+                str(DLTOOL),
+                "predict",
+                str(run),
+                "--input",
+                str(work / "students.npy"),
+                "--output",
+                str(work / "n.csv"),
+            ]
+        )
         assert written == rows, (written, rows)
 
         from dltool.backend import import_keras
@@ -119,6 +131,11 @@ def main() -> None:
         f"| peak memory (max RSS), {rows:,} rows | {peak:.0f} MiB |",
         f"| peak memory (max RSS), 1 row | {startup_peak:.0f} MiB |",
         f"| `model.predict` on the rows already in memory (no CSV parsing or writing) | {in_memory:.1f} s ({rows / in_memory:,.0f} rows/s) |",
+        f"| `dltool predict` on the same rows as an .npy array, excluding start-up | {npy_wall - startup:.1f} s ({rows / max(npy_wall - startup, 1e-9):,.0f} rows/s), peak {npy_peak:.0f} MiB |",
+        "",
+        "The target 'within 10% of model.predict on the same arrays' is missed: most of the gap",
+        "is writing the output CSV (pandas' to_csv of 1,000,000 rows x 4 columns alone takes 2.0 s",
+        "here), which model.predict does not do; the rest is one model.predict call per chunk.",
         "",
         f"Rows are read, predicted and written {CSV_CHUNK_ROWS:,} at a time, so peak memory grows by",
         f"{peak - startup_peak:.0f} MiB from 1 row to {rows:,} rows.",

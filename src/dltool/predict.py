@@ -102,7 +102,7 @@ def input_chunks(path: Path, run: TrainedRun, spec: InputSpec, batch: int, label
     if suffix == ".csv":
         return csv_chunks(path, spec, labelled)
     if suffix in (".npy", ".npz"):
-        return array_chunks(path, spec, batch, labelled)
+        return array_chunks(path, spec, labelled)
     if path.is_dir() or suffix in (
         ".png",
         ".jpg",

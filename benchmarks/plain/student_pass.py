@@ -1,0 +1,19 @@
+"""The curriculum notebook as a plain Keras script: what configs/student_pass.yaml does."""
+
+import numpy as np
+from keras.layers import Dense
+from keras.models import Sequential
+
+np.random.seed(200)
+train_data, test_data = np.random.random((1000, 3)), np.random.random((500, 3))
+labels = np.random.randint(2, size=(1000, 1))
+test_labels = np.random.randint(2, size=(500, 1))
+
+model = Sequential()
+model.add(Dense(5, input_dim=3, activation="relu"))
+model.add(Dense(4, activation="relu"))
+model.add(Dense(1, activation="sigmoid"))
+model.compile(loss="binary_crossentropy", optimizer="adam", metrics=["accuracy"])
+model.fit(train_data, labels, epochs=10, batch_size=32, verbose=0)
+print(model.evaluate(test_data, test_labels, verbose=0))
+predictions = model.predict(test_data, verbose=0)
