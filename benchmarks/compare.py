@@ -80,6 +80,10 @@ def compare(name: str, runs: int, scratch: Path) -> dict[str, object]:
         "ratio": ratio,
         "timings": seconds,
         "epochs": info.get("epochs_completed"),
+        # training throughput: examples through fit per second (validation passes included)
+        "samples_per_s": (info.get("epochs_completed") or 0)
+        * (info.get("examples", {}).get("train") or 0)
+        / max(seconds.get("fit", 0.0), 1e-9),
     }
 
 
@@ -166,8 +170,8 @@ def main() -> None:
         "",
         "Where dltool's time goes (seconds, last run, from run.json `timings`):",
         "",
-        "| example | import | data | build | fit | evaluate | save | total after import |",
-        "|---|---|---|---|---|---|---|---|",
+        "| example | import | data | build | fit | evaluate | save | total after import | training samples/s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         t = result["timings"]
@@ -177,7 +181,7 @@ def main() -> None:
                 f"{t.get(k, 0):.2f}"
                 for k in ("import", "data", "build", "fit", "evaluate", "save", "run_total")
             )
-            + " |"  # type: ignore[union-attr]
+            + f" | {result['samples_per_s']:,.0f} |"  # type: ignore[union-attr]
         )
     lines += [
         "",

@@ -97,7 +97,9 @@ def test_default_output_never_overwrites(
         run_cli("predict", run_copy, "--input", source, "--output", output, "--overwrite").exit_code
         == 0
     )
-    assert output.read_text().startswith("row,label,prob_fail,prob_pass,predicted")  # other columns kept
+    assert output.read_text().startswith(
+        "row,label,prob_fail,prob_pass,predicted"
+    )  # other columns kept
 
 
 def test_model_file_as_run(

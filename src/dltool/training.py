@@ -337,6 +337,7 @@ def run_training(
         smoke=smoke,
         params=params,
         data=dataset.notes,
+        examples={name: len(x) for name, (x, _) in dataset.splits().items()},
         # What predict/evaluate need to read new inputs like the training data:
         input_shape=list(config.model.input_shape),
         feature_names=dataset.feature_names,
