@@ -14,7 +14,7 @@ import yaml
 from conftest import CONFIGS, fake_mnist_cache
 from dltool.config import BUILTIN_SHAPES, BuiltinData
 from dltool.data import load_dataset
-from dltool.errors import DataError
+from dltool.errors import DataError, ExitCode
 
 
 @pytest.mark.parametrize("name", ["digits", "iris", "breast_cancer", "wine"])
@@ -53,7 +53,22 @@ def test_mnist_cnn_from_keras_cache(
     assert header == "index,true,predicted,correct," + ",".join(f"prob_{d}" for d in range(10))
 
 
-def test_mnist_offline_without_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("name", "url", "cached"),
+    [
+        ("mnist", "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz", "mnist.npz"),
+        # Keras 3 keeps the downloaded tar.gz as <fname>_archive and extracts it beside.
+        ("cifar10", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-batches-py-target_archive"),
+    ],
+)  # fmt: skip
+def test_keras_dataset_offline_without_cache(
+    name: str,
+    url: str,
+    cached: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty"))
     # Every download goes to a closed local port: offline, whatever the machine's network.
     for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
@@ -61,16 +76,16 @@ def test_mnist_offline_without_cache(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
     with pytest.raises(DataError) as caught:
-        load_dataset(BuiltinData(source="builtin", name="mnist"), 0, "multiclass")
+        load_dataset(BuiltinData(source="builtin", name=name), 0, "multiclass")
+    assert caught.value.exit_code == ExitCode.REFUSED
     (line,) = caught.value.lines
     assert line.startswith(
-        "data.name: 'mnist' is not in Keras' cache and could not be downloaded ("
+        f"data.name: {name!r} is not in Keras' cache and could not be downloaded ("
     )
-    expected = tmp_path / "empty" / "datasets" / "mnist.npz"
-    assert (
-        f"download https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz into {expected}"
-        in line
-    )
+    expected = tmp_path / "empty" / "datasets" / cached
+    assert f"download {url} to {expected} (set KERAS_HOME" in line
+    # Keras' own "Downloading data from ..." print is not let through: ours says it once.
+    assert "Downloading data from" not in capsys.readouterr().out
 
 
 def test_fashion_mnist_from_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

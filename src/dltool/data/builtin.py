@@ -9,8 +9,11 @@ file to place where.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +41,10 @@ KERAS_CACHE_FILES = {
         f"{KERAS_ORIGIN}<file> for each of {', '.join(FASHION_FILES)}",
         "fashion-mnist/",
     ),
+    # Keras keeps the tar.gz itself, renamed, and checks its SHA-256 before extracting it.
     "cifar10": (
         "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-        "cifar-10-batches-py-target/",
+        "cifar-10-batches-py-target_archive",
     ),
 }
 
@@ -95,15 +99,19 @@ def _download(name: str) -> tuple[np.ndarray, ...]:
 
     keras = import_keras()
     loader = getattr(keras.datasets, name)
+    url, cached = KERAS_CACHE_FILES[name]
+    print(f"{name}: not in {keras_cache()} yet: downloading {url} ...", file=sys.stderr)
     try:
-        (x_train, y_train), (x_test, y_test) = loader.load_data()
+        # Keras prints its own "Downloading data from ..." line and progress bar; our line
+        # above says the same once, and a failure is one line of ours below.
+        with contextlib.redirect_stdout(io.StringIO()):
+            (x_train, y_train), (x_test, y_test) = loader.load_data()
     except Exception as error:
-        url, cached = KERAS_CACHE_FILES[name]
         reason = " ".join(str(error).split())[:200]
         raise DataError(
             f"data.name: {name!r} is not in Keras' cache and could not be downloaded "
-            f"({reason}); download {url} into {keras_cache() / cached} (set KERAS_HOME to "
-            f"use another cache folder), or use an offline dataset such as 'digits'"
+            f"({reason}); download {url} to {keras_cache() / cached} (set KERAS_HOME "
+            f" to use another cache folder), or use an offline dataset such as 'digits'"
         ) from error
     return x_train, y_train, x_test, y_test
 
