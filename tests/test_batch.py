@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable
@@ -66,6 +67,16 @@ def test_set_overrides_are_validated_and_recorded(
             "model.layer[0].units=5",
             r"--set model\.layer\[0\]\.units=5: model\.layer is not in the config, did you mean 'layers'\?",
             id="missing-list",
+        ),
+        pytest.param(
+            "trainin.epochs=5",
+            r"--set trainin\.epochs=5: trainin: unknown key, did you mean 'training'\?",
+            id="misspelled-section",
+        ),
+        pytest.param(
+            "training.early_stoping.patience=2",
+            r"--set training\.early_stoping\.patience=2: training\.early_stoping: unknown key, did you mean 'early_stopping'\?",
+            id="misspelled-middle-key",
         ),
         pytest.param("epochs", r"--set epochs: expected KEY=VALUE", id="no-equals"),
         pytest.param(
@@ -185,9 +196,17 @@ def test_smoke_runs(run_cli: Cli, write_config: Callable[..., Path], tmp_path: P
 
 
 def test_python_api(tmp_path: Path) -> None:
+    config = tiny_config()
+    before = copy.deepcopy(config)
     run = dltool.train(
-        tiny_config(), overrides=["training.epochs=2"], runs_dir=tmp_path / "runs", quiet=True
+        config,
+        overrides=["training.epochs=2", "model.layers[1].units=3"],
+        runs_dir=tmp_path / "runs",
+        quiet=True,
     )
+    assert config == before  # overrides change the run, never the caller's mapping
+    resolved = yaml.safe_load((run.path / "config.yaml").read_text())
+    assert resolved["model"]["layers"][1]["units"] == 3
     assert run.path.parent == tmp_path / "runs"
     assert run.epochs_run == 2
     assert 0.0 <= run.metrics["test"]["accuracy"] <= 1.0

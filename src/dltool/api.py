@@ -7,13 +7,17 @@ run.metrics["test"]["accuracy"], run.path
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from dltool.config import ExperimentConfig, load_config, validate_config, with_name
 from dltool.overrides import apply_assignment
+
+if TYPE_CHECKING:
+    from dltool.training import RunResult
 
 
 def load(config: str | Path | dict[str, Any] | ExperimentConfig, overrides: list[str] | None = None) -> tuple[ExperimentConfig, str]:  # fmt: skip
@@ -23,7 +27,7 @@ def load(config: str | Path | dict[str, Any] | ExperimentConfig, overrides: list
             return config, "<config>"
         config = config.model_dump(mode="json")
     if isinstance(config, dict):
-        raw = dict(config)
+        raw = copy.deepcopy(config)  # overrides must not change the caller's mapping
         origins = {apply_assignment(raw, text): text for text in overrides or []}
         return validate_config(raw, source="<dict>", origins=origins), "<dict>"
     return load_config(config, overrides), str(config)
@@ -36,7 +40,8 @@ def train(
     name: str | None = None,
     quiet: bool = False,
     smoke: bool = False,
-) -> Any:
+    console: Console | None = None,
+) -> RunResult:
     """Train one experiment; returns a ``RunResult`` with ``.path``, ``.metrics``, ``.params``.
 
     Args:
@@ -46,6 +51,7 @@ def train(
         name: run name (default: the config's).
         quiet: no progress output.
         smoke: 1 epoch on a small slice of the data (a quick check).
+        console: where progress goes (default: the terminal; ``quiet`` silences it).
 
     Raises:
         dltool.errors.DltoolError: the same errors the command line reports.
@@ -58,12 +64,11 @@ def train(
     use_backend(loaded.training.backend, source)
     from dltool.training import run_training
 
-    console = Console(quiet=quiet)
     return run_training(
         loaded,
         source=source,
         runs_dir=Path(runs_dir),
-        console=console,
+        console=console or Console(quiet=quiet),
         overrides=overrides,
         smoke=smoke,
     )

@@ -10,7 +10,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -21,6 +21,9 @@ from rich.table import Table
 from dltool import __version__, views
 from dltool.errors import DltoolError, ExitCode, RunFolderIncomplete, Terminated, UsageError
 from dltool.interrupts import handling_signals, raise_if_requested
+
+if TYPE_CHECKING:
+    from dltool.training import RunResult
 
 app = typer.Typer(
     name="dltool",
@@ -173,25 +176,11 @@ def _recorded_backend(run_folder: Path) -> str:
 
 def _train_one(
     path: Path, runs_dir: Path, name: str | None, overrides: list[str], smoke: bool
-) -> Any:
-    from dltool.config import load_config, with_name
+) -> RunResult:
+    """One ``dltool train`` of one file: the Python API's :func:`dltool.api.train`."""
+    from dltool.api import train  # imports TensorFlow only once the config is valid
 
-    config = load_config(path, overrides)
-    if name is not None:
-        config = with_name(config, name)
-    from dltool.backend import use_backend
-
-    use_backend(config.training.backend, str(path))  # before the first import of Keras
-    from dltool.training import run_training  # imports TensorFlow: only now
-
-    return run_training(
-        config,
-        source=str(path),
-        runs_dir=runs_dir,
-        console=_out(),
-        overrides=overrides,
-        smoke=smoke,
-    )
+    return train(path, overrides, runs_dir=runs_dir, name=name, smoke=smoke, console=_out())
 
 
 def _train_many(

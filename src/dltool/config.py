@@ -531,15 +531,19 @@ def validate_config(
         lines = []
         for key, text in describe_validation_error(error, ExperimentConfig):
             origin = next(
-                (
-                    f"--set {o}"
-                    for k, o in (origins or {}).items()
-                    if key == k or key.startswith((f"{k}.", f"{k}["))
-                ),
+                (f"--set {o}" for k, o in (origins or {}).items() if _related(key, k)),
                 source,
             )
             lines.append(f"{origin}: {key}: {text}")
         raise ConfigError(*lines) from None
+
+
+def _related(key: str, override: str) -> bool:
+    """Whether a problem at ``key`` comes from the ``--set`` of ``override``: at, under or
+    above it (``--set trainin.epochs=5`` is wrong at ``trainin``)."""
+    return any(
+        a == b or a.startswith((f"{b}.", f"{b}[")) for a, b in ((key, override), (override, key))
+    )
 
 
 def _default_name(path: Path) -> str:
