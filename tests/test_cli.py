@@ -122,7 +122,7 @@ def test_console_script_refuses_bad_config(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         f"error: {config}: model.layers: wrong number of items (received 0; expected at least 1)",
-        f"error: {config}: training: missing required key",
+        f"error: {config}: training: missing required key (expected a mapping)",
     ]
     assert done.stdout == ""
     assert not (tmp_path / "runs").exists()

@@ -62,7 +62,7 @@ BAD = [
     (
         "data.n_trian",
         100,
-        r"data\.n_trian: unknown key, did you mean 'n_train'\? \(received 'n_trian'; expected one of source, validation_split, n_train, n_test, labels\)",
+        r"data\.n_trian: unknown key, did you mean 'n_train'\? \(received 'n_trian'; expected one of source, validation_split, n_train, n_test, labels, normalize\)",
     ),
     (
         "data.labels",
@@ -111,7 +111,11 @@ BAD = [
         {"type": "dropout", "rate": 1.5},
         r"model\.layers\[1\]\.rate: out of range \(received 1\.5; expected a number < 1\.0\)",
     ),
-    ("model.layers[1]", {"type": "dropout"}, r"model\.layers\[1\]\.rate: missing required key"),
+    (
+        "model.layers[1]",
+        {"type": "dropout"},
+        r"model\.layers\[1\]\.rate: missing required key \(expected a number: fraction of inputs zeroed",
+    ),
     (
         "model.layers[1]",
         {"type": "conv2d", "filters": 2, "kernel_size": [3, 0]},
@@ -254,6 +258,29 @@ def test_every_mistake_reported_at_once(
         "model.layers[3].type",
         "training.epochz",
     ]
+
+
+def test_rules_between_sections_reported_with_key_mistakes(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path]
+) -> None:
+    # Misspelled keys do not hide the problems between sections: one report has them all.
+    config = tiny_config(training={"early_stopping": {"monitor": "val_loss"}, "epochz": 2})
+    config["data"]["n_trian"] = 5
+    config["model"]["input_shape"] = [4]
+    config["model"]["layers"][1]["unitz"] = 3
+    result = run_cli("validate", write_config(config))
+    assert result.exit_code == 2
+    keys = [line.split(": ")[2] for line in result.stderr.splitlines()]
+    assert keys == [
+        "data.n_trian",
+        "model.layers[1].unitz",
+        "training.epochz",
+        "training.early_stopping.monitor",
+        "model.input_shape",
+    ]
+    assert (
+        "needs validation data (received 'val_loss' with data.validation_split=0;" in result.stderr
+    )
 
 
 def test_yaml_problem_names_file(

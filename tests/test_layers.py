@@ -117,7 +117,7 @@ def test_shape_mismatch_is_a_config_error() -> None:
     )
     with pytest.raises(
         ConfigError,
-        match=r"exp.yaml: model.layers\[0\]: a conv2d layer cannot take input of shape \(None, 3\)",
+        match=r"exp.yaml: model.layers\[0\]: a conv2d layer cannot take the output of the layer before it \(received shape \(None, 3\); expected what Keras accepts: ",
     ):
         build_model(config, np.ones((4, 3)), "exp.yaml")
 

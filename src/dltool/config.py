@@ -6,6 +6,7 @@ file at once, one line each: ``FILE: dotted.key: problem (received X; expected Y
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -69,7 +70,7 @@ class _Validation(_Strict):
 class _Splits(_Validation):
     test_split: float = Field(
         0.2,
-        ge=0.0,
+        gt=0.0,  # every run is tested: metrics.json `test`, predictions.csv, confusion matrix
         lt=1.0,
         description="fraction held out for testing when no test set is given (seeded, stratified)",
     )
@@ -85,6 +86,12 @@ class StudentData(_Validation):
         "random",
         description="'random': exactly the notebook (nothing to learn); "
         "'rule': realistic columns and a learnable noisy pass/fail rule",
+    )
+    normalize: bool | None = Field(
+        None,
+        description="prepend a Normalization layer adapted on the training rows (skipped when "
+        "the model starts with one); default: true for labels 'rule' (raw ages, hours and "
+        "scores), false for 'random' (the notebook has none)",
     )
 
     def input_shape(self) -> list[int] | None:
@@ -405,8 +412,14 @@ class TrainingConfig(_Strict):
 # ---------------------------------------------------------------------- experiment
 
 
+def _no_double_dot(name: str) -> str:
+    if ".." in name:  # a folder name, never a path: nothing that reads like one
+        raise ValueError(f"not allowed (received {name!r}; expected no '..' in a run name)")
+    return name
+
+
 class ExperimentConfig(_Strict):
-    name: str = Field(
+    name: Annotated[str, AfterValidator(_no_double_dot)] = Field(
         ..., pattern=RUN_NAME_PATTERN, description="run folder prefix; default: the file's name"
     )
     seed: int | None = Field(
@@ -434,17 +447,37 @@ class ExperimentConfig(_Strict):
         return self
 
 
-def _monitor_choices(config: ExperimentConfig) -> list[str]:
-    names = ["loss", *config.training.metrics]
-    if config.data.validation_split > 0:
+def _monitor_choices(data: DataConfig, training: TrainingConfig) -> list[str]:
+    names = ["loss", *training.metrics]
+    if data.validation_split > 0:
         names += [f"val_{name}" for name in names]
     return names
 
 
 def _cross_field_problems(config: ExperimentConfig) -> list[tuple[str, str]]:
+    return _sections_problems(config.data, config.model, config.training)
+
+
+def _sections_problems(
+    data: DataConfig | None, model: ModelConfig | None, training: TrainingConfig | None
+) -> list[tuple[str, str]]:
+    """Rules between sections, checked for every pair of sections that is valid on its own
+    (so a file with a bad key elsewhere still gets these problems in the same report)."""
     problems: list[tuple[str, str]] = []
-    training = config.training
-    choices = _monitor_choices(config)
+    if data is not None and training is not None:
+        problems += _monitor_problems(data, training)
+    if data is not None and model is not None:
+        problems += _data_model_problems(data, model)
+    if model is not None and training is not None:
+        problems += _model_training_problems(model, training)
+    if training is not None:
+        problems += _metric_problems(training)
+    return problems
+
+
+def _monitor_problems(data: DataConfig, training: TrainingConfig) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    choices = _monitor_choices(data, training)
     monitored = [
         ("training.early_stopping.monitor", training.early_stopping),
         ("training.save_best.monitor", training.save_best),
@@ -462,16 +495,25 @@ def _cross_field_problems(config: ExperimentConfig) -> list[tuple[str, str]]:
         else:
             text = f"unknown quantity{did_you_mean(monitor, choices)} (received {monitor!r}; expected one of {', '.join(choices)})"
         problems.append((key, text))
+    return problems
 
-    expected_shape = config.data.input_shape()
-    if expected_shape is not None and config.model.input_shape != expected_shape:
-        problems.append(("model.input_shape", f"does not match the data (received {config.model.input_shape}; expected {expected_shape} for data.source {config.data.source!r})"))  # fmt: skip
-    classes = config.data.class_count()
-    last_units = getattr(config.model.layers[-1], "units", None)
+
+def _data_model_problems(data: DataConfig, model: ModelConfig) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    expected_shape = data.input_shape()
+    if expected_shape is not None and model.input_shape != expected_shape:
+        problems.append(("model.input_shape", f"does not match the data (received {model.input_shape}; expected {expected_shape} for data.source {data.source!r})"))  # fmt: skip
+    classes = data.class_count()
+    last_units = getattr(model.layers[-1], "units", None)
     if classes is not None and classes > 2 and last_units is not None and last_units != classes:
-        problems.append((f"model.layers[{len(config.model.layers) - 1}].units", f"does not match the {classes} classes of the data (received {last_units}; expected {classes})"))  # fmt: skip
-    last_index = len(config.model.layers) - 1
-    last = config.model.layers[last_index]
+        problems.append((f"model.layers[{len(model.layers) - 1}].units", f"does not match the {classes} classes of the data (received {last_units}; expected {classes})"))  # fmt: skip
+    return problems
+
+
+def _model_training_problems(model: ModelConfig, training: TrainingConfig) -> list[tuple[str, str]]:  # fmt: skip
+    problems: list[tuple[str, str]] = []
+    last_index = len(model.layers) - 1
+    last = model.layers[last_index]
     loss = training.loss
     if isinstance(last, Dense):
         where = f"model.layers[{last_index}].units"
@@ -482,6 +524,12 @@ def _cross_field_problems(config: ExperimentConfig) -> list[tuple[str, str]]:
             and last.units < 2
         ):
             problems.append((where, f"{loss} needs one output unit per class (received {last.units}; expected >= 2 with softmax, or loss: binary_crossentropy for two classes)"))  # fmt: skip
+    return problems
+
+
+def _metric_problems(training: TrainingConfig) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    loss = training.loss
     for metric in training.metrics:
         if metric in BINARY_ONLY_METRICS and loss != "binary_crossentropy":
             problems.append(("training.metrics", f"{metric!r} is for binary classification (received loss {loss!r}; expected loss: binary_crossentropy, or drop {metric!r})"))  # fmt: skip
@@ -490,6 +538,44 @@ def _cross_field_problems(config: ExperimentConfig) -> list[tuple[str, str]]:
         if metric == "accuracy" and loss not in CLASSIFICATION_LOSSES:
             problems.append(("training.metrics", f"'accuracy' needs a classification loss (received loss {loss!r}; expected e.g. mean_absolute_error as the metric)"))  # fmt: skip
     return problems
+
+
+def _valid_sections(
+    raw: dict[str, Any], base_dir: Path | None, error: ValidationError
+) -> list[tuple[str, str]]:
+    """The cross-section problems of a file whose other problems stopped full validation.
+
+    Unknown keys (already reported) are left out first, so a misspelled key does not hide
+    a problem between sections.
+    """
+    import copy
+
+    from pydantic import TypeAdapter
+
+    raw = copy.deepcopy(raw)
+    for item in error.errors(include_url=False):
+        if item["type"] == "extra_forbidden":
+            *parents, last = item["loc"]
+            holder: Any = raw
+            with contextlib.suppress(KeyError, IndexError, TypeError):
+                for part in parents:
+                    if isinstance(holder, dict) and part not in holder:
+                        continue  # a union tag in the location (data.student.n_tran)
+                    holder = holder[part]
+                holder.pop(last, None)
+
+    validators: dict[str, Any] = {
+        "data": TypeAdapter(DataConfig),
+        "model": TypeAdapter(ModelConfig),
+        "training": TypeAdapter(TrainingConfig),
+    }
+    sections: dict[str, Any] = {}
+    for key, adapter in validators.items():
+        try:
+            sections[key] = adapter.validate_python(raw.get(key), context={"base_dir": base_dir})
+        except (ValidationError, ValueError, TypeError):
+            sections[key] = None
+    return _sections_problems(sections["data"], sections["model"], sections["training"])
 
 
 # ------------------------------------------------------------------------ loading
@@ -528,8 +614,14 @@ def validate_config(
     try:
         return ExperimentConfig.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as error:
+        problems = describe_validation_error(error, ExperimentConfig)
+        if not any(
+            isinstance((e.get("ctx") or {}).get("error"), CrossFieldError)
+            for e in error.errors(include_url=False)
+        ):
+            problems += _valid_sections(raw, base_dir, error)  # fmt: skip
         lines = []
-        for key, text in describe_validation_error(error, ExperimentConfig):
+        for key, text in problems:
             origin = next(
                 (f"--set {o}" for k, o in (origins or {}).items() if _related(key, k)),
                 source,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -100,6 +101,23 @@ def _walk(loc: tuple[Any, ...], root: type[BaseModel]) -> tuple[Any, str]:
     return current, path
 
 
+def _expected_value(loc: tuple[Any, ...], root: type[BaseModel]) -> str:
+    """What a missing key should hold: its type, and its description where it has one."""
+    parent, _ = _walk(loc[:-1], root)
+    members = [m for m in _members(parent) if loc[-1] in m.model_fields]
+    if not members:
+        return "a value"
+    field = members[0].model_fields[loc[-1]]
+    annotation = field.annotation
+    origin = typing.get_origin(annotation) or annotation
+    if origin is typing.Literal:
+        noun = "one of " + ", ".join(str(choice) for choice in typing.get_args(annotation))
+    else:
+        nouns = {int: "an integer", float: "a number", str: "a text value", list: "a list"}
+        noun = "a mapping" if _members(annotation) else nouns.get(origin, "a value")  # type: ignore[arg-type]
+    return f"{noun}: {field.description}" if field.description else noun
+
+
 def _key_text(key: Any, first: bool) -> str:
     """``.epochs`` for a plain key; ``['odd key']`` for one that would break the line."""
     if isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
@@ -134,7 +152,7 @@ def _describe(error: Any, root: type[BaseModel]) -> tuple[str, str]:
             f"unknown key{hint} (received {loc[-1]!r}; expected one of {', '.join(allowed)})",
         )
     if kind == "missing":
-        return path, "missing required key"
+        return path, f"missing required key (expected {_expected_value(loc, root)})"
     if kind == "literal_error":
         choices = _quoted(ctx.get("expected", ""))
         return (

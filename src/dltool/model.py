@@ -51,8 +51,9 @@ def build_model(
         except (ValueError, TypeError) as error:
             reason = str(error).strip().splitlines()[0]
             raise ConfigError(
-                f"{source}: model.layers[{index}]: a {spec.type} layer cannot take input of "
-                f"shape {shape} (Keras says: {reason})"
+                f"{source}: model.layers[{index}]: a {spec.type} layer cannot take the output "
+                f"of the layer before it (received shape {shape}; expected what Keras accepts: "
+                f"{reason})"
             ) from error
         if isinstance(spec, Normalization) and spec.needs_adapt:
             before = keras.Sequential(model.layers[:-1]) if len(model.layers) > 1 else None
