@@ -1,0 +1,57 @@
+"""Time one whole process: wall seconds and its own peak memory, without GNU time.
+
+``os.wait4`` reaps the child and returns its resource usage, so the peak resident
+memory (``ru_maxrss``) is the child's own (and its waited-for children's), with no
+``/usr/bin/time`` wrapper process and no dependency on GNU time being installed.
+Where ``os.wait4`` does not exist (Windows), peak memory is reported as NaN.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Measured:
+    """One finished process."""
+
+    wall: float  # seconds from start to exit, measured by the parent
+    peak_mib: float  # max resident set size of the child, MiB (NaN where unknown)
+    stdout: str
+    stderr: str
+
+
+def run_timed(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> Measured:
+    """Run ``command`` to completion in ``cwd``; exit the benchmark if it fails."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, env=env)
+        if hasattr(os, "wait4"):
+            _, status, usage = os.wait4(process.pid, 0)
+            wall = time.perf_counter() - started
+            process.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait
+            # ru_maxrss is in KiB on Linux and in bytes on macOS
+            peak = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+        else:
+            process.wait()
+            wall = time.perf_counter() - started
+            peak = float("nan")
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", "replace")
+        stderr = err.read().decode("utf-8", "replace")
+    if process.returncode != 0:
+        sys.exit(f"failed ({process.returncode}): {' '.join(command)}\n{stderr[-3000:]}")
+    return Measured(wall, peak, stdout, stderr)
+
+
+def spread(values: list[float], unit: str = "s") -> str:
+    """``median unit (min-max)``."""
+    return f"{statistics.median(values):.2f} {unit} ({min(values):.2f}-{max(values):.2f})"
