@@ -6,6 +6,8 @@ import csv
 import json
 import multiprocessing
 import os
+import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -20,6 +22,7 @@ import pytest
 import yaml
 
 from conftest import REPO, tiny_config
+from dltool.rundir import RunDir
 
 Cli = Callable[..., Any]
 DLTOOL = Path(sys.executable).with_name("dltool")
@@ -28,6 +31,17 @@ SLOW = tiny_config(
     data={"n_train": 3000, "n_test": 200, "validation_split": 0.2},
     training={"epochs": 12, "batch_size": 16, "checkpoint_seconds": 0},
 )
+# Plain SGD at a learning rate this high diverges: epoch 1 is finite, the loss
+# overflows early in epoch 2 (measured: inf in epoch 2, batch 4).
+DIVERGES = tiny_config(
+    model={"input_shape": [3], "layers": [{"type": "normalization"}, {"type": "dense", "units": 8}, {"type": "dense", "units": 1}]},
+    training={"loss": "mean_squared_error", "metrics": [], "epochs": 30, "checkpoint_seconds": 0, "optimizer": {"name": "sgd", "learning_rate": 0.5}},
+)  # fmt: skip
+NAN_MESSAGE = re.compile(
+    r"error: training: the loss became (nan|inf) in epoch (\d+), "
+    r"(batch (\d+)|one of batches (\d+)-(\d+) \(run in one call: steps_per_execution (\d+)\)); "
+    r"try a lower learning rate, normalized inputs or clipnorm\n"
+)
 
 
 def _history(run: Path) -> list[dict[str, str]]:
@@ -35,12 +49,40 @@ def _history(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _start(config: Path, runs: Path) -> subprocess.Popen[str]:
+def _start(config: Path, runs: Path, *extra: str, **popen: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [str(DLTOOL), "train", str(config), "--runs-dir", str(runs)],
+        [str(DLTOOL), "train", str(config), "--runs-dir", str(runs), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        **{"env": {**os.environ, "PYTHONUNBUFFERED": "1"}, **popen},
     )  # fmt: skip
+
+
+def _load(path: Path) -> Any:
+    """Load a .keras file the only way dltool does: safe mode."""
+    from dltool.backend import import_keras
+
+    return import_keras().saving.load_model(path, safe_mode=True)
+
+
+def _final_files_are_complete(run: Path) -> None:
+    """Every file at a final path parses (JSON, CSV, YAML) or loads (.keras, in safe mode);
+    anything else is one of dltool's own temporary files (``.NAME.RANDOM.tmp|.keras``)."""
+    for path in sorted(run.rglob("*")):
+        if path.is_dir():
+            continue
+        if path.name.startswith("."):
+            assert re.fullmatch(r"\.[\w.-]+\.[0-9a-f]{8}\.(tmp|keras)", path.name), path
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".csv":
+            with open(path, newline="") as handle:
+                rows = list(csv.reader(handle))
+            assert rows, path
+            assert {len(row) for row in rows} == {len(rows[0])}, path
+        elif path.suffix == ".yaml":
+            yaml.safe_load(path.read_text())
+        elif path.suffix == ".keras":
+            _load(path)
 
 
 def _wait_for_epochs(process: subprocess.Popen[str], runs: Path, epochs: int) -> Path:
@@ -71,8 +113,10 @@ def test_signal_then_resume_matches_uninterrupted(run_cli: Cli, write_config: Ca
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "interrupted"
     assert info["error"].startswith(word)
-    assert f"resume with: dltool train --resume {run}" in stderr
     stopped_after = json.loads((run / "checkpoint" / "latest.json").read_text())["epoch"]
+    assert (
+        stderr == f"{word} after epoch {stopped_after}; resume with: dltool train --resume {run}\n"
+    )
     assert 2 <= stopped_after < 12
     assert not (run / "model.keras").exists()
 
@@ -94,30 +138,31 @@ def test_signal_then_resume_matches_uninterrupted(run_cli: Cli, write_config: Ca
             assert resumed_metrics[split][name] == pytest.approx(value, abs=1e-4), (split, name)
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_complete_files_and_resumes(
     run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
-    process = _start(write_config(SLOW), tmp_path / "runs")
-    run = _wait_for_epochs(process, tmp_path / "runs", 1)
-    time.sleep(0.3)  # somewhere in the middle of an epoch or a write
-    process.kill()
-    process.communicate(timeout=60)
-    for path in run.rglob("*"):
-        if path.suffix == ".json":
-            json.loads(path.read_text())
-        elif path.suffix == ".csv":
-            _history(run)
-        elif path.suffix == ".yaml":
-            yaml.safe_load(path.read_text())
-    assert (
-        not [p for p in run.rglob("*") if p.name.startswith(".") and p.suffix == ".tmp"] or True
-    )  # temp files may remain, final ones are complete
-    listed = json.loads(run_cli("runs", "--runs-dir", tmp_path / "runs", "--json").stdout)
-    assert listed[0]["status"] == "crashed"
+    """Killed at three moments of an epoch (its batches, its writes): whole files only."""
+    config = write_config(SLOW)
+    killed = []
+    for offset in (0.0, 0.12, 0.3):  # seconds after the first checkpoint; an epoch takes ~0.3 s
+        runs = tmp_path / f"runs-{offset}"
+        process = _start(config, runs)
+        run = _wait_for_epochs(process, runs, 1)
+        time.sleep(offset)
+        process.kill()
+        process.communicate(timeout=60)
+        assert process.returncode == -signal.SIGKILL
+        _final_files_are_complete(run)
+        assert (run / "checkpoint" / "latest.json").is_file()
+        listed = json.loads(run_cli("runs", "--runs-dir", runs, "--json").stdout)
+        assert [row["status"] for row in listed] == ["crashed"]
+        killed.append(run)
+    run = killed[0]
     edited = Path(shutil.copytree(run, tmp_path / "edited"))  # same run, config.yaml changed
-    config = yaml.safe_load((edited / "config.yaml").read_text())
-    config["model"]["layers"][1]["units"] = 99
-    (edited / "config.yaml").write_text(yaml.safe_dump(config))
+    changed_config = yaml.safe_load((edited / "config.yaml").read_text())
+    changed_config["model"]["layers"][1]["units"] = 99
+    (edited / "config.yaml").write_text(yaml.safe_dump(changed_config))
     changed = run_cli("train", "--resume", edited)
     assert changed.exit_code == 2
     assert "config.yaml's model, data or optimizer changed since the checkpoint" in changed.stderr
@@ -170,32 +215,41 @@ def test_resume_refusals(run_cli: Cli, write_config: Callable[..., Path], tmp_pa
     )
 
 
-def test_nan_keeps_the_last_finite_checkpoint(
-    run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path
+@pytest.mark.slow
+def test_nan_stops_a_real_run_and_keeps_the_last_finite_checkpoint(
+    write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
-    config = tiny_config(
-        model={"input_shape": [3], "layers": [{"type": "normalization"}, {"type": "dense", "units": 8}, {"type": "dense", "units": 1}]},
-        training={"loss": "mean_squared_error", "metrics": [], "epochs": 30, "checkpoint_seconds": 0, "optimizer": {"name": "sgd", "learning_rate": 0.5}},
-    )  # fmt: skip
-    result = run_cli("train", write_config(config), "--runs-dir", tmp_path / "runs")
-    assert result.exit_code == 3, result.stdout
-    assert pytest.importorskip("re").search(
-        r"error: training: the loss became (nan|inf) in epoch \d+, batch \d+", result.stderr
-    )
+    process = _start(write_config(DIVERGES), tmp_path / "runs")
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 3, stdout + stderr
+    found = NAN_MESSAGE.fullmatch(stderr)
+    assert found, stderr
+    epoch, batch = int(found[2]), int(found[4])
+    assert epoch >= 2  # a finite epoch came first (measured: epoch 2, batch 4)
+    assert 1 <= batch <= 7  # 200 rows in batches of 32
     (run,) = (tmp_path / "runs").iterdir()
     info = json.loads((run / "run.json").read_text())
-    assert info["status"] == "failed"
+    assert (info["status"], info["error"]) == ("failed", stderr.removeprefix("error: ").strip())
     assert not (run / "model.keras").exists()  # never a final model from NaN weights
-    latest = run / "checkpoint" / "latest.json"
-    if latest.is_file():  # a finite epoch finished before the loss blew up
-        from dltool.backend import import_keras
+    saved = json.loads((run / "checkpoint" / "latest.json").read_text())
+    assert (saved["epoch"], saved["file"]) == (epoch - 1, f"epoch-{epoch - 1:04d}.keras")
+    import numpy as np
 
-        keras = import_keras()
-        saved = json.loads(latest.read_text())
-        model = keras.saving.load_model(run / "checkpoint" / saved["file"], safe_mode=True)
-        import numpy as np
+    model = _load(run / "checkpoint" / saved["file"])
+    assert all(np.isfinite(w).all() for w in model.get_weights())
 
-        assert all(np.isfinite(w).all() for w in model.get_weights())
+
+def test_nan_message_names_the_batches_of_one_call(
+    run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """With steps_per_execution 4 Keras reports every 4th batch: the message gives the range."""
+    config = {**DIVERGES, "training": {**DIVERGES["training"], "steps_per_execution": 4}}
+    result = run_cli("train", write_config(config), "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 3, result.stdout
+    found = NAN_MESSAGE.fullmatch(result.stderr)
+    assert found, result.stderr
+    # 200 rows in batches of 32 = 7 batches, run as 1-4 and 5-7
+    assert (found[5], found[6], found[7]) in {("1", "4", "4"), ("5", "7", "4")}
 
 
 def test_failed_save_exits_4_and_keeps_the_checkpoint(run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
@@ -224,6 +278,56 @@ def test_failed_save_exits_4_and_keeps_the_checkpoint(run_cli: Cli, write_config
     keras.saving.load_model(run / "checkpoint" / saved["file"], safe_mode=True)  # still loadable
 
 
+FILE_SIZE_LIMIT = 10_000  # bytes: config.yaml, run.json and history.csv fit; a .keras does not
+
+
+def _small_files_only() -> None:  # runs in the child before exec
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+
+
+@pytest.mark.slow
+def test_disk_full_at_the_first_checkpoint_exits_4(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A real write failure (RLIMIT_FSIZE): one line naming the file, exit 4, no temp files."""
+    config = write_config(tiny_config(training={"epochs": 2, "checkpoint_seconds": 0}))
+    process = _start(config, tmp_path / "runs", preexec_fn=_small_files_only)
+    _, stderr = process.communicate(timeout=300)
+    (run,) = (tmp_path / "runs").iterdir()
+    target = run / "checkpoint" / "epoch-0001.keras"
+    assert (process.returncode, stderr) == (4, f"error: {target}: cannot write: File too large\n")
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    assert not list(run.rglob(".*"))  # the half-written temporary file was removed
+    assert not (run / "model.keras").exists()
+    assert not target.exists()
+    _final_files_are_complete(run)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs Linux prlimit")
+def test_disk_full_mid_run_keeps_the_previous_checkpoint(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The disk "fills" while a run is under way: the checkpoint before it still loads."""
+    process = _start(write_config(SLOW), tmp_path / "runs")
+    run = _wait_for_epochs(process, tmp_path / "runs", 1)
+    resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+    _, stderr = process.communicate(timeout=300)
+    found = re.fullmatch(
+        rf"error: {re.escape(str(run))}/checkpoint/epoch-(\d{{4}})\.keras: cannot write: File too large\n",
+        stderr,
+    )
+    assert (process.returncode, bool(found)) == (4, True), stderr
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    saved = json.loads((run / "checkpoint" / "latest.json").read_text())
+    assert 1 <= saved["epoch"] == int(found[1]) - 1  # the one before the failed write
+    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == [saved["file"], "latest.json"]
+    _load(run / "checkpoint" / saved["file"])
+    _final_files_are_complete(run)
+    assert not list(run.rglob(".*"))  # no temporary file left
+
+
 def _create(runs: str, barrier: Any, results: Any) -> None:
     from dltool.rundir import RunDir
 
@@ -234,6 +338,7 @@ def _create(runs: str, barrier: Any, results: Any) -> None:
 
 
 def test_eight_processes_same_name_same_second(tmp_path: Path) -> None:
+    """The same second for certain (the real processes above rarely share one)."""
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(8), context.Queue()
     workers = [
@@ -249,6 +354,30 @@ def test_eight_processes_same_name_same_second(tmp_path: Path) -> None:
         assert (Path(path) / "owner.txt").read_text() == str(pid)  # nothing mixed
 
 
+@pytest.mark.slow
+def test_eight_dltool_processes_same_name(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Eight real `dltool train --name same` started at once: eight complete, separate folders."""
+    config = write_config(tiny_config(data={"n_train": 100, "n_test": 20}))
+    runs = tmp_path / "runs"
+    one_thread = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    processes = [_start(config, runs, "--name", "same", env=one_thread) for _ in range(8)]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    assert [p.returncode for p in processes] == [0] * 8, outputs
+    folders = sorted(runs.iterdir())
+    assert len(folders) == 8
+    assert all(re.fullmatch(r"same-\d{8}-\d{6}(-\d+)?", f.name) for f in folders), folders
+    assert {json.loads((f / "run.json").read_text())["pid"] for f in folders} == {
+        p.pid for p in processes
+    }  # nothing mixed: each folder was written by one process
+    for folder in folders:
+        assert RunDir(folder).missing_files() == []
+        info = json.loads((folder / "run.json").read_text())
+        assert (info["status"], info["name"], len(_history(folder))) == ("completed", "same", 1)
+        assert sum(f"run saved to {folder}" in out.splitlines() for out, _ in outputs) == 1
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [
@@ -257,6 +386,11 @@ def test_eight_processes_same_name_same_second(tmp_path: Path) -> None:
         pytest.param("a\x00b", r"--name: name: not allowed", id="nul"),
         pytest.param(".hidden", r"--name: name: not allowed", id="leading-dot"),
         pytest.param("..", r"--name: name: not allowed", id="dotdot"),
+        pytest.param(
+            "a..b",
+            r"--name: name: not allowed \(received 'a\.\.b'; expected no '\.\.' in a run name\)",
+            id="inner-dotdot",
+        ),
     ],
 )
 def test_hostile_names(
@@ -311,20 +445,46 @@ def test_model_naming_a_module_outside_keras_is_refused(
     assert not (tmp_path / "o.csv").exists()
 
 
+UNSAFE = {
+    "safe_mode set to anything but True": re.compile(r"safe_mode\s*=\s*(?!True\b)"),
+    "enable_unsafe_deserialization": re.compile(r"enable_unsafe_deserialization"),
+    "allow_pickle not False": re.compile(r"allow_pickle\s*=\s*(?!False\b)"),
+    "yaml.load": re.compile(r"yaml\s*\.\s*(load|load_all|unsafe_load|full_load)\s*\("),
+    "unsafe YAML loader": re.compile(r"\b(Unsafe|Full)?Loader\b|\bunsafe_load\b"),
+}
+
+
 def test_safe_mode_is_never_turned_off() -> None:
-    offenders = []
-    for path in (REPO / "src").rglob("*.py"):
-        text = path.read_text()
-        for needle in (
-            "safe_mode=False",
-            "enable_unsafe_deserialization",
-            "allow_pickle=True",
-            "yaml.load(",
-            "unsafe_load",
-        ):
-            if needle in text:
-                offenders.append(f"{path.relative_to(REPO)}: {needle}")
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}: {what}: {line.strip()}"
+        for path in sorted((REPO / "src").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        for what, pattern in UNSAFE.items()
+        if pattern.search(line)
+    ]
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "keras.saving.load_model(path, safe_mode=False)",
+        "load_model(path, safe_mode = flag)",
+        "load_model(path, safe_mode=0)",
+        "keras.config.enable_unsafe_deserialization()",
+        "np.load(f, allow_pickle=True)",
+        "yaml.load(text)",
+        "yaml.load(text, Loader=yaml.Loader)",
+        "yaml.unsafe_load(text)",
+    ],
+)
+def test_the_safe_mode_grep_catches(line: str) -> None:
+    """The patterns above are not decoration: each catches what it should."""
+    assert any(pattern.search(line) for pattern in UNSAFE.values())
+    assert not any(
+        p.search("load_model(path, safe_mode=True)")
+        for p in UNSAFE.values()  # and lets the one allowed form through
+    )
 
 
 def test_interrupt_during_a_checkpoint_write_keeps_the_previous_one(run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
@@ -345,6 +505,7 @@ def test_interrupt_during_a_checkpoint_write_keeps_the_previous_one(run_cli: Cli
     result = run_cli("train", config, "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 130
     (run,) = (tmp_path / "runs").iterdir()
+    assert result.stderr == f"interrupted after epoch 2; resume with: dltool train --resume {run}\n"
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
     latest = json.loads((run / "checkpoint" / "latest.json").read_text())
     assert (latest["epoch"], latest["file"]) == (2, "epoch-0002.keras")
@@ -357,3 +518,76 @@ def test_interrupt_during_a_checkpoint_write_keeps_the_previous_one(run_cli: Cli
     resumed = run_cli("train", "--resume", run)
     assert resumed.exit_code == 0, resumed.stderr
     assert len(_history(run)) == 5
+
+
+# Big enough that writing a checkpoint takes a while (~2 MB with the optimizer state).
+WIDE = tiny_config(
+    data={"n_train": 800, "n_test": 40},
+    model={"input_shape": [3], "layers": [{"type": "normalization"}, {"type": "dense", "units": 384, "activation": "relu"}, {"type": "dense", "units": 384, "activation": "relu"}, {"type": "dense", "units": 1, "activation": "sigmoid"}]},
+    training={"epochs": 500, "checkpoint_seconds": 1.5},
+)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signals", [2, 3], ids=["second-ctrl-c", "third-ctrl-c"])
+def test_more_ctrl_c_during_the_checkpoint_write(
+    write_config: Callable[..., Path], tmp_path: Path, signals: int
+) -> None:
+    """Real SIGINTs: the first asks to stop (the last epoch is then written, checkpoints
+    being only every 1.5 s); the others land while that file is being written, as soon
+    as its temporary file appears. A second waits for the write; a third abandons it and
+    the previous checkpoint stands. Either way the checkpoint on disk loads."""
+    runs = tmp_path / "runs"
+    process = _start(write_config(WIDE), runs)
+    run = _wait_for_epochs(process, runs, 1)
+    time.sleep(0.5)  # epochs finish every ~0.1 s: the last one is now ahead of the file
+    process.send_signal(signal.SIGINT)
+    folder, deadline = run / "checkpoint", time.monotonic() + 5
+    epochs_on_disk: list[int] = []  # [previous checkpoint, the one being written]
+    while time.monotonic() < deadline and process.poll() is None and len(epochs_on_disk) < 2:
+        names = os.listdir(folder)
+        if any(name.startswith(".epoch-") for name in names):
+            epochs_on_disk = sorted(
+                int(n.split("-")[1].split(".")[0]) for n in names if "epoch-" in n
+            )
+        time.sleep(0.001)
+    for _ in range(signals - 1):
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    saved = json.loads((folder / "latest.json").read_text())
+    assert stderr == (
+        f"interrupted after epoch {saved['epoch']}; resume with: dltool train --resume {run}\n"
+    )
+    info = json.loads((run / "run.json").read_text())
+    assert (info["status"], info["error"]) == ("interrupted", "interrupted (Ctrl-C)")
+    assert sorted(os.listdir(folder)) == [saved["file"], "latest.json"]  # no temporary file
+    if len(epochs_on_disk) == 2:  # the signals did land during the write (the usual case)
+        previous, written = epochs_on_disk
+        # a second Ctrl-C lets the write finish; a third abandons it, or comes too late
+        assert saved["epoch"] in ((written,) if signals == 2 else (previous, written))
+    _load(folder / saved["file"])
+    _final_files_are_complete(run)
+
+
+@pytest.mark.slow
+def test_output_piped_into_head_does_not_fail_the_run(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """`dltool train exp.yaml | head -1`: the reader goes away after one line; training
+    carries on quietly (the rest of the output is discarded) and ends as usual."""
+    config = write_config(tiny_config(training={"epochs": 3}))
+    process = _start(config, tmp_path / "runs")
+    assert process.stdout is not None
+    first = process.stdout.readline()  # "tiny: 200 train, 40 test examples; ..."
+    process.stdout.close()  # what head does after its one line
+    _, stderr = process.communicate(timeout=300)
+    assert (process.returncode, stderr) == (0, "")
+    (run,) = (tmp_path / "runs").iterdir()
+    assert first.startswith("tiny: 200 train, 40 test examples;")
+    assert first.rstrip().endswith(f"run folder {run}")
+    info = json.loads((run / "run.json").read_text())
+    assert (info["status"], info["epochs_completed"]) == ("completed", 3)
+    assert RunDir(run).missing_files() == []

@@ -131,3 +131,99 @@ def test_compare(run_cli: Cli, runs: Path) -> None:
         2,
         "error: runs compare: give at least two run folders\n",
     )
+
+
+BILLION_LAUGHS = "".join(
+    f"{name}: &{name} [{', '.join([f'*{previous}'] * 9) if previous else '1, 2, 3, 4, 5, 6, 7, 8, 9'}]\n"
+    for previous, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+)  # 9**9 = 387 million values once expanded; 600 bytes on disk
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("file", "content", "problem"),
+    [
+        pytest.param(
+            "config.yaml",
+            BILLION_LAUGHS.encode(),
+            "config.yaml: more than 100,000 values once aliases are expanded (an alias bomb?)",
+            id="alias-bomb",
+        ),
+        pytest.param(
+            "config.yaml",
+            b"a: &x [*x]\n",
+            "config.yaml: line 1: an alias refers to itself",
+            id="self-alias",
+        ),
+        pytest.param(
+            "config.yaml",
+            b"a: " + b"[" * 200 + b"]" * 200 + b"\n",
+            "config.yaml: line 1: nested more than 50 levels deep",
+            id="deep-nesting",
+        ),
+        pytest.param(
+            "config.yaml",
+            b"a: !!python/object/apply:os.system ['touch pwned']\n",
+            "could not determine a constructor",
+            id="python-tag",
+        ),
+        pytest.param(
+            "config.yaml",
+            b"name: a\nname: b\n",
+            "config.yaml: line 2: duplicate key 'name' (first defined on line 1)",
+            id="duplicate-key",
+        ),
+        pytest.param(
+            "config.yaml",
+            b"name: caf\xe9\n",
+            "config.yaml: not UTF-8 text (bad byte at offset 9)",
+            id="latin-1",
+        ),
+        pytest.param(
+            "config.yaml",
+            b"a: " + b"x" * 1_000_001,
+            "config.yaml: file is 1,000,004 bytes; the limit is 1,000,000",
+            id="huge",
+        ),
+        pytest.param("config.yaml", b"- 1\n", "config.yaml: top level is a list", id="list"),
+        pytest.param("metrics.json", b"[" * 100_000 + b"]" * 100_000, None, id="deep-json"),
+        pytest.param(
+            "metrics.json",
+            b'{"test": "not a mapping", "validation": 3}',
+            None,
+            id="metrics-not-mappings",
+        ),
+        pytest.param("run.json", b"[" * 100_000 + b"]" * 100_000, None, id="deep-run-json"),
+    ],
+)
+def test_planted_files_never_hang_or_break_runs(
+    run_cli: Cli, tmp_path: Path, file: str, content: bytes, problem: str | None
+) -> None:
+    """A runs folder someone else can write to: a planted file makes that run show with
+    an empty config (and a note), never a hang, a traceback or code run. First a real
+    `dltool runs` process with a timeout (an alias bomb walked by flatten() would never
+    end), then the other views in-process."""
+    runs = tmp_path / "runs"
+    _fake_run(runs, "good", 0.9)
+    planted = _fake_run(runs, "planted", 0.8)
+    (planted / file).write_bytes(content)
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("dltool")), "runs", "--runs-dir", str(runs), "--json"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert (listed.returncode, listed.stderr) == (0, "")
+    rows = {row["run"]: row for row in json.loads(listed.stdout)}
+    assert set(rows) == {"good", "planted"}
+    assert "config_problem" not in rows["good"]
+    if problem is not None:
+        assert problem in rows["planted"]["config_problem"]
+        assert rows["planted"]["metrics"]["test"]["accuracy"] == 0.8
+    assert set(_listed(run_cli, "--runs-dir", runs, "--filter", "data.labels=rule")) == (
+        {"good"} if file == "config.yaml" else {"good", "planted"}
+    )
+    table = run_cli("runs", "--runs-dir", runs, "--sort", "test.accuracy")
+    assert (table.exit_code, table.stderr) == (0, "")
+    assert "2 runs in" in table.stdout
+    compared = run_cli("runs", "compare", runs / "good", planted, "--json")
+    assert (compared.exit_code, compared.stderr) == (0, "")
+    assert not (tmp_path / "pwned").exists()

@@ -101,22 +101,39 @@ class EpochLog(keras.callbacks.Callback):
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
-    """Stops at the first batch whose loss is NaN or infinite, and remembers where."""
+    """Stops at the first batch whose loss is NaN or infinite, and remembers where.
+
+    With ``steps_per_execution`` k > 1 Keras runs k batches per call and reports
+    only after the last, so the message names the range the call covered
+    ("batches 33-64"): that is as exact as the logs allow. ``loss`` in the logs is
+    the epoch's running mean, so it turns non-finite in the call where the first
+    non-finite batch loss occurred.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.epoch = 0
+        self.first_batch = 0  # the first batch of the current call into TensorFlow
         self.failure: str | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch = epoch
 
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.first_batch = batch
+
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
+            where = (
+                f"batch {batch + 1}"
+                if self.first_batch >= batch
+                else f"one of batches {self.first_batch + 1}-{batch + 1} (run in one call: "
+                f"steps_per_execution {self.model.steps_per_execution})"
+            )
             self.failure = (
-                f"training: the loss became {float(loss)} in epoch {self.epoch + 1}, "
-                f"batch {batch + 1}; try a lower learning rate, normalized inputs or clipnorm"
+                f"training: the loss became {float(loss)} in epoch {self.epoch + 1}, {where}; "
+                "try a lower learning rate, normalized inputs or clipnorm"
             )
             self.model.stop_training = True
 

@@ -6,17 +6,25 @@ ignored" and carries on as if nothing happened (seen in tests). So the first
 signal only records the request: training stops at the end of the current batch,
 and the interrupt is raised from dltool's own code at the next safe point (after
 ``fit``, after evaluation, between the runs of a sweep). A second signal raises at
-once, for the impatient and for code that never reaches a safe point.
+once, for the impatient and for code that never reaches a safe point; the request
+stays recorded, so if that raise is swallowed the next safe point still stops.
+
+Standard output that closes under us (``dltool train exp.yaml | head -1``) is
+not a reason to stop: Python ignores SIGPIPE, and :func:`handling_signals` sends
+the rest of the output to ``os.devnull``, so training carries on quietly and the
+run ends as it would have (see :class:`_QuietWhenClosed`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from dltool.errors import Terminated
 
@@ -25,6 +33,7 @@ from dltool.errors import Terminated
 class _Request:
     signum: int | None = None  # the signal that asked us to stop, if any
     depth: int = 0  # nesting of handling_signals(): a sweep runs trainings inside
+    deferring: bool = False  # inside deferred_signals(): record, never raise
 
 
 REQUEST = _Request()
@@ -35,10 +44,12 @@ def _interrupt_for(signum: int) -> KeyboardInterrupt:
 
 
 def _handler(signum: int, frame: Any) -> None:
-    if REQUEST.signum is None:
-        REQUEST.signum = signum  # raised at the next safe point
+    if REQUEST.signum is None or REQUEST.deferring:
+        REQUEST.signum = REQUEST.signum or signum  # raised at the next safe point
         return
-    REQUEST.signum = None
+    # The request stays set: if this raise lands somewhere that swallows it (a
+    # garbage-collection callback prints "Exception ignored" and carries on), the
+    # next safe point raises it again instead of both signals being lost.
     raise _interrupt_for(signum)
 
 
@@ -54,8 +65,73 @@ def raise_if_requested() -> None:
 
 
 @contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Record signals without raising, for bookkeeping that must not be cut in half
+    (marking run.json after an interrupt); they are raised at the next safe point."""
+    previous, REQUEST.deferring = REQUEST.deferring, True
+    try:
+        yield
+    finally:
+        REQUEST.deferring = previous
+
+
+class _QuietWhenClosed:
+    """Standard output that swallows a closed pipe instead of failing the run.
+
+    ``dltool train exp.yaml | head -1`` closes the pipe after one line. Python
+    ignores SIGPIPE, so the next write raises BrokenPipeError, and rich turns that
+    into ``SystemExit(1)``: the run would be marked failed with error "1". Instead
+    the rest of the output goes to ``os.devnull`` (what Python's documentation on
+    SIGPIPE recommends) and training carries on to its usual end and exit status.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._discard_the_rest()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._discard_the_rest()
+
+    def _discard_the_rest(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())  # later writes and the exit flush succeed
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _stdout_may_close() -> Iterator[None]:
+    original = sys.stdout
+    if original is None or isinstance(original, _QuietWhenClosed):
+        yield
+        return
+    sys.stdout = _QuietWhenClosed(original)
+    try:
+        yield
+    finally:
+        if isinstance(sys.stdout, _QuietWhenClosed):
+            sys.stdout = original
+
+
+@contextlib.contextmanager
 def handling_signals() -> Iterator[None]:
     """Install dltool's SIGINT/SIGTERM handler (main thread only); restore the old ones after.
+
+    Also makes a closed standard output harmless while it is installed (see
+    :class:`_QuietWhenClosed`).
 
     Set explicitly: a process started in the background by a shell inherits an
     ignored SIGINT (some launchers block it), and Python's default SIGTERM kills
@@ -74,7 +150,8 @@ def handling_signals() -> Iterator[None]:
         REQUEST.signum = None
     REQUEST.depth += 1
     try:
-        yield
+        with _stdout_may_close():
+            yield
     finally:
         REQUEST.depth -= 1
         for sig, handler in previous.items():

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,11 +53,7 @@ def atomic_path(final: Path, suffix: str = "") -> Iterator[Path]:
     On failure the temporary file is removed and ``final`` is left as it was.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(
-        prefix=f".{final.name}.", suffix=suffix or ".tmp", dir=final.parent
-    )
-    os.close(handle)
-    temporary = Path(name)
+    temporary = _new_temporary(final, suffix or ".tmp")
     try:
         yield temporary
         with open(temporary, "rb") as written:
@@ -65,6 +62,24 @@ def atomic_path(final: Path, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _new_temporary(final: Path, suffix: str) -> Path:
+    """Create an empty, unique temporary file beside ``final``, with a normal file's mode.
+
+    Not ``tempfile.mkstemp``: it creates files 0600, and ``os.replace`` would carry
+    that over to every run file. ``os.open(..., 0o666)`` lets the umask decide, as
+    for any file a program creates (0644 under the usual umask 022).
+    """
+    for _ in range(100):
+        temporary = final.parent / f".{final.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(handle)
+        return temporary
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(final.parent))
 
 
 def write_atomic(final: Path, write: Callable[[IO[str]], Any]) -> None:
@@ -104,6 +119,44 @@ def write_csv(final: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
     write_atomic(final, fill)
 
 
+def symbolic_link_in(runs_dir: Path) -> Path | None:
+    """The first folder of ``runs_dir`` that is a symbolic link, or None.
+
+    Every component the user controls is checked, not only the last: a link
+    higher up (``--runs-dir link/sub``) would redirect the writes just as well.
+    A relative ``runs_dir`` is checked from the working directory down. For an
+    absolute one the part that is the working directory or the home folder (as
+    the shell spells them, or resolved), or else the top-level system folder
+    (``/tmp``, ``/home``; macOS links ``/tmp`` and ``/var`` to ``/private``),
+    is the system's layout and trusted; every component below it is checked.
+    """
+    parts = runs_dir.parts
+    trusted = 0
+    if runs_dir.is_absolute():
+        trusted = min(2, len(parts))  # "/" and the top-level folder
+        if ".." not in parts:  # "home/.." would leave the trusted folder
+            for anchor in _trusted_anchors():
+                if parts[: len(anchor.parts)] == anchor.parts:
+                    trusted = max(trusted, len(anchor.parts))
+    for index in range(trusted + 1, len(parts) + 1):  # the first untrusted component on
+        folder = Path(*parts[:index])
+        if folder.is_symlink():
+            return folder
+        if not folder.exists():
+            return None  # nothing below it exists yet; mkdir makes real folders
+    return None
+
+
+def _trusted_anchors() -> list[Path]:
+    anchors = []
+    for text in (os.environ.get("PWD"), os.environ.get("HOME")):
+        if text and os.path.isabs(text):
+            anchors.append(Path(text))
+    with contextlib.suppress(OSError, RuntimeError):
+        anchors += [Path.cwd(), Path.home().resolve()]
+    return anchors
+
+
 class RunDir:
     """One run's folder and the files in it."""
 
@@ -118,9 +171,11 @@ class RunDir:
             RunDirError: ``runs_dir`` cannot be created or written.
         """
         stamp = (when or datetime.now()).strftime("%Y%m%d-%H%M%S")
-        if runs_dir.is_symlink():
+        link = symbolic_link_in(runs_dir)
+        if link is not None:
+            what = "is a symbolic link" if link == runs_dir else f"{link} is a symbolic link"
             raise InputError(
-                f"{runs_dir}: is a symbolic link (to {os.readlink(runs_dir)}); refusing to write "
+                f"{runs_dir}: {what} (to {os.readlink(link)}); refusing to write "
                 f"through it (pass --runs-dir {runs_dir.resolve()} to use that folder)"
             )
         try:

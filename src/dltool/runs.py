@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dltool.errors import InputError
 from dltool.messages import did_you_mean
+from dltool.yamlio import YamlProblem, read_yaml_mapping
 
 SPLITS = ("test", "validation", "train")
+MAX_JSON_BYTES = 10_000_000  # run.json and metrics.json are a few KB; a bigger one is not ours
 HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "top_2_accuracy", "top_3_accuracy", "top_5_accuracy")  # fmt: skip
 
 
@@ -26,6 +26,7 @@ class RunInfo:
     info: dict[str, Any]
     metrics: dict[str, Any]
     config: dict[str, Any]  # dotted key -> value
+    problem: str | None = None  # why config.yaml could not be read (the config is then empty)
 
     @property
     def status(self) -> str:
@@ -64,6 +65,7 @@ class RunInfo:
             "metrics": {
                 s: self.metrics[s] for s in SPLITS if isinstance(self.metrics.get(s), dict)
             },
+            **({"config_problem": self.problem} if self.problem else {}),
         }
 
 
@@ -96,11 +98,20 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object, or ``{}`` for a missing, broken, huge or absurdly nested file."""
     try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            return {}
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    """metrics.json, keeping only splits that are mappings (``runs`` indexes into them)."""
+    data = _read_json(path)
+    return {k: v for k, v in data.items() if k not in SPLITS or isinstance(v, dict)}
 
 
 def read_run(folder: Path) -> RunInfo:
@@ -111,15 +122,19 @@ def read_run(folder: Path) -> RunInfo:
     """
     if not (folder / "run.json").is_file():
         raise InputError(f"{folder}: not a dltool run folder (no run.json)")
+    # The strict reader: a config.yaml planted in a runs folder (an alias bomb, a
+    # cycle, absurd nesting) is refused before flatten() walks it.
+    problem = None
     try:
-        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        config = {}
+        config: dict[str, Any] = read_yaml_mapping(folder / "config.yaml")
+    except YamlProblem as error:
+        config, problem = {}, f"config.yaml: {error}"
     return RunInfo(
         folder,
         _read_json(folder / "run.json"),
-        _read_json(folder / "metrics.json"),
+        _read_metrics(folder / "metrics.json"),
         flatten(config),
+        problem,
     )
 
 
