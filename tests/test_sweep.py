@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,9 @@ import pytest
 import yaml
 
 from conftest import CONFIGS, tiny_config
-from dltool.errors import ConfigError
+from dltool import sweep as sweeps
+from dltool.config import load_config
+from dltool.errors import ConfigError, TrainingError
 from dltool.sweep import load_sweep, plan
 
 Cli = Callable[..., Any]
@@ -50,9 +53,22 @@ def test_grid_sweep_with_two_jobs(run_cli: Cli, tmp_path: Path) -> None:
     ]
     assert {r["status"] for r in rows} == {"completed"}
     assert len(list((folder / "runs").iterdir())) == 4  # each trial is a normal run folder
-    for row in rows:
+    assert list(rows[0])[4:-3] == [
+        "status",
+        *(f"{s}.{m}" for s in ("train", "validation", "test") for m in ("loss", "accuracy")),
+        "gap.loss",
+        "gap.accuracy",
+    ]  # every final split.metric, so the train/validation gap is in the table
+    for number, row in enumerate(rows, start=1):
         run = folder / "runs" / row["run"]
+        assert row["run"].startswith(f"tiny-trial{number}-")  # each trial's own run name
         assert json.loads((run / "run.json").read_text())["status"] == "completed"
+        metrics = json.loads((run / "metrics.json").read_text())
+        for split in ("train", "validation", "test"):
+            for name, value in metrics[split].items():
+                assert float(row[f"{split}.{name}"]) == pytest.approx(value)
+        gap = float(row["validation.loss"]) - float(row["train.loss"])
+        assert float(row["gap.loss"]) == pytest.approx(gap)
     best = json.loads((folder / "best.json").read_text())
     assert best["value"] == max(
         float(r["validation.accuracy"]) for r in rows
@@ -83,6 +99,8 @@ def test_failing_trial_does_not_stop_the_others(run_cli: Cli, tmp_path: Path) ->
     rows = _rows(folder / "trials.csv")
     assert [r["status"] for r in rows] == ["failed", "completed"]
     assert rows[0]["error"].startswith("training: the loss became")
+    failed_run = json.loads((folder / "runs" / rows[0]["run"] / "run.json").read_text())
+    assert failed_run["status"] == "failed"  # the failed trial's own folder, not trial 2's
     assert json.loads((folder / "best.json").read_text())["trial"] == 2
 
 
@@ -133,9 +151,7 @@ def test_bad_sweep_files(tmp_path: Path, sweep: dict[str, Any], message: str) ->
     path = _files(tmp_path, sweep)
     with pytest.raises(ConfigError) as caught:
         load_sweep(path)
-    assert pytest.importorskip("re").search(message, "\n".join(caught.value.lines)), (
-        caught.value.lines
-    )
+    assert re.search(message, "\n".join(caught.value.lines)), caught.value.lines
 
 
 def test_trial_keys_must_fit_the_base(run_cli: Cli, tmp_path: Path) -> None:
@@ -147,6 +163,26 @@ def test_trial_keys_must_fit_the_base(run_cli: Cli, tmp_path: Path) -> None:
         in result.stderr
     )
     assert not (tmp_path / "runs").exists()
+
+
+SHIPPED_SWEEPS = sorted((CONFIGS / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_SWEEPS, ids=[p.stem for p in SHIPPED_SWEEPS])
+def test_every_trial_of_a_shipped_sweep_is_a_valid_config(path: Path) -> None:
+    sweep = load_sweep(path)
+    trials = plan(sweep, load_config(Path(sweep.base), sweep.overrides).seed)
+    for trial in trials:
+        load_config(Path(sweep.base), trial.assignments(sweep.overrides))
+
+
+def test_readme_sweep_files_are_the_shipped_ones() -> None:
+    """The README's sweep examples are the files in configs/sweeps/, which the test above checks."""
+    readme = (CONFIGS.parent / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n# (configs/sweeps/\S+)\n(.*?)```", readme, flags=re.DOTALL)
+    assert len(blocks) >= 2
+    for name, text in blocks:
+        assert yaml.safe_load(text) == yaml.safe_load((CONFIGS.parent / name).read_text()), name
 
 
 def test_shipped_regularization_sweep_plans() -> None:
@@ -197,3 +233,94 @@ def test_interrupted_sweep_resumes(tmp_path: Path) -> None:
         if json.loads((p / "run.json").read_text())["status"] == "completed"
     ]
     assert len(completed_runs) == 6
+
+
+def test_failed_trial_gets_its_own_folder_not_a_parallel_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial that fails while another trial makes its folder is credited with its own."""
+    runs = tmp_path / "runs"
+
+    def train(*args: Any, runs_dir: str, name: str, **kwargs: Any) -> Any:
+        (Path(runs_dir) / f"{name}-20260101-000000").mkdir(parents=True)
+        (Path(runs_dir) / "tiny-trial9-20260101-000001").mkdir()  # a parallel trial's, made later
+        raise TrainingError("training: the loss became nan")
+
+    monkeypatch.setattr("dltool.api.train", train)
+    outcome = sweeps.run_trial("base.yaml", [], str(runs), "tiny-trial1")
+    assert outcome["status"] == "failed"
+    assert Path(outcome["run"]).name == "tiny-trial1-20260101-000000"
+
+
+def _outcome(**metrics: dict[str, float]) -> dict[str, Any]:
+    return {"status": "completed", "run": "r", "metrics": metrics, "duration_s": 1.0}
+
+
+def test_trials_csv_columns_cover_every_metric_of_every_trial(tmp_path: Path) -> None:
+    path = _files(tmp_path, {"metric": "validation.auc", "grid": {"training.epochs": [1, 2]}})
+    sweep = load_sweep(path)
+    directory = sweeps.SweepDir(tmp_path, sweep, plan(sweep, base_seed=0), "tiny")
+    directory.results[1] = _outcome(
+        train={"accuracy": 0.9, "loss": 0.2}, validation={"loss": 0.5, "accuracy": 0.7}
+    )
+    directory.results[2] = _outcome(train={"loss": 0.1, "auc": 0.8}, test={"loss": 0.6})
+    header, rows = directory.rows()
+    assert header[4:-3] == [
+        *("train.loss", "train.accuracy", "train.auc"),
+        *("validation.loss", "validation.accuracy", "validation.auc"),
+        *("test.loss", "test.auc"),  # the sweep's own metric always has its three columns
+        *("gap.loss", "gap.accuracy", "gap.auc"),
+    ]
+    first = dict(zip(header, rows[0], strict=True))
+    assert first["gap.loss"] == pytest.approx(0.3)  # validation - train: lower is better
+    assert first["gap.accuracy"] == pytest.approx(0.2)  # train - validation: higher is better
+    assert first["train.auc"] is None
+    assert directory.run_name(directory.trials[0]) == "tiny-trial1"
+
+
+def _run_folders(sweep_folder: Path) -> dict[str, str]:
+    """Each run folder's name and run.json status."""
+    return {
+        p.name: json.loads((p / "run.json").read_text())["status"]
+        for p in (sweep_folder / "runs").iterdir()
+    }
+
+
+def test_parallel_sweep_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    """A real Ctrl-C (SIGINT to the process group, as a terminal sends it) to `--jobs 2`:
+    no trial starts after it, every run folder is accounted for, --resume finishes."""
+    path = _files(tmp_path, {"grid": {"training.batch_size": [8, 9, 10, 11, 12, 13]}}, data={"n_train": 1000})  # fmt: skip
+    runs = tmp_path / "runs"
+    process = subprocess.Popen(
+        [str(DLTOOL), "sweep", str(path), "--jobs", "2", "--runs-dir", str(runs)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    started: list[Path] = []
+    while time.monotonic() < deadline and process.poll() is None and len(started) < 3:
+        started = list(runs.glob("*/runs/*/run.json"))  # trial 3 has begun training
+        time.sleep(0.05)
+    assert len(started) >= 3, process.communicate()
+    last_started = max(int(p.parent.name.split("-")[1].removeprefix("trial")) for p in started)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    (folder,) = runs.iterdir()
+    folders = _run_folders(folder)
+    numbers = {int(name.split("-")[1].removeprefix("trial")) for name in folders}
+    assert max(numbers) <= last_started + 1, folders  # at most the one trial about to start
+    rows = {r["run"]: r["status"] for r in _rows(folder / "trials.csv")}
+    assert rows == folders  # every folder is listed, with the status its run.json has
+    assert set(folders.values()) <= {"completed", "interrupted"}
+    kept = {name for name, status in folders.items() if status == "completed"}
+    done = subprocess.run(
+        [str(DLTOOL), "sweep", str(folder), "--resume", "--jobs", "2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows_after = _rows(folder / "trials.csv")
+    assert [r["status"] for r in rows_after] == ["completed"] * 6
+    assert kept <= {r["run"] for r in rows_after}  # completed trials were not retrained
+    after = _run_folders(folder)
+    assert sorted(after.values()).count("completed") == 6
+    assert {n: s for n, s in after.items() if n in folders} == folders  # interrupted stay so

@@ -11,9 +11,12 @@ A sweep file names a base experiment and the values to try, as ``--set`` keys::
       training.regularization.l2: [0.0, 0.001, 0.01]
 
 or ``random: {trials: 20, seed: 0, params: {KEY: {log_uniform: [1.0e-4, 1.0e-1]}}}``.
-Each trial is a normal run folder under ``SWEEP/runs/``; ``SWEEP/trials.csv`` has a
-row per trial and is rewritten (atomically) after each one, so an interrupted
-sweep loses no finished trial and ``--resume`` skips them.
+Each trial is a normal run folder under ``SWEEP/runs/``, named ``BASE-trialN`` so it is
+found exactly even when it fails; ``SWEEP/trials.csv`` has a row per trial (every final
+``split.metric``) and is rewritten (atomically) after each one, so an interrupted sweep
+loses no finished trial and ``--resume`` skips them. With ``--jobs N`` at most N trials
+are in flight: after Ctrl-C none starts, and those running stop at their next batch and
+are listed as interrupted, with their folders.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
+import re
 import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -33,8 +37,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dltool import interrupts
 from dltool.errors import ConfigError, DltoolError, InputError, Terminated
-from dltool.interrupts import raise_if_requested
 from dltool.messages import describe_validation_error
 from dltool.overrides import parse_assignment
 from dltool.rundir import RunDir, write_csv, write_json, write_yaml
@@ -181,42 +185,118 @@ def plan(sweep: SweepConfig, base_seed: int | None) -> list[Trial]:
     return trials
 
 
-def run_trial(base: str, assignments: list[str], runs_dir: str) -> dict[str, Any]:
-    """Train one trial (in this process or a worker); never raises for a failed trial."""
-    started = time.perf_counter()
-    before = set(Path(runs_dir).iterdir()) if Path(runs_dir).is_dir() else set()
-    try:
-        from dltool.api import train
-        from dltool.interrupts import handling_signals
+# In a worker process: the sweep's shared stop request (a multiprocessing Value holding
+# the signal number that stopped the sweep; 0 = none). None in the main process.
+_STOP: Any = None
 
-        with handling_signals():  # in a worker process too: stop at a batch boundary
-            result = train(base, overrides=assignments, runs_dir=runs_dir, quiet=True)
+
+def _start_worker(stop: Any) -> None:
+    """Set up a worker process: ignore signals between trials, follow the parent's stop."""
+    global _STOP
+    _STOP = stop
+    # Ctrl-C in a terminal reaches every worker too. Between trials it must not kill the
+    # worker (that breaks the pool); during one, run_trial's handling_signals() turns it
+    # into a stop at the next batch boundary.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    threading.Thread(target=_follow_stop, args=(stop,), daemon=True).start()
+
+
+def _follow_stop(stop: Any) -> None:
+    """Turn the parent's stop request into this worker's own: a signal may not reach it
+    (``kill PID`` of the parent alone) or may come just before the trial's handler is set."""
+    while not stop.value:
+        time.sleep(0.1)
+    if interrupts.REQUEST.signum is None:
+        interrupts.REQUEST.signum = int(stop.value)  # like a first signal: stop at a safe point
+
+
+def _note_signal(signum: int, frame: Any) -> None:
+    """A worker's signal handler: only ever asks for a stop at the next safe point.
+
+    A Ctrl-C reaches a worker both as a signal and through _follow_stop, in either order
+    (the handler waits while TensorFlow runs C++ code), so a second request must not
+    raise at once as it does in the main process; the main process kills a worker that
+    does not stop after a second Ctrl-C.
+    """
+    if interrupts.REQUEST.signum is None:
+        interrupts.REQUEST.signum = signum
+
+
+def _interrupt(signum: int) -> KeyboardInterrupt:
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def run_folders(runs_dir: Path, name: str) -> set[Path]:
+    """Run folders made for the run name ``name`` (``NAME-YYYYmmdd-HHMMSS[-N]``, see RunDir)."""
+    pattern = re.compile(re.escape(name) + r"-\d{8}-\d{6}(-\d+)?")
+    if not runs_dir.is_dir():
+        return set()
+    return {p for p in runs_dir.iterdir() if pattern.fullmatch(p.name)}
+
+
+def run_trial(base: str, assignments: list[str], runs_dir: str, name: str) -> dict[str, Any]:
+    """Train one trial (in this process or a worker); never raises for a failed trial.
+
+    ``name`` is the trial's own run name, so its folder is found exactly even when it
+    fails, whatever other trials do in the same ``runs_dir`` at the same time.
+    """
+    started = time.perf_counter()
+    before = run_folders(Path(runs_dir), name)
+    outcome: dict[str, Any]
+    try:
+        with interrupts.handling_signals():  # in a worker too: stop at a batch boundary
+            if _STOP is not None:  # a worker process
+                if _STOP.value:  # the sweep stopped before this trial began
+                    raise _interrupt(int(_STOP.value))
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, _note_signal)
+            from dltool.api import train
+
+            result = train(base, overrides=assignments, runs_dir=runs_dir, name=name, quiet=True)
         outcome = {"status": "completed", "run": str(result.path), "metrics": result.metrics}
     except DltoolError as error:
         outcome = {"status": "failed", "error": error.lines[0] if error.lines else str(error), "exit_code": int(error.exit_code)}  # fmt: skip
     except KeyboardInterrupt as interrupt:
-        outcome = {
-            "status": "interrupted",
-            "signal": "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT",
-        }
+        which = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
+        outcome = {"status": "interrupted", "signal": which, "error": f"stopped by {which}; --resume trains it again"}  # fmt: skip
     except Exception as error:  # a bug must not stop the other trials
         outcome = {"status": "failed", "error": f"internal error: {type(error).__name__}: {error}", "exit_code": 1}  # fmt: skip
     if "run" not in outcome:
-        created = sorted(set(Path(runs_dir).iterdir()) - before) if Path(runs_dir).is_dir() else []
+        created = sorted(run_folders(Path(runs_dir), name) - before)
         outcome["run"] = str(created[-1]) if created else ""
     outcome["duration_s"] = round(time.perf_counter() - started, 2)
     return outcome
 
 
+SPLITS = ("train", "validation", "test")
+
+
 class SweepDir:
     """A sweep's folder: sweep.yaml, trials.csv, best.json, sweep.png, runs/."""
 
-    def __init__(self, path: Path, sweep: SweepConfig, trials: list[Trial]) -> None:
+    def __init__(self, path: Path, sweep: SweepConfig, trials: list[Trial], prefix: str) -> None:
         self.path, self.sweep, self.trials = path, sweep, trials
-        self.results: dict[int, dict[str, Any]] = {}
+        self.prefix = prefix  # the base experiment's name; trial runs are PREFIX-trialN
+        self.results: dict[int, dict[str, Any]] = {}  # finished: completed or failed
+        self.stopped: dict[int, dict[str, Any]] = {}  # interrupted with a run folder
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.path / "runs"
+
+    def run_name(self, trial: Trial) -> str:
+        """The trial's own run name, e.g. ``student-overfit-trial3`` (zero-padded past 9)."""
+        suffix = f"-trial{trial.number:0{len(str(len(self.trials)))}d}"
+        return self.prefix[: 80 - len(suffix)] + suffix  # run names are at most 80 characters
 
     def record(self, trial: Trial, outcome: dict[str, Any]) -> None:
-        self.results[trial.number] = outcome
+        """Keep a trial's outcome and rewrite trials.csv; an interrupted one is redone by --resume."""
+        if outcome["status"] == "interrupted":
+            self.stopped[trial.number] = outcome
+        else:
+            self.stopped.pop(trial.number, None)
+            self.results[trial.number] = outcome
         self.write()
 
     def _metric(self, outcome: dict[str, Any], key: str) -> float | None:
@@ -224,26 +304,48 @@ class SweepDir:
         value = outcome.get("metrics", {}).get(split, {}).get(name)
         return float(value) if isinstance(value, int | float) else None
 
+    def _columns(self) -> tuple[list[str], list[str]]:
+        """``split.metric`` columns for every final value any trial has (the sweep's own
+        metric always), then ``gap.metric`` for each metric with train and validation values."""
+        seen: dict[tuple[str, str], None] = {}
+        for outcome in self.results.values():
+            for split in SPLITS:
+                for name, value in outcome.get("metrics", {}).get(split, {}).items():
+                    if isinstance(value, int | float):
+                        seen[(split, name)] = None
+        own = self.sweep.metric.split(".", 1)[1]
+        names = list(dict.fromkeys([*(name for _, name in seen), own]))
+        names.sort(key=lambda name: name != "loss")  # loss first, then in metrics.json order
+        values = [f"{s}.{n}" for s in SPLITS for n in names if (s, n) in seen or n == own]
+        gaps = [
+            f"gap.{n}"
+            for n in names
+            if n == own or (("train", n) in seen and ("validation", n) in seen)
+        ]
+        return values, gaps
+
     def rows(self) -> tuple[list[str], list[list[Any]]]:
-        name = self.sweep.metric.split(".", 1)[1]
         keys = list(self.trials[0].values) if self.trials else []
-        header = ["trial", *keys, "seed", "status", f"train.{name}", f"validation.{name}", f"test.{name}", f"gap.{name}", "duration_s", "run", "error"]  # fmt: skip
+        values, gaps = self._columns()
+        header = ["trial", *keys, "seed", "status", *values, *gaps, "duration_s", "run", "error"]
         rows = []
         for trial in self.trials:
-            outcome = self.results.get(trial.number)
+            outcome = self.results.get(trial.number) or self.stopped.get(trial.number)
             if outcome is None:
                 continue
-            train_value, val_value, test_value = (
-                self._metric(outcome, f"{s}.{name}") for s in ("train", "validation", "test")
-            )
-            gap = None
-            if train_value is not None and val_value is not None:
-                # positive = the model does better on data it trained on: overfitting
-                gap = (
-                    train_value - val_value if name in HIGHER_IS_BETTER else val_value - train_value
-                )
-            rows.append([trial.number, *(json.dumps(trial.values[k]) if isinstance(trial.values[k], list | dict) else trial.values[k] for k in keys), trial.seed, outcome["status"], train_value, val_value, test_value, gap, outcome.get("duration_s"), Path(outcome.get("run", "")).name, outcome.get("error", "")])  # fmt: skip
+            varied = [json.dumps(trial.values[k]) if isinstance(trial.values[k], list | dict) else trial.values[k] for k in keys]  # fmt: skip
+            rows.append([trial.number, *varied, trial.seed, outcome["status"], *(self._metric(outcome, c) for c in values), *(self._gap(outcome, c.split(".", 1)[1]) for c in gaps), outcome.get("duration_s"), Path(outcome.get("run", "")).name, outcome.get("error", "")])  # fmt: skip
         return header, rows
+
+    def _gap(self, outcome: dict[str, Any], name: str) -> float | None:
+        """Positive = the model does better on data it trained on: overfitting."""
+        train_value = self._metric(outcome, f"train.{name}")
+        validation_value = self._metric(outcome, f"validation.{name}")
+        if train_value is None or validation_value is None:
+            return None
+        if name in HIGHER_IS_BETTER:
+            return train_value - validation_value
+        return validation_value - train_value
 
     def best(self) -> dict[str, Any] | None:
         scored = [
@@ -266,7 +368,8 @@ class SweepDir:
             write_json(self.path / "best.json", best)
 
     def load_finished(self) -> None:
-        """Results of trials finished by an earlier run of this sweep (for --resume)."""
+        """Trials of an earlier run of this sweep (for --resume): completed ones are kept,
+        interrupted ones stay listed (with their folders) until they are trained again."""
         import csv
 
         table = self.path / "trials.csv"
@@ -274,28 +377,31 @@ class SweepDir:
             return
         with open(table, newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
-                if row.get("status") != "completed":
+                number, status = int(row["trial"]), row.get("status")
+                run = self.runs_dir / row["run"]
+                duration = float(row["duration_s"] or 0)
+                if status == "interrupted" and row["run"]:
+                    self.stopped[number] = {"status": status, "run": str(run), "duration_s": duration, "error": row.get("error", "")}  # fmt: skip
+                if status != "completed":
                     continue
-                number = int(row["trial"])
-                run = self.path / "runs" / row["run"]
                 metrics = (
                     json.loads((run / "metrics.json").read_text())
                     if (run / "metrics.json").is_file()
                     else {}
                 )
-                self.results[number] = {"status": "completed", "run": str(run), "metrics": metrics, "duration_s": float(row["duration_s"] or 0)}  # fmt: skip
+                self.results[number] = {"status": "completed", "run": str(run), "metrics": metrics, "duration_s": duration}  # fmt: skip
 
 
 def create(sweep: SweepConfig, source: Path, runs_dir: Path) -> SweepDir:
     from dltool.config import load_config
 
-    base_seed = load_config(Path(sweep.base), sweep.overrides).seed  # also validates the base
-    trials = plan(sweep, base_seed)
+    base = load_config(Path(sweep.base), sweep.overrides)  # also validates the base
+    trials = plan(sweep, base.seed)
     for trial in trials[:1]:  # the trial keys must fit the base config
         load_config(Path(sweep.base), trial.assignments(sweep.overrides))
     folder = RunDir.create(runs_dir, f"{sweep.name}-sweep").path
     write_yaml(folder / "sweep.yaml", {**sweep.model_dump(mode="json"), "source": str(source)})
-    return SweepDir(folder, sweep, trials)
+    return SweepDir(folder, sweep, trials, base.name)
 
 
 def reopen(folder: Path) -> SweepDir:
@@ -307,62 +413,122 @@ def reopen(folder: Path) -> SweepDir:
     sweep = SweepConfig.model_validate(raw)
     from dltool.config import load_config
 
-    directory = SweepDir(
-        folder, sweep, plan(sweep, load_config(Path(sweep.base), sweep.overrides).seed)
-    )
+    base = load_config(Path(sweep.base), sweep.overrides)
+    directory = SweepDir(folder, sweep, plan(sweep, base.seed), base.name)
     directory.load_finished()
     return directory
 
 
-def execute(
-    directory: SweepDir, jobs: int, report: Callable[[Trial, dict[str, Any]], None]
-) -> None:
+Report = Callable[[Trial, dict[str, Any]], None]
+
+
+def execute(directory: SweepDir, jobs: int, report: Report) -> None:
     """Run every trial not finished yet, ``jobs`` at a time; Ctrl-C keeps finished trials.
 
+    After Ctrl-C (or SIGTERM) no new trial starts; trials in flight stop at their next
+    batch and are recorded as ``interrupted`` with their run folders (marked so too).
+
     Raises:
-        KeyboardInterrupt: after recording what finished and cancelling the rest.
+        KeyboardInterrupt: after recording every trial that started.
     """
     todo = [t for t in directory.trials if t.number not in directory.results]
-    runs_dir = str(directory.path / "runs")
-    base, fixed = directory.sweep.base, directory.sweep.overrides
-    if jobs <= 1:
+    if jobs > 1:
+        _execute_parallel(directory, todo, jobs, report)
+    else:
         for trial in todo:
-            raise_if_requested()  # a safe point between trials
-            outcome = run_trial(base, trial.assignments(fixed), runs_dir)
+            interrupts.raise_if_requested()  # a safe point between trials
+            outcome = run_trial(*_arguments(directory, trial))
+            _keep(directory, trial, outcome, report)
             if outcome["status"] == "interrupted":
-                raise Terminated if outcome.get("signal") == "SIGTERM" else KeyboardInterrupt
-            directory.record(trial, outcome)
-            report(trial, outcome)
-        raise_if_requested()
-        return
+                raise Terminated if outcome["signal"] == "SIGTERM" else KeyboardInterrupt
+    interrupts.raise_if_requested()
+
+
+def _arguments(directory: SweepDir, trial: Trial) -> tuple[str, list[str], str, str]:
+    """``run_trial``'s arguments for ``trial``."""
+    assignments = trial.assignments(directory.sweep.overrides)
+    return directory.sweep.base, assignments, str(directory.runs_dir), directory.run_name(trial)
+
+
+def _keep(directory: SweepDir, trial: Trial, outcome: dict[str, Any], report: Report) -> None:
+    if outcome["status"] == "interrupted" and not outcome["run"]:
+        return  # stopped before its run folder existed: nothing to keep, --resume runs it
+    directory.record(trial, outcome)
+    report(trial, outcome)
+
+
+@dataclass
+class _InFlight:
+    trial: Trial
+    existing: set[Path]  # the trial's run folders before it started (from earlier sweeps)
+    started: float
+
+
+def _execute_parallel(directory: SweepDir, todo: list[Trial], jobs: int, report: Report) -> None:
+    """At most ``jobs`` trials in flight, so a stop request cancels every trial not started."""
     import multiprocessing
 
     # spawn: each worker starts its own TensorFlow, which is not fork-safe.
-    with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=multiprocessing.get_context("spawn")
-    ) as pool:
-        pending: dict[Future[dict[str, Any]], Trial] = {
-            pool.submit(run_trial, base, t.assignments(fixed), runs_dir): t for t in todo
-        }
-        try:
-            while pending:
-                raise_if_requested()
-                done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in done:
-                    trial = pending.pop(future)
-                    outcome = future.result()
-                    if outcome["status"] != "interrupted":
-                        directory.record(trial, outcome)
-                        report(trial, outcome)
-        except KeyboardInterrupt:
-            for future in pending:
-                future.cancel()
-            # Stop trials in flight too (their runs are marked interrupted); the pool
-            # would otherwise wait for them. _processes is the executor's worker table.
-            for process in list(getattr(pool, "_processes", {}).values()):
-                if process.pid is not None:
-                    os.kill(process.pid, signal.SIGINT)
-            raise
+    context = multiprocessing.get_context("spawn")
+    stop = context.Value("i", 0)  # the signal that stopped the sweep, for the workers; 0 = none
+    queue = list(todo)
+    in_flight: dict[Future[dict[str, Any]], _InFlight] = {}
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(stop,))  # fmt: skip
+    try:
+        while queue or in_flight:
+            if interrupts.stop_requested() and not stop.value:
+                stop.value = interrupts.REQUEST.signum or signal.SIGINT
+            while queue and len(in_flight) < jobs and not stop.value:
+                trial = queue.pop(0)
+                existing = run_folders(directory.runs_dir, directory.run_name(trial))
+                future = pool.submit(run_trial, *_arguments(directory, trial))
+                in_flight[future] = _InFlight(trial, existing, time.perf_counter())
+            if not in_flight:
+                break  # stopped: the rest never started
+            done, _ = wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in done:
+                _collect(directory, in_flight.pop(future), future, report)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop the trials in flight at once
+        stop.value = stop.value or signal.SIGINT
+        _stop_now(directory, pool, in_flight, report)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _collect(directory: SweepDir, flight: _InFlight, future: Future[dict[str, Any]] | None, report: Report) -> None:  # fmt: skip
+    """Record a trial that ended, or (``future`` None) one whose worker was killed."""
+    try:
+        if future is None:
+            raise ChildProcessError("killed after a second Ctrl-C")
+        outcome = future.result()
+    except Exception as error:  # the worker process died (killed, out of memory)
+        name = directory.run_name(flight.trial)
+        created = sorted(run_folders(directory.runs_dir, name) - flight.existing)
+        status = "interrupted" if future is None else "failed"
+        outcome = {"status": status, "error": f"worker process died: {error}", "exit_code": 1, "run": str(created[-1]) if created else "", "duration_s": round(time.perf_counter() - flight.started, 2)}  # fmt: skip
+        if created:
+            _mark(RunDir(created[-1]), status, outcome["error"])
+    _keep(directory, flight.trial, outcome, report)
+
+
+def _mark(run: RunDir, status: str, error: str) -> None:
+    """Say in run.json that a run whose process died is not running any more."""
+    if (run.path / "run.json").is_file() and run.read_json("run.json").get("status") == "running":
+        run.update_run_json(status=status, error=error)
+
+
+def _stop_now(directory: SweepDir, pool: ProcessPoolExecutor, in_flight: dict[Future[dict[str, Any]], _InFlight], report: Report) -> None:  # fmt: skip
+    """Interrupt the workers now; a trial still running after 5 s is killed, its folder marked."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # the executor's table
+    done, _ = wait(in_flight, timeout=5)  # they were asked to stop at their next batch
+    for future in done:
+        _collect(directory, in_flight.pop(future), future, report)
+    for process in workers:
+        process.kill()
+    for flight in in_flight.values():
+        _collect(directory, flight, None, report)
+    in_flight.clear()
 
 
 def plot(directory: SweepDir) -> Path | None:
