@@ -23,7 +23,7 @@ import_keras()  # quiet TensorFlow's start-up before the first ``import keras``
 import keras  # noqa: E402
 
 from dltool.config import ExperimentConfig, ReduceOnPlateau  # noqa: E402
-from dltool.interrupts import stop_requested  # noqa: E402
+from dltool.interrupts import deferred_signals, stop_requested  # noqa: E402
 from dltool.model import save_model  # noqa: E402
 from dltool.rundir import RunDir, write_csv, write_json  # noqa: E402
 
@@ -204,20 +204,24 @@ class Checkpointer(keras.callbacks.Callback):
         epoch = self._snapshot[0]
         folder = self.run.file("checkpoint")
         name = f"epoch-{epoch:04d}.keras"
-        save_model(self.model, folder / name)
-        write_json(
-            folder / "latest.json",
-            {
-                "epoch": epoch,
-                "file": name,
-                "fingerprint": self.fingerprint,
-                "history": self.log.rows[:epoch],
-            },
-        )
-        for old in folder.glob("epoch-*.keras"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
-        self._saved_epoch, self._last_write = epoch, time.perf_counter()
+        save_model(self.model, folder / name)  # a Ctrl-C here abandons the new file only
+        # Once the file is complete, pointing latest.json at it, removing the older file
+        # and remembering the epoch happen together: a signal now waits for the next safe
+        # point, so saved_epoch always names what latest.json names.
+        with deferred_signals():
+            write_json(
+                folder / "latest.json",
+                {
+                    "epoch": epoch,
+                    "file": name,
+                    "fingerprint": self.fingerprint,
+                    "history": self.log.rows[:epoch],
+                },
+            )
+            self._saved_epoch, self._last_write = epoch, time.perf_counter()
+            for old in folder.glob("epoch-*.keras"):
+                if old.name != name:
+                    old.unlink(missing_ok=True)
 
 
 class SaveBestModel(keras.callbacks.Callback):
