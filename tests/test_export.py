@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import CONFIGS, tiny_config
@@ -44,7 +45,28 @@ def test_images_to_png_folders(run_cli: Callable[..., Any], tmp_path: Path) -> N
     image = np.asarray(Image.open(pngs[0]))
     assert image.shape == (8, 8)
     assert image.max() > 200  # 0..16 pixels stretched to be visible, as the note says
-    assert "pixel values were multiplied by" in result.stdout
+    # A whole factor, so predict/evaluate get the 0..16 pixels back exactly.
+    assert set(np.unique(image).tolist()) <= set(range(0, 241, 15))
+    assert "pixel values were multiplied by 15 in the PNGs" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("pixels", "source", "scale"),
+    [
+        pytest.param(np.full((2, 4, 4, 1), 16.0), "builtin", 15, id="digits-0..16"),
+        pytest.param(np.full((2, 4, 4, 3), 1.0), "numpy", 255, id="unit-range"),
+        pytest.param(np.full((2, 4, 4, 1), 255.0), "builtin", 1, id="bytes"),
+        pytest.param(np.full((2, 4, 4, 1), 90.0), "image_folder", 1, id="dark-image-files"),
+        pytest.param(np.zeros((2, 4, 4, 1)), "numpy", 1, id="all-black"),
+        pytest.param(np.full((2, 3), 2.0), "csv", 1, id="table"),
+    ],
+)
+def test_image_file_scale(pixels: np.ndarray, source: str, scale: int) -> None:
+    from dltool.data import Dataset
+    from dltool.inputs import image_file_scale
+
+    dataset = Dataset(x_train=pixels, y_train=np.zeros(len(pixels)))
+    assert image_file_scale(dataset, source) == scale
 
 
 def test_refuses_a_non_empty_folder(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -145,18 +146,74 @@ def test_model_file_as_run(
             id="header-only",
         ),
         pytest.param("", r"not a readable CSV file", id="empty-file"),
+        pytest.param(None, r"bad.csv: no such file or folder$", id="missing-file"),
+        pytest.param(
+            "hours_studied,previous_score,Age\n3,50,20\n",
+            r"missing feature column\(s\) 'age', did you mean 'Age'\?",
+            id="hint-from-unused-column",
+        ),
     ],
 )
 def test_predict_refuses_bad_csv(
-    run_cli: Cli, run_copy: Path, tmp_path: Path, content: str, message: str
+    run_cli: Cli, run_copy: Path, tmp_path: Path, content: str | None, message: str
 ) -> None:
     bad = tmp_path / "bad.csv"
-    bad.write_text(content)
+    if content is not None:
+        bad.write_text(content)
     result = run_cli("predict", run_copy, "--input", bad)
     assert result.exit_code == 2, result.stdout
     assert len(result.stderr.splitlines()) == 1, result.stderr
-    assert pytest.importorskip("re").search(message, result.stderr), result.stderr
-    assert not (run_copy / "predictions").exists() or not list((run_copy / "predictions").iterdir())
+    assert re.search(message, result.stderr), result.stderr
+    assert not (run_copy / "predictions").exists()  # not even an empty folder
+
+
+def test_bad_row_after_the_first_chunk_leaves_nothing(
+    run_cli: Cli, run_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad cell found after a chunk was predicted and written: no file, no folder left."""
+    monkeypatch.setattr("dltool.inputs.CSV_CHUNK_ROWS", 2)
+    bad = tmp_path / "late.csv"
+    bad.write_text("age,hours_studied,previous_score\n20,3,50\n21,4,60\n22,x,70\n")
+    for output in (None, tmp_path / "new" / "deeper" / "p.csv"):
+        extra = ("--output", output) if output else ()
+        result = run_cli("predict", run_copy, "--input", bad, *extra)
+        assert (result.exit_code, result.stderr) == (
+            2,
+            f"error: {bad}: line 4, column 'hours_studied': 'x' is not a number\n",
+        )
+    assert not (run_copy / "predictions").exists()
+    assert not (tmp_path / "new").exists()
+
+
+def test_hint_never_names_a_column_the_run_uses(tmp_path: Path) -> None:
+    from dltool.errors import InputError
+    from dltool.inputs import InputSpec, csv_chunks
+
+    data = tmp_path / "iris.csv"
+    data.write_text("petal_length,petal_width\n1.4,0.2\n")
+    spec = InputSpec(input_shape=[3], feature_names=["sepal_length", "petal_length", "petal_width"])
+    with pytest.raises(InputError) as refused:
+        list(csv_chunks(data, spec, labelled=False))
+    assert refused.value.lines == [
+        f"{data}: missing feature column(s) 'sepal_length' (the run was trained on "
+        "sepal_length, petal_length, petal_width; found petal_length, petal_width)"
+    ]
+
+
+def test_folder_input_for_a_table_run_names_the_path(
+    run_cli: Cli, run_copy: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for command, option in (("predict", "--input"), ("evaluate", "--data")):
+        result = run_cli(command, run_copy, option, folder)
+        assert (result.exit_code, result.stderr) == (
+            2,
+            f"error: {folder}: a folder, but this run was trained on a table "
+            "(expected a .csv, .npy or .npz file)\n",
+        )
+    assert not (run_copy / "predictions").exists()
+    assert not (run_copy / "evaluations").exists()
 
 
 def test_predict_arrays(run_cli: Cli, run_copy: Path, tmp_path: Path) -> None:
@@ -202,8 +259,24 @@ def test_predict_refuses_bad_arrays(
     make(path)
     result = run_cli("predict", run_copy, "--input", path, "--output", tmp_path / "o.csv")
     assert result.exit_code == 2
-    assert pytest.importorskip("re").search(message, result.stderr), result.stderr
+    assert re.search(message, result.stderr), result.stderr
     assert not (tmp_path / "o.csv").exists()
+
+
+def _assert_same_as_training(folder: Path, run: Path) -> dict[str, Any]:
+    """The evaluation in ``folder`` equals the run's own test metrics and confusion matrix."""
+    evaluated = json.loads((folder / "metrics.json").read_text())
+    trained = json.loads((run / "metrics.json").read_text())
+    assert evaluated["examples"] == sum(map(sum, trained["test_classes"]["confusion_matrix"]["rows_true_columns_predicted"]))  # fmt: skip
+    assert evaluated["metrics"]["accuracy"] == pytest.approx(trained["test"]["accuracy"], abs=1e-6)
+    assert evaluated["metrics"]["loss"] == pytest.approx(trained["test"]["loss"], abs=1e-5)
+    assert evaluated["classes"]["confusion_matrix"] == trained["test_classes"]["confusion_matrix"]
+    for name, scores in trained["test_classes"]["per_class"].items():
+        assert evaluated["classes"]["per_class"][name] == pytest.approx(scores)
+    matrix = json.loads((folder / "confusion_matrix.json").read_text())
+    assert matrix == trained["test_classes"]["confusion_matrix"]
+    assert (folder / "confusion_matrix.png").stat().st_size > 1000
+    return matrix
 
 
 def test_evaluate_matches_training_metrics(
@@ -212,13 +285,44 @@ def test_evaluate_matches_training_metrics(
     result = run_cli("evaluate", run_copy, "--data", student_run[1] / "test.csv")
     assert result.exit_code == 0, result.stderr
     (folder,) = (run_copy / "evaluations").iterdir()
-    evaluated = json.loads((folder / "metrics.json").read_text())
-    trained = json.loads((run_copy / "metrics.json").read_text())
-    assert evaluated["metrics"]["accuracy"] == pytest.approx(trained["test"]["accuracy"], abs=1e-6)
-    assert evaluated["metrics"]["loss"] == pytest.approx(trained["test"]["loss"], abs=1e-5)
-    assert evaluated["classes"]["confusion_matrix"] == trained["test_classes"]["confusion_matrix"]
-    assert (folder / "confusion_matrix.png").stat().st_size > 1000
+    matrix = _assert_same_as_training(folder, run_copy)
     assert "per class" in result.stdout
+    assert "confusion matrix (rows: true, columns: predicted)" in result.stdout
+    (fail, pass_) = matrix["rows_true_columns_predicted"]
+    assert re.search(rf"│ fail +│ +{fail[0]} │ +{fail[1]} │", result.stdout), result.stdout
+    assert re.search(rf"│ pass +│ +{pass_[0]} │ +{pass_[1]} │", result.stdout), result.stdout
+
+
+def test_evaluate_streams_chunks_with_the_same_result(
+    run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scored 7 rows at a time, in batches of 3: the same numbers as one pass in training."""
+    monkeypatch.setattr("dltool.inputs.CSV_CHUNK_ROWS", 7)
+    result = run_cli(
+        "evaluate", run_copy, "--data", student_run[1] / "test.csv", "--batch-size", "3"
+    )
+    assert result.exit_code == 0, result.stderr
+    (folder,) = (run_copy / "evaluations").iterdir()
+    _assert_same_as_training(folder, run_copy)
+
+
+def test_evaluate_npz(run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], tmp_path: Path) -> None:  # fmt: skip
+    rows = _rows(student_run[1] / "test.csv")
+    features = [[float(r[c]) for c in ("age", "hours_studied", "previous_score")] for r in rows]
+    labels = [["fail", "pass"].index(r["label"]) for r in rows]
+    np.savez(tmp_path / "test.npz", x=np.asarray(features), y=np.asarray(labels))
+    result = run_cli("evaluate", run_copy, "--data", tmp_path / "test.npz")
+    assert result.exit_code == 0, result.stderr
+    assert f"{len(rows)} examples from {tmp_path / 'test.npz'}" in result.stdout
+    (folder,) = (run_copy / "evaluations").iterdir()
+    _assert_same_as_training(folder, run_copy)
+    np.savez(tmp_path / "unlabelled.npz", x=np.asarray(features))
+    refused = run_cli("evaluate", run_copy, "--data", tmp_path / "unlabelled.npz")
+    assert (refused.exit_code, refused.stderr) == (
+        2,
+        f"error: {tmp_path / 'unlabelled.npz'}: no labels array 'y' beside 'x' (found x)\n",
+    )
+    assert len(list((run_copy / "evaluations").iterdir())) == 1
 
 
 def test_evaluate_refuses_unknown_labels(run_cli: Cli, run_copy: Path, tmp_path: Path) -> None:
@@ -266,6 +370,20 @@ def test_refuses_runs_that_cannot_be_used(
     assert "HDF5 models are refused" in result.stderr
 
 
+@pytest.mark.parametrize(("command", "option"), [("predict", "--input"), ("evaluate", "--data")])
+def test_incomplete_run_is_refused(
+    run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], command: str, option: str
+) -> None:
+    (run_copy / "model.keras").unlink()
+    before = sorted(p.name for p in run_copy.iterdir())
+    result = run_cli(command, run_copy, option, student_run[1] / "test.csv")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: {run_copy}: model.keras is missing (the run folder is incomplete)\n",
+    )
+    assert sorted(p.name for p in run_copy.iterdir()) == before  # nothing written
+
+
 def test_refuses_unsafe_and_broken_models(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path]
 ) -> None:
@@ -310,13 +428,40 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+def test_exported_digit_images_evaluate_like_training(
+    run_cli: Cli, digits_run: Path, tmp_path: Path
+) -> None:
+    """`dltool data`'s PNGs (pixels x15 to be visible) are read back in the 0..16 range trained on."""
+    assert json.loads((digits_run / "run.json").read_text())["image_file_scale"] == 15
+    exported = run_cli("data", digits_run / "config.yaml", "--out", tmp_path / "data")
+    assert exported.exit_code == 0, exported.stderr
+    assert "pixel values were multiplied by 15 in the PNGs" in exported.stdout
+    before = set((digits_run / "evaluations").iterdir()) if (digits_run / "evaluations").exists() else set()  # fmt: skip
+    result = run_cli("evaluate", digits_run, "--data", tmp_path / "data" / "test")
+    assert result.exit_code == 0, result.stderr
+    (folder,) = set((digits_run / "evaluations").iterdir()) - before
+    _assert_same_as_training(folder, digits_run)
+    predicted = run_cli(
+        "predict", digits_run, "--input", tmp_path / "data" / "test", "--output", tmp_path / "p.csv"
+    )
+    assert predicted.exit_code == 0, predicted.stderr
+    in_run = {int(r["index"]): r for r in _rows(digits_run / "predictions.csv")}
+    by_file = _rows(tmp_path / "p.csv")
+    assert len(by_file) == len(in_run)
+    for row in by_file:  # test/<class>/<index in the test split>.png
+        index = int(Path(row["file"]).stem)
+        assert row["predicted"] == in_run[index]["predicted"]
+        assert float(row["prob_3"]) == pytest.approx(float(in_run[index]["prob_3"]), abs=1e-5)
+
+
 def _digit_pngs(folder: Path, count: int = 6, size: int = 8) -> None:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     for i in range(count):
         label = str(digits.target[i])
-        image = Image.fromarray(digits.images[i].astype("uint8"), mode="L").resize((size, size))
+        pixels = (digits.images[i] * 15).astype("uint8")  # 0..16 -> 0..240, as `dltool data` writes
+        image = Image.fromarray(pixels, mode="L").resize((size, size))
         (folder / label).mkdir(parents=True, exist_ok=True)
         image.save(folder / label / f"{i}.png")
 
@@ -391,3 +536,25 @@ def test_csv_run_predicts_raw_rows_like_training(run_cli: Cli, tmp_path: Path) -
             [float(r[f"prob_{name}"]) for r in in_run],
             atol=1e-5,
         )
+
+
+def test_report_from_matrix_equals_scikit_learn() -> None:
+    """Per-class scores summed chunk by chunk are scikit-learn's (zero_division=0)."""
+    from sklearn.metrics import classification_report
+
+    from dltool.evaluation import confusion_counts, report_from_matrix
+
+    rng = np.random.default_rng(0)
+    true, predicted = rng.integers(0, 4, 500), rng.integers(0, 3, 500)  # class 3 never predicted
+    names = ["a", "b", "c", "d"]
+    halves = confusion_counts(true[:200], predicted[:200], 4) + confusion_counts(
+        true[200:], predicted[200:], 4
+    )
+    ours = report_from_matrix(halves, names)
+    theirs = classification_report(
+        true, predicted, labels=[0, 1, 2, 3], target_names=names, output_dict=True, zero_division=0
+    )
+    for name in names:
+        assert ours["per_class"][name] == pytest.approx(theirs[name])
+    assert ours["macro_avg"] == pytest.approx(theirs["macro avg"])
+    assert ours["weighted_avg"] == pytest.approx(theirs["weighted avg"])

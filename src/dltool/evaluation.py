@@ -1,4 +1,4 @@
-"""What a run reports about its model on the test split: predictions, per-class scores."""
+"""What a run reports about its model: predictions, per-class scores, streamed evaluation."""
 
 from __future__ import annotations
 
@@ -37,10 +37,20 @@ class Predictions:
         return self.probabilities.argmax(axis=1)
 
 
+def predict_array(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """``model.predict`` of ``x`` (not empty), fed by the fixed-prefetch tf.data pipeline.
+
+    Keras' own wrapping of numpy arrays (AUTOTUNE prefetch) stalls on small CPU
+    machines: 20 chunks of 50,000 rows took 2.94 s that way and 1.14 s through a
+    fixed-prefetch pipeline; see benchmarks/results-predict.md for today's figures.
+    """
+    from dltool.training import make_pipeline  # not at the top: training imports this module
+
+    return np.asarray(model.predict(make_pipeline(x, None, batch_size), verbose=0))
+
+
 def predict(model: Any, x: np.ndarray, y: np.ndarray, config: ExperimentConfig, class_names: list[str] | None, batch_size: int) -> Predictions:  # fmt: skip
-    raw = np.asarray(
-        model.predict(np.asarray(x, dtype="float32"), batch_size=batch_size, verbose=0)
-    )
+    raw = predict_array(model, x, batch_size)
     y_true = np.asarray(y).reshape(len(y), -1)
     names = class_names or [str(i) for i in range(max(2, raw.shape[1]))]
     return Predictions(task=config.task, raw=raw, y_true=y_true, class_names=names)
@@ -63,29 +73,95 @@ def predictions_table(predictions: Predictions) -> tuple[list[str], list[list[An
 
 
 def class_report(predictions: Predictions) -> dict[str, Any]:
-    """Per-class precision, recall, F1 and support (scikit-learn's), plus the confusion matrix."""
-    from sklearn.metrics import classification_report, confusion_matrix
+    """Per-class precision, recall, F1 and support, plus the confusion matrix."""
+    count = len(predictions.class_names)
+    matrix = confusion_counts(predictions.true_index, predictions.predicted_index, count)
+    return report_from_matrix(matrix, predictions.class_names)
 
-    labels = list(range(len(predictions.class_names)))
-    true, predicted = predictions.true_index, predictions.predicted_index
-    report = classification_report(
-        true,
-        predicted,
-        labels=labels,
-        target_names=predictions.class_names,
-        output_dict=True,
-        zero_division=0,
-    )
-    matrix = confusion_matrix(true, predicted, labels=labels)
+
+def confusion_counts(true: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """(classes, classes) int64 counts: rows are true classes, columns predicted ones."""
+    pairs = np.asarray(true, dtype="int64") * classes + np.asarray(predicted, dtype="int64")
+    return np.bincount(pairs, minlength=classes * classes).reshape(classes, classes)
+
+
+def report_from_matrix(matrix: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+    """scikit-learn's classification report (``zero_division=0``), read off a confusion matrix.
+
+    A matrix can be summed chunk by chunk, so ``dltool evaluate`` needs no row kept.
+    """
+    counts = np.asarray(matrix, dtype="int64")
+    hits = np.diag(counts).astype("float64")
+    support, predicted = counts.sum(axis=1), counts.sum(axis=0)
+    scores = {
+        "precision": _ratio(hits, predicted),
+        "recall": _ratio(hits, support),
+        "f1-score": _ratio(2 * hits, support + predicted),  # 2pr / (p + r)
+    }
+    total = int(support.sum())
+    weights = support / total if total else np.zeros(len(support))
     return {
-        "per_class": {name: report[name] for name in predictions.class_names},
-        "macro_avg": report["macro avg"],
-        "weighted_avg": report["weighted avg"],
+        "per_class": {
+            name: {**{k: float(v[i]) for k, v in scores.items()}, "support": int(support[i])}
+            for i, name in enumerate(class_names)
+        },
+        "macro_avg": {**{k: float(v.mean()) for k, v in scores.items()}, "support": total},
+        "weighted_avg": {**{k: float(v @ weights) for k, v in scores.items()}, "support": total},
         "confusion_matrix": {
-            "labels": predictions.class_names,
-            "rows_true_columns_predicted": matrix.tolist(),
+            "labels": list(class_names),
+            "rows_true_columns_predicted": counts.tolist(),
         },
     }
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
+
+
+class StreamingScores:
+    """Loss, the model's compiled metrics and the confusion matrix, summed chunk by chunk.
+
+    The result equals one ``model.evaluate`` over every row, with no row kept: the
+    loss is each chunk's mean weighted by its rows (Keras weights each batch's mean
+    by its size the same way) and the metrics keep their Keras state between
+    chunks, so AUC, precision and the like stay exact.
+    """
+
+    def __init__(self, model: Any, task: str, class_names: list[str], one_hot: bool) -> None:
+        self.model, self.task, self.class_names, self.one_hot = model, task, class_names, one_hot
+        self.loss_sum = 0.0  # sum over chunks of (mean loss x rows)
+        self.rows = 0
+        self.matrix = np.zeros((len(class_names), len(class_names)), dtype="int64")
+        model.reset_metrics()
+
+    def add(self, raw: np.ndarray, y: np.ndarray) -> None:
+        """One chunk: the model's outputs and the labels (class indices, or values for regression)."""
+        labels = self._model_labels(y)
+        loss = self.model.compute_loss(y=labels, y_pred=raw, training=False)
+        self.loss_sum += float(loss) * len(y)
+        self.rows += len(y)
+        self.model.compute_metrics(None, labels, raw)  # updates the metric states
+        if self.task != "regression":
+            read = Predictions(self.task, raw, y.reshape(-1, 1), self.class_names)
+            self.matrix += confusion_counts(y, read.predicted_index, len(self.class_names))
+
+    def metrics(self) -> dict[str, float]:
+        """loss first, then each compiled metric, as ``model.evaluate(return_dict=True)``."""
+        values = {k: float(v) for k, v in self.model.get_metrics_result().items()}
+        values["loss"] = self.loss_sum / max(self.rows, 1)
+        return loss_first(values)
+
+    def report(self) -> dict[str, Any] | None:
+        return None if self.task == "regression" else report_from_matrix(self.matrix, self.class_names)  # fmt: skip
+
+    def _model_labels(self, y: np.ndarray) -> np.ndarray:
+        """Labels shaped as the loss expects them, as in training."""
+        if self.task != "multiclass":
+            return np.asarray(y, dtype="float32").reshape(-1, 1)
+        if self.one_hot:  # categorical_crossentropy
+            return np.eye(int(self.model.output_shape[-1]), dtype="float32")[y.astype("int64")]
+        return np.asarray(y, dtype="int32").reshape(-1, 1)
 
 
 def loss_first(values: dict[str, Any]) -> dict[str, float]:

@@ -9,6 +9,7 @@ import numpy as np
 
 from dltool.data import Dataset
 from dltool.errors import InputError
+from dltool.inputs import image_file_scale
 from dltool.rundir import write_csv
 
 
@@ -50,13 +51,15 @@ def _write_table(
 
 
 def _write_images(
-    dataset: Dataset, split: str, x: np.ndarray, y: np.ndarray, out: Path, stretch: float
+    dataset: Dataset, split: str, x: np.ndarray, y: np.ndarray, out: Path, scale: int
 ) -> str:
     from PIL import Image
 
     folder = out / split
     for index, (image, label) in enumerate(zip(x, y, strict=True)):
-        pixels = np.clip(np.asarray(image, dtype="float32") * stretch, 0, 255).astype("uint8")
+        # Rounded, not truncated: whole-number pixels come back exactly when divided by scale.
+        pixels = np.asarray(image, dtype="float32") * scale
+        pixels = np.clip(np.rint(pixels), 0, 255).astype("uint8")
         target = folder / _label_text(dataset, label) / f"{index:05d}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         if pixels.ndim == 3 and pixels.shape[-1] == 1:
@@ -65,8 +68,20 @@ def _write_images(
     return str(folder)
 
 
-def export_dataset(dataset: Dataset, out: Path, target: str = "label") -> dict[str, Any]:
+def export_dataset(
+    dataset: Dataset, out: Path, target: str = "label", source: str = ""
+) -> dict[str, Any]:
     """Write every split under ``out``: CSV files for tables, PNG folders per class for images.
+
+    Image pixels are multiplied by :func:`dltool.inputs.image_file_scale` (digits'
+    0..16 by 15), the factor a run trained on the same data records, so
+    ``dltool predict`` and ``evaluate`` read the PNGs back as the model saw them.
+
+    Args:
+        dataset: the splits, as training sees them.
+        out: a new or empty folder.
+        target: the label column of the CSV files.
+        source: ``data.source`` of the config (``image_folder`` pixels are written as they are).
 
     Raises:
         InputError: ``out`` exists and is not an empty folder (nothing is overwritten).
@@ -77,14 +92,13 @@ def export_dataset(dataset: Dataset, out: Path, target: str = "label") -> dict[s
         )
     out.mkdir(parents=True, exist_ok=True)
     images = dataset.x_train.ndim >= 3
-    peak = float(max(np.max(x) for x, _ in dataset.splits().values())) if images else 255.0
-    stretch = 255.0 / peak if 0 < peak < 128 else 1.0  # e.g. digits' 0..16 pixels, made visible
+    scale = image_file_scale(dataset, source)
     written = {
         split: (
-            _write_images(dataset, split, x, y, out, stretch)
+            _write_images(dataset, split, x, y, out, scale)
             if images
             else _write_table(dataset, split, x.reshape(len(x), -1), y, out, target)
         )
         for split, (x, y) in dataset.splits().items()
     }
-    return {"written": written, "stretch": stretch}
+    return {"written": written, "stretch": scale}

@@ -72,9 +72,23 @@ def evaluation(console: Console, result: Any, data_path: Path) -> None:
                 str(int(scores["support"])),
             )
         console.print(per_class)
+        confusion(console, result.report["confusion_matrix"])
     for note in result.notes:
         console.print(f"note: {note}")
     console.print(f"[green]evaluation written to[/green] {result.folder}")
+
+
+def confusion(console: Console, matrix: dict[str, Any]) -> None:
+    """The confusion matrix: one row per true class, one column per predicted class."""
+    names = matrix["labels"]
+    table = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    table.add_column("true")
+    for name in names:
+        table.add_column(name, justify="right")
+    for i, (name, row) in enumerate(zip(names, matrix["rows_true_columns_predicted"], strict=True)):
+        # the diagonal (right answers) in bold
+        table.add_row(name, *(f"[bold]{n}[/bold]" if j == i else str(n) for j, n in enumerate(row)))
+    console.print(table)
 
 
 def dataset(console: Console, config: Any, dataset: Any, result: dict[str, Any]) -> None:
@@ -102,7 +116,7 @@ def dataset(console: Console, config: Any, dataset: Any, result: dict[str, Any])
     if result["stretch"] != 1.0:
         console.print(
             f"note: pixel values were multiplied by {result['stretch']:.4g} in the PNGs "
-            "to make them visible; the model sees the original values",
+            "to make them visible; predict and evaluate divide them back for runs on this data",
             highlight=False,
         )
     if config.seed is None:
