@@ -112,3 +112,28 @@ def test_bad_data_refused_before_training(
     assert re.search(message, lines[0]), lines[0]
     assert "Traceback" not in result.stdout + result.stderr
     assert not runs.exists()  # refused before any run folder
+
+
+def test_data_export_seed(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Without a seed in the config, `dltool data` says which one it split with; --seed picks."""
+    from conftest import tiny_config
+
+    config = tiny_config()
+    del config["seed"]
+    path = write_config(config)
+    first = run_cli("data", path, "--out", tmp_path / "a", "--seed", "7")
+    assert first.exit_code == 0, first.stderr
+    assert f"note: {path} sets no seed; splitting with seed 7" in first.stderr
+    again = run_cli("data", path, "--out", tmp_path / "b", "--seed", "7")
+    assert again.exit_code == 0
+    assert (tmp_path / "a" / "train.csv").read_text() == (tmp_path / "b" / "train.csv").read_text()
+
+    seeded = write_config(tiny_config(), "seeded.yaml")
+    clash = run_cli("data", seeded, "--out", tmp_path / "c", "--seed", "7")
+    assert clash.exit_code == 2
+    assert clash.stderr == (
+        f"error: --seed 7: {seeded} sets seed 3 (expected no --seed, or a config without one)\n"
+    )
+    assert not (tmp_path / "c").exists()

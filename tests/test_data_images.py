@@ -167,6 +167,10 @@ def test_skipped_examples_stop_at_five(tmp_path: Path) -> None:
 
     assert skipped["count"] == 7
     assert skipped["examples"] == [str(root / "a" / f"{n}.txt") for n in range(5)]
+    every = images.load(_config(root), 0, "multiclass").skipped  # all 7, for skipped.txt
+    assert [line.split(": ")[0] for line in every] == [
+        str(root / "a" / f"{n}.txt") for n in range(7)
+    ]
 
 
 def test_strict_refuses_unusable_files_one_line_each(tmp_path: Path) -> None:
@@ -466,6 +470,9 @@ def test_cli_trains_a_cnn_on_an_image_folder(
     assert info["status"] == "completed"
     assert info["class_names"] == ["cat", "dog", "emu"]
     assert info["data"]["skipped"] == {"count": 1, "examples": [str(root / "dog" / "notes.txt")]}
+    assert f"every one, with the reason: {run / 'skipped.txt'}" in " ".join(result.stdout.split())
+    (line,) = (run / "skipped.txt").read_text().splitlines()
+    assert line.startswith(f"{root / 'dog' / 'notes.txt'}: ")
     assert info["data"]["resized"] == 12
     predictions = (run / "predictions.csv").read_text().splitlines()
     assert len(predictions) == 1 + 3  # header + a stratified quarter of 12 images

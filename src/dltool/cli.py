@@ -60,7 +60,9 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(int(error.exit_code)) from None
     except KeyboardInterrupt as interrupt:
         terminated = isinstance(interrupt, Terminated)
-        _err().print(f"[red]{'terminated' if terminated else 'interrupted'}[/red]")
+        # One line: training's own ("interrupted after epoch 3; resume with: ..."), else a bare word.
+        line = str(interrupt) or ("terminated" if terminated else "interrupted")
+        _err().print(escape(line))
         raise typer.Exit(int(ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED)) from None
     except Exception as error:
         if _state["debug"]:
@@ -435,6 +437,15 @@ def evaluate(
 def data(
     config_path: ConfigArg,
     out: Annotated[Path, typer.Option("--out", help="New or empty folder to write the data into.")],
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            min=0,
+            help="Seed for the splits when the config sets none (default 0). A run's own "
+            "RUN/config.yaml records the seed it used.",
+        ),
+    ] = None,
 ) -> None:
     """Write the dataset a config trains on (CSV for tables, PNG folders for images) and describe it."""
     with _user_errors():
@@ -443,10 +454,22 @@ def data(
         from dltool.export import export_dataset
 
         config = load_config(config_path)
-        seed = config.seed if config.seed is not None else 0
-        dataset = load_dataset(config.data, seed, config.task)
+        if config.seed is not None and seed is not None and seed != config.seed:
+            raise UsageError(
+                f"--seed {seed}: {config_path} sets seed {config.seed} (expected no --seed, "
+                "or a config without one)"
+            )
+        split_seed = config.seed if config.seed is not None else (seed or 0)
+        if config.seed is None:
+            config = config.model_copy(update={"seed": split_seed})
+            _err().print(
+                f"note: {config_path} sets no seed; splitting with seed {split_seed} "
+                "(a run without a seed draws its own: use RUN/config.yaml for its exact splits)",
+                highlight=False,
+            )
+        dataset = load_dataset(config.data, split_seed, config.task)
         target = getattr(config.data, "target", "label")
-        result = export_dataset(dataset, out, target)
+        result = export_dataset(dataset, out, target, source=config.data.source)
         views.dataset(_out(), config, dataset, result)
 
 

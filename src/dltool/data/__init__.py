@@ -34,6 +34,7 @@ class Dataset:
     feature_names: list[str] | None = None  # one per input column, for tabular data
     class_names: list[str] | None = None  # index -> name, for classification
     notes: dict[str, Any] = field(default_factory=dict)  # shown by `dltool data`, kept in run.json
+    skipped: list[str] = field(default_factory=list)  # "path: reason" of every unusable file
 
     def splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The non-empty splits by name: ``train``, ``validation``, ``test``."""

@@ -93,9 +93,11 @@ def load(config: Any, seed: int, task: str) -> Dataset:
     dataset.notes.update(image_size=list(size), color_mode=config.color_mode)
     if resized:
         dataset.notes["resized"] = resized  # images of another size, resized (bilinear)
-    bad = [str(file) for folder in folders for file, _ in folder.bad]
+    bad = [(str(file), reason) for folder in folders for file, reason in folder.bad]
     if bad:
-        dataset.notes["skipped"] = {"count": len(bad), "examples": bad[:MAX_SKIPPED_EXAMPLES]}
+        examples = [file for file, _ in bad[:MAX_SKIPPED_EXAMPLES]]
+        dataset.notes["skipped"] = {"count": len(bad), "examples": examples}
+        dataset.skipped = [f"{file}: {reason}" for file, reason in bad]  # skipped.txt
     return dataset
 
 
