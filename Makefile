@@ -31,7 +31,7 @@ format: install
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
-# About 14 minutes on 2 cores; run it on a quiet machine. predict_csv.py runs before
+# About 12 minutes on 2 cores; run it on a quiet machine. predict_csv.py runs before
 # compare.py, whose Targets section reads results-predict.md.
 bench: install
 	$(BIN)/python benchmarks/options.py

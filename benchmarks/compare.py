@@ -9,12 +9,12 @@ smoke` over every compared config) loads every file either side reads into the
 page cache. A Targets section checks issue 7's targets and explains each miss
 from the measured phases.
 
-    .venv/bin/python benchmarks/compare.py [--runs 5] [--other-runs 3] [--only NAME] [--output FILE]
+    .venv/bin/python benchmarks/compare.py [--runs 5] [--other-runs 2] [--only NAME] [--output FILE]
 
 The examples issue 7 sets a target on (the notebook and the CNNs) get --runs runs of
 each side; the other examples --other-runs, which keeps `make bench` under 15 minutes
-on 2 cores (--other-runs 5 adds about 2.5 minutes). Writes benchmarks/results.md
-(about 10 minutes on 2 cores). Not part of `make test`.
+on 2 cores (--other-runs 5 adds about 4 minutes). Writes benchmarks/results.md
+(about 8.5 minutes on 2 cores). Not part of `make test`.
 """
 
 from __future__ import annotations
@@ -460,7 +460,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="measured runs of each side")
     parser.add_argument(
-        "--other-runs", type=int, default=3, help="runs for the examples without a target"
+        "--other-runs", type=int, default=2, help="runs for the examples without a target"
     )
     parser.add_argument("--only", choices=sorted(PAIRS), action="append")
     parser.add_argument("--output", type=Path, default=HERE / "results.md")

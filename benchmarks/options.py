@@ -4,7 +4,7 @@ dltool's defaults are `training.steps_per_execution: 0` (auto: 32 when an epoch 
 256 or more batches, else 1), `training.jit_compile: false` and `training.backend:
 tensorflow`. Each case below runs whole `dltool train CONFIG --set ... --profile`
 processes, the default and each alternative alternately (A B A B A B), and reports
-medians of 3, so the defaults stand on numbers from the machine that runs this.
+medians of 2 (--runs 3 for more), so the defaults stand on numbers from the machine that runs this.
 
     .venv/bin/python benchmarks/options.py [--runs 3] [--only notebook] [--output FILE]
 
@@ -140,7 +140,7 @@ def table(case: Case, results: dict[str, Timed]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="measured runs of each setting")
+    parser.add_argument("--runs", type=int, default=2, help="measured runs of each setting")
     parser.add_argument("--only", choices=sorted(cases()), action="append")
     parser.add_argument("--output", type=Path, default=HERE / "results-options.md")
     options = parser.parse_args()

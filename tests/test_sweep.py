@@ -324,3 +324,46 @@ def test_parallel_sweep_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     after = _run_folders(folder)
     assert sorted(after.values()).count("completed") == 6
     assert {n: s for n, s in after.items() if n in folders} == folders  # interrupted stay so
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc: Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_killed_worker_fails_its_trial_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    """A worker process killed mid-trial (as the out-of-memory killer would): its trial is
+    failed, the executor is replaced, and the trials not yet started still run."""
+    path = _files(tmp_path, {"grid": {"training.batch_size": [8, 9, 10, 11]}}, data={"n_train": 1000}, training={"epochs": 3})  # fmt: skip
+    runs = tmp_path / "runs"
+    process = subprocess.Popen(
+        [str(DLTOOL), "sweep", str(path), "--jobs", "2", "--runs-dir", str(runs)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        if list(runs.glob("*/runs/*/run.json")):  # a trial is training in a worker
+            break
+        time.sleep(0.05)
+    workers = [p for p in _children(process.pid) if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text()]  # fmt: skip
+    assert workers, process.communicate()
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 3, stderr  # some trial failed; the sweep itself ended
+    (folder,) = runs.iterdir()
+    rows = _rows(folder / "trials.csv")
+    assert len(rows) == 4, rows
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert failed, rows
+    assert all("worker process died" in r["error"] for r in failed)
+    assert rows[-1]["status"] == "completed"  # started after the kill, in a new executor
+    assert "Traceback" not in stderr

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -473,7 +474,11 @@ def _execute_parallel(directory: SweepDir, todo: list[Trial], jobs: int, report:
     stop = context.Value("i", 0)  # the signal that stopped the sweep, for the workers; 0 = none
     queue = list(todo)
     in_flight: dict[Future[dict[str, Any]], _InFlight] = {}
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(stop,))  # fmt: skip
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(stop,))  # fmt: skip
+
+    pool = new_pool()
     try:
         while queue or in_flight:
             if interrupts.stop_requested() and not stop.value:
@@ -481,7 +486,14 @@ def _execute_parallel(directory: SweepDir, todo: list[Trial], jobs: int, report:
             while queue and len(in_flight) < jobs and not stop.value:
                 trial = queue.pop(0)
                 existing = run_folders(directory.runs_dir, directory.run_name(trial))
-                future = pool.submit(run_trial, *_arguments(directory, trial))
+                try:
+                    future = pool.submit(run_trial, *_arguments(directory, trial))
+                except BrokenProcessPool:
+                    # A worker died (killed, out of memory): the executor refuses new work, so
+                    # the next trials get a new one; the trials it was running count as failed.
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = new_pool()
+                    future = pool.submit(run_trial, *_arguments(directory, trial))
                 in_flight[future] = _InFlight(trial, existing, time.perf_counter())
             if not in_flight:
                 break  # stopped: the rest never started
