@@ -134,6 +134,7 @@ def test_data_export_seed(
     clash = run_cli("data", seeded, "--out", tmp_path / "c", "--seed", "7")
     assert clash.exit_code == 2
     assert clash.stderr == (
-        f"error: --seed 7: {seeded} sets seed 3 (expected no --seed, or a config without one)\n"
+        f"error: {seeded}: seed: the file sets 3 (received --seed 7; "
+        "expected no --seed, or a config without a seed)\n"
     )
     assert not (tmp_path / "c").exists()

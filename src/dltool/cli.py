@@ -456,8 +456,8 @@ def data(
         config = load_config(config_path)
         if config.seed is not None and seed is not None and seed != config.seed:
             raise UsageError(
-                f"--seed {seed}: {config_path} sets seed {config.seed} (expected no --seed, "
-                "or a config without one)"
+                f"{config_path}: seed: the file sets {config.seed} (received --seed {seed}; "
+                "expected no --seed, or a config without a seed)"
             )
         split_seed = config.seed if config.seed is not None else (seed or 0)
         if config.seed is None:

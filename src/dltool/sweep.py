@@ -43,9 +43,8 @@ from dltool.errors import ConfigError, DltoolError, InputError, Terminated
 from dltool.messages import describe_validation_error
 from dltool.overrides import parse_assignment
 from dltool.rundir import RunDir, write_csv, write_json, write_yaml
+from dltool.runs import HIGHER_IS_BETTER
 from dltool.yamlio import YamlProblem, read_yaml_mapping
-
-HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall")
 
 
 class _Strict(BaseModel):
@@ -471,7 +470,9 @@ def _execute_parallel(directory: SweepDir, todo: list[Trial], jobs: int, report:
 
     # spawn: each worker starts its own TensorFlow, which is not fork-safe.
     context = multiprocessing.get_context("spawn")
-    stop = context.Value("i", 0)  # the signal that stopped the sweep, for the workers; 0 = none
+    stop = context.Value(
+        "i", 0, lock=False
+    )  # the signal that stopped the sweep, for the workers; 0 = none
     queue = list(todo)
     in_flight: dict[Future[dict[str, Any]], _InFlight] = {}
 
@@ -533,14 +534,15 @@ def _mark(run: RunDir, status: str, error: str) -> None:
 def _stop_now(directory: SweepDir, pool: ProcessPoolExecutor, in_flight: dict[Future[dict[str, Any]], _InFlight], report: Report) -> None:  # fmt: skip
     """Interrupt the workers now; a trial still running after 5 s is killed, its folder marked."""
     workers = list((getattr(pool, "_processes", None) or {}).values())  # the executor's table
-    done, _ = wait(in_flight, timeout=5)  # they were asked to stop at their next batch
-    for future in done:
-        _collect(directory, in_flight.pop(future), future, report)
-    for process in workers:
-        process.kill()
-    for flight in in_flight.values():
-        _collect(directory, flight, None, report)
-    in_flight.clear()
+    with interrupts.deferred_signals():  # yet another Ctrl-C must not skip the kill below
+        done, _ = wait(in_flight, timeout=5)  # they were asked to stop at their next batch
+        for future in done:
+            _collect(directory, in_flight.pop(future), future, report)
+        for process in workers:
+            process.kill()
+        for flight in in_flight.values():
+            _collect(directory, flight, None, report)
+        in_flight.clear()
 
 
 def plot(directory: SweepDir) -> Path | None:

@@ -499,21 +499,25 @@ def _train_and_finish(
         extra.update(early_stop_report(callbacks, console))
         metrics = _write_outputs(run, prepared, evaluation_pipelines, log)
     except KeyboardInterrupt as interrupt:
-        log.close()
+        with deferred_signals():
+            log.close()  # the live bar, if any, before the lines below
         try:
             saved = saver.save_last_complete_epoch()
         except (KeyboardInterrupt, DltoolError):  # another Ctrl-C, or a full disk, mid-write
             saved = saver.saved_epoch  # the previous checkpoint is intact (atomic writes)
-        terminated = isinstance(interrupt, Terminated)
-        why = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
-        with deferred_signals():  # yet another Ctrl-C must not leave run.json half-updated
+        # From here on yet another Ctrl-C waits: run.json must say interrupted, and the CLI
+        # must get the resume line, whatever arrives now.
+        with deferred_signals():
+            terminated = isinstance(interrupt, Terminated)
+            why = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
             _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error=why)
-        where = (
-            f"after epoch {saved}; resume with: dltool train --resume {shlex.quote(str(run.path))}"
-            if saved
-            else "before the first epoch ended; nothing to resume"
-        )
-        interrupt.args = (f"{why.split(' ')[0]} {where}",)  # the CLI prints this one line
+            where = (
+                f"after epoch {saved}; resume with: dltool train --resume "
+                f"{shlex.quote(str(run.path))}"
+                if saved
+                else "before the first epoch ended; nothing to resume"
+            )
+            interrupt.args = (f"{why.split(' ')[0]} {where}",)  # the CLI prints this one line
         raise
     except BaseException as error:
         log.close()

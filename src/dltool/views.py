@@ -119,8 +119,6 @@ def dataset(console: Console, config: Any, dataset: Any, result: dict[str, Any])
             "to make them visible; predict and evaluate divide them back for runs on this data",
             highlight=False,
         )
-    if config.seed is None:
-        console.print("note: the config has no seed; splits shown use seed 0", highlight=False)
 
 
 def layer_registry(console: Console) -> None:

@@ -111,7 +111,7 @@ def _download(name: str) -> tuple[np.ndarray, ...]:
         raise DataError(
             f"data.name: {name!r} is not in Keras' cache and could not be downloaded "
             f"({reason}); download {url} to {keras_cache() / cached} (set KERAS_HOME "
-            f" to use another cache folder), or use an offline dataset such as 'digits'"
+            f"to use another cache folder), or use an offline dataset such as 'digits'"
         ) from error
     return x_train, y_train, x_test, y_test
 
