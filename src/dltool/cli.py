@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from dltool import __version__, views
 from dltool.errors import DltoolError, ExitCode, RunFolderIncomplete, Terminated, UsageError
-from dltool.interrupts import handling_signals, raise_if_requested
+from dltool.interrupts import deferred_signals, handling_signals, raise_if_requested
 
 if TYPE_CHECKING:
     from dltool.training import RunResult
@@ -62,7 +63,8 @@ def _user_errors() -> Iterator[None]:
         terminated = isinstance(interrupt, Terminated)
         # One line: training's own ("interrupted after epoch 3; resume with: ..."), else a bare word.
         line = str(interrupt) or ("terminated" if terminated else "interrupted")
-        _err().print(escape(line))
+        with deferred_signals():  # yet another Ctrl-C now must not cut the line short
+            _err().print(escape(line))
         raise typer.Exit(int(ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED)) from None
     except Exception as error:
         if _state["debug"]:
@@ -137,7 +139,7 @@ def train(
 ) -> None:
     """Train the model an experiment file describes and save everything in a new run folder."""
     if resume is not None:
-        with _user_errors(), handling_signals():
+        with handling_signals(), _user_errors():  # the error line is printed while ours is on
             if config_paths:
                 raise UsageError(
                     "--resume continues a run folder: give no experiment files with it"
@@ -157,7 +159,7 @@ def train(
                 "give an experiment file (dltool train exp.yaml), or --resume RUN_FOLDER"
             )
     if len(config_paths) == 1 and not smoke:
-        with _user_errors(), handling_signals():
+        with handling_signals(), _user_errors():  # the error line is printed while ours is on
             result = _train_one(config_paths[0], runs_dir, name, overrides or [], smoke=False)
             views.final_metrics(_out(), result.path, result.metrics)
         return
@@ -539,4 +541,10 @@ def runs_compare(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    finally:
+        # The command has ended and said so: a late Ctrl-C (say a third one while a run was
+        # stopping) must not print a KeyboardInterrupt traceback while Python shuts down.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)

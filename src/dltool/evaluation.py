@@ -119,6 +119,23 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
 
 
+def model_labels(y: np.ndarray, task: str, one_hot: bool, outputs: int) -> np.ndarray:
+    """Labels shaped as the loss expects them, for training and evaluation alike.
+
+    Args:
+        y: labels as the data sources give them (class indices, or target values).
+        task: 'binary', 'multiclass' or 'regression'.
+        one_hot: the loss is categorical_crossentropy (one-hot rows from class indices).
+        outputs: the model's output units.
+    """
+    flat = np.asarray(y).reshape(len(y), -1)
+    if task != "multiclass":
+        return flat.astype("float32")
+    if one_hot and flat.shape[1] == 1:
+        return np.eye(outputs, dtype="float32")[flat[:, 0].astype("int64")]
+    return flat.astype("int32") if flat.shape[1] == 1 else flat.astype("float32")
+
+
 class StreamingScores:
     """Loss, the model's compiled metrics and the confusion matrix, summed chunk by chunk.
 
@@ -137,7 +154,7 @@ class StreamingScores:
 
     def add(self, raw: np.ndarray, y: np.ndarray) -> None:
         """One chunk: the model's outputs and the labels (class indices, or values for regression)."""
-        labels = self._model_labels(y)
+        labels = model_labels(y, self.task, self.one_hot, int(self.model.output_shape[-1]))
         loss = self.model.compute_loss(y=labels, y_pred=raw, training=False)
         self.loss_sum += float(loss) * len(y)
         self.rows += len(y)
@@ -154,14 +171,6 @@ class StreamingScores:
 
     def report(self) -> dict[str, Any] | None:
         return None if self.task == "regression" else report_from_matrix(self.matrix, self.class_names)  # fmt: skip
-
-    def _model_labels(self, y: np.ndarray) -> np.ndarray:
-        """Labels shaped as the loss expects them, as in training."""
-        if self.task != "multiclass":
-            return np.asarray(y, dtype="float32").reshape(-1, 1)
-        if self.one_hot:  # categorical_crossentropy
-            return np.eye(int(self.model.output_shape[-1]), dtype="float32")[y.astype("int64")]
-        return np.asarray(y, dtype="int32").reshape(-1, 1)
 
 
 def loss_first(values: dict[str, Any]) -> dict[str, float]:

@@ -43,7 +43,13 @@ from dltool.callbacks import (  # noqa: E402
 from dltool.config import ExperimentConfig, resolved_dict  # noqa: E402
 from dltool.data import Dataset, load_dataset  # noqa: E402
 from dltool.errors import DataError, DltoolError, Terminated, TrainingError  # noqa: E402
-from dltool.evaluation import class_report, loss_first, predict, predictions_table  # noqa: E402
+from dltool.evaluation import (  # noqa: E402
+    class_report,
+    loss_first,
+    model_labels,
+    predict,
+    predictions_table,
+)
 from dltool.inputs import image_file_scale  # noqa: E402
 from dltool.interrupts import deferred_signals, raise_if_requested  # noqa: E402
 from dltool.model import build_model, compile_model, model_summary, save_model  # noqa: E402
@@ -129,13 +135,8 @@ def check_labels(dataset: Dataset, config: ExperimentConfig, outputs: int) -> No
 
 
 def _prepare_labels(y: np.ndarray, config: ExperimentConfig, outputs: int) -> np.ndarray:
-    task = config.task
-    if task == "multiclass":
-        flat = np.asarray(y).reshape(len(y), -1)
-        if config.training.loss == "categorical_crossentropy" and flat.shape[1] == 1:
-            return keras.utils.to_categorical(flat[:, 0].astype("int64"), outputs).astype("float32")
-        return flat.astype("int32") if flat.shape[1] == 1 else flat.astype("float32")
-    return np.asarray(y, dtype="float32").reshape(len(y), -1)
+    one_hot = config.training.loss == "categorical_crossentropy"
+    return model_labels(y, config.task, one_hot, outputs)
 
 
 def make_pipeline(x: np.ndarray, y: np.ndarray | None, batch_size: int) -> tf.data.Dataset:
