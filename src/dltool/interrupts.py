@@ -39,7 +39,8 @@ class _Request:
 REQUEST = _Request()
 
 
-def _interrupt_for(signum: int) -> KeyboardInterrupt:
+def interrupt_for(signum: int) -> KeyboardInterrupt:
+    """The exception a stop request by ``signum`` raises: Terminated for SIGTERM, else KeyboardInterrupt."""
     return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
@@ -50,7 +51,7 @@ def _handler(signum: int, frame: Any) -> None:
     # The request stays set: if this raise lands somewhere that swallows it (a
     # garbage-collection callback prints "Exception ignored" and carries on), the
     # next safe point raises it again instead of both signals being lost.
-    raise _interrupt_for(signum)
+    raise interrupt_for(signum)
 
 
 def stop_requested() -> bool:
@@ -61,7 +62,7 @@ def raise_if_requested() -> None:
     """A safe point: raise the interrupt a signal asked for, if one did."""
     if REQUEST.signum is not None:
         signum, REQUEST.signum = REQUEST.signum, None
-        raise _interrupt_for(signum)
+        raise interrupt_for(signum)
 
 
 @contextlib.contextmanager

@@ -223,10 +223,6 @@ def _note_signal(signum: int, frame: Any) -> None:
         interrupts.REQUEST.signum = signum
 
 
-def _interrupt(signum: int) -> KeyboardInterrupt:
-    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-
-
 def run_folders(runs_dir: Path, name: str) -> set[Path]:
     """Run folders made for the run name ``name`` (``NAME-YYYYmmdd-HHMMSS[-N]``, see RunDir)."""
     pattern = re.compile(re.escape(name) + r"-\d{8}-\d{6}(-\d+)?")
@@ -248,7 +244,7 @@ def run_trial(base: str, assignments: list[str], runs_dir: str, name: str) -> di
         with interrupts.handling_signals():  # in a worker too: stop at a batch boundary
             if _STOP is not None:  # a worker process
                 if _STOP.value:  # the sweep stopped before this trial began
-                    raise _interrupt(int(_STOP.value))
+                    raise interrupts.interrupt_for(int(_STOP.value))
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(sig, _note_signal)
             from dltool.api import train
