@@ -129,7 +129,8 @@ def test_random_search_is_seeded_and_in_range(tmp_path: Path) -> None:
         ),
         pytest.param(
             {"grid": {"training.epochs": [1]}, "metric": "accuracy"},
-            r"metric: not allowed|metric: .*received 'accuracy'",
+            r"metric: not allowed \(received 'accuracy'; expected a split and a metric, "
+            r"e\.g\. validation\.loss or test\.accuracy\)$",
             id="metric",
         ),
         pytest.param(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -22,10 +23,11 @@ import_keras()  # quiet TensorFlow's start-up before the first ``import keras``
 
 import keras  # noqa: E402
 
-from dltool.config import ExperimentConfig, ReduceOnPlateau  # noqa: E402
-from dltool.interrupts import deferred_signals, stop_requested  # noqa: E402
+from dltool.config import ExperimentConfig  # noqa: E402
+from dltool.interrupts import stop_requested  # noqa: E402
+from dltool.metrics import resolve_mode  # noqa: E402
 from dltool.model import save_model  # noqa: E402
-from dltool.rundir import RunDir, write_csv, write_json  # noqa: E402
+from dltool.rundir import BEST_MODEL, HISTORY, RunDir, write_csv  # noqa: E402
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -87,7 +89,7 @@ class EpochLog(keras.callbacks.Callback):
         self.rows.append(row)
         if self._bar is not None and self._task is not None:
             self._bar.remove_task(self._task)
-        write_csv(self.run.file("history.csv"), list(row), [list(r.values()) for r in self.rows])
+        write_csv(self.run.file(HISTORY), list(row), [list(r.values()) for r in self.rows])
         shown = "  ".join(
             f"{k} [bold]{v:.4f}[/bold]"
             for k, v in row.items()
@@ -156,8 +158,9 @@ class Checkpointer(keras.callbacks.Callback):
     (Ctrl-C, SIGTERM, a NaN loss), :meth:`save_last_complete_epoch` restores that
     copy and writes it, so the checkpoint never holds a half-trained epoch or NaN
     weights. Files: ``checkpoint/epoch-NNNN.keras`` (model + optimizer) and
-    ``checkpoint/latest.json`` (which file, which epoch, the history so far),
-    written in that order, so ``latest.json`` only ever names a complete file.
+    the checkpoint pointer (which file, which epoch, the history so far), written
+    in that order by :meth:`RunDir.write_checkpoint`, so the pointer only ever
+    names a complete file.
     """
 
     def __init__(self, run: RunDir, fingerprint: str, log: EpochLog, interval_s: float) -> None:
@@ -202,36 +205,26 @@ class Checkpointer(keras.callbacks.Callback):
         if self._snapshot is None:
             return
         epoch = self._snapshot[0]
-        folder = self.run.file("checkpoint")
-        name = f"epoch-{epoch:04d}.keras"
-        save_model(self.model, folder / name)  # a Ctrl-C here abandons the new file only
-        # Once the file is complete, pointing latest.json at it, removing the older file
-        # and remembering the epoch happen together: a signal now waits for the next safe
-        # point, so saved_epoch always names what latest.json names.
-        with deferred_signals():
-            write_json(
-                folder / "latest.json",
-                {
-                    "epoch": epoch,
-                    "file": name,
-                    "fingerprint": self.fingerprint,
-                    "history": self.log.rows[:epoch],
-                },
-            )
+
+        def save(target: Path) -> None:
+            save_model(self.model, target)
+
+        def pointed() -> None:  # with the pointer, signals deferred: both name the same epoch
             self._saved_epoch, self._last_write = epoch, time.perf_counter()
-            for old in folder.glob("epoch-*.keras"):
-                if old.name != name:
-                    old.unlink(missing_ok=True)
+
+        self.run.write_checkpoint(save, epoch, self.fingerprint, self.log.rows[:epoch], pointed)
 
 
 class SaveBestModel(keras.callbacks.Callback):
-    """Keeps the best epoch so far as ``best.keras``, written atomically."""
+    """Keeps the best epoch so far as ``best.keras``, written atomically.
+
+    ``mode`` is ``min`` or ``max`` (``mode: auto`` is resolved by :func:`dltool.metrics.resolve_mode`).
+    """
 
     def __init__(self, run: RunDir, monitor: str, mode: str) -> None:
         super().__init__()
         self.run, self.monitor = run, monitor
-        maximize = mode == "max" or (mode == "auto" and _higher_is_better(monitor))
-        self.sign = -1.0 if maximize else 1.0
+        self.sign = -1.0 if resolve_mode(monitor, mode) == "max" else 1.0
         self.best = math.inf
         self.best_epoch = 0
 
@@ -241,12 +234,7 @@ class SaveBestModel(keras.callbacks.Callback):
             return
         if self.sign * float(value) < self.best:
             self.best, self.best_epoch = self.sign * float(value), epoch + 1
-            save_model(self.model, self.run.file("best.keras"))
-
-
-def _higher_is_better(monitor: str) -> bool:
-    name = monitor.removeprefix("val_")
-    return name in ("accuracy", "auc", "precision", "recall")
+            save_model(self.model, self.run.file(BEST_MODEL))
 
 
 def make_callbacks(
@@ -256,34 +244,17 @@ def make_callbacks(
     guard: StopOnNonFinite,
     saver: Checkpointer,
 ) -> list[Any]:
+    """dltool's own callbacks, then those the config asks for (each spec builds its own)."""
     training = config.training
     # Order matters: the log writes the epoch's row before the checkpoint copies it.
     callbacks: list[Any] = [StopOnSignal(), guard, log, saver]
     if training.early_stopping is not None:
-        stop = training.early_stopping
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=stop.monitor,
-                patience=stop.patience,
-                min_delta=stop.min_delta,
-                mode=stop.mode,
-                restore_best_weights=stop.restore_best_weights,
-                start_from_epoch=stop.start_from_epoch,
-            )
-        )
+        callbacks.append(training.early_stopping.callback(run))
     schedule = training.learning_rate_schedule
-    if isinstance(schedule, ReduceOnPlateau):
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=schedule.monitor,
-                factor=schedule.factor,
-                patience=schedule.patience,
-                min_delta=schedule.min_delta,
-                min_lr=schedule.min_learning_rate,
-            )
-        )
+    if schedule is not None and (changer := schedule.callback()) is not None:
+        callbacks.append(changer)
     if training.save_best is not None:
-        callbacks.append(SaveBestModel(run, training.save_best.monitor, training.save_best.mode))
+        callbacks.append(training.save_best.callback(run))
     return callbacks
 
 

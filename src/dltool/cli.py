@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,21 +19,14 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from dltool import __version__, views
-from dltool.errors import DltoolError, ExitCode, RunFolderIncomplete, Terminated, UsageError
-from dltool.interrupts import deferred_signals, handling_signals, raise_if_requested
+from dltool.errors import DltoolError, ExitCode, RunFolderIncomplete, UsageError
+from dltool.interrupts import handling_signals, raise_if_requested, stop_of
 
 if TYPE_CHECKING:
     from dltool.training import RunResult
-
-app = typer.Typer(
-    name="dltool",
-    help="Train Keras models from YAML experiment files. Every run gets its own folder under runs/.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,  # our handler prints one line; --debug shows the traceback
-)
 
 _state = {"debug": False}
 
@@ -46,35 +40,64 @@ def _err() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)  # soft_wrap: one line per problem
 
 
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn failures into plain lines on stderr and a documented exit code (no traceback)."""
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except DltoolError as error:
-        if _state["debug"]:
-            raise
+def report(error: Exception | KeyboardInterrupt) -> int:
+    """Print a failure as plain lines on stderr and return its exit code: the one place
+    that maps exceptions to exit codes (no traceback unless --debug)."""
+    if isinstance(error, KeyboardInterrupt):
+        # One line: the command's own ("interrupted after epoch 3; resume with: ..."),
+        # else the bare word. Yet another Ctrl-C now must not cut it short.
+        stop = stop_of(error)
+        with _signals_ignored():
+            _err().print(escape(str(error) or stop.word))
+        return int(stop.exit_code)
+    if _state["debug"]:
+        raise error
+    if isinstance(error, DltoolError):
         for line in error.lines:
             _err().print(f"[red]error[/red]: {escape(line)}")
-        raise typer.Exit(int(error.exit_code)) from None
-    except KeyboardInterrupt as interrupt:
-        terminated = isinstance(interrupt, Terminated)
-        # One line: training's own ("interrupted after epoch 3; resume with: ..."), else a bare word.
-        line = str(interrupt) or ("terminated" if terminated else "interrupted")
-        with deferred_signals():  # yet another Ctrl-C now must not cut the line short
-            _err().print(escape(line))
-        raise typer.Exit(int(ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED)) from None
-    except Exception as error:
-        if _state["debug"]:
+        return int(error.exit_code)
+    _err().print(
+        f"[red]error[/red]: internal error: {type(error).__name__}: "
+        f"{escape(' '.join(str(error).split()))} "
+        "(a bug in dltool: rerun with --debug for the traceback and please report it)"
+    )
+    return int(ExitCode.INTERNAL)
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM for a moment (main thread only): the command has ended."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Reported(TyperGroup):
+    """Every command runs inside :func:`report`'s mapping of exceptions to exit codes."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
             raise
-        _err().print(
-            f"[red]error[/red]: internal error: {type(error).__name__}: "
-            f"{escape(' '.join(str(error).split()))} "
-            "(a bug in dltool: rerun with --debug for the traceback and please report it)"
-        )
-        raise typer.Exit(int(ExitCode.INTERNAL)) from None
+        except (Exception, KeyboardInterrupt) as error:
+            raise typer.Exit(report(error)) from None
+
+
+app = typer.Typer(
+    cls=_Reported,
+    name="dltool",
+    help="Train Keras models from YAML experiment files. Every run gets its own folder under runs/.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # our handler prints one line; --debug shows the traceback
+)
 
 
 def _version(value: bool) -> None:
@@ -139,43 +162,28 @@ def train(
 ) -> None:
     """Train the model an experiment file describes and save everything in a new run folder."""
     if resume is not None:
-        with handling_signals(), _user_errors():  # the error line is printed while ours is on
-            if config_paths:
-                raise UsageError(
-                    "--resume continues a run folder: give no experiment files with it"
-                )
+        if config_paths:
+            raise UsageError("--resume continues a run folder: give no experiment files with it")
+        with handling_signals():
             from dltool.backend import use_backend
+            from dltool.rundir import CONFIG, RunDir
 
-            use_backend(_recorded_backend(resume), str(resume / "config.yaml"))
+            run = RunDir.open(resume)
+            use_backend(run.recorded_backend(), str(run.path / CONFIG))
             from dltool.training import resume_training
 
             result = resume_training(resume, console=_out())
-            views.final_metrics(_out(), result.path, result.metrics)
+        views.final_metrics(_out(), result.path, result.metrics)
         return
     overrides = [*(overrides or []), *(["training.profile=true"] if profile else [])]
     if not config_paths:
-        with _user_errors():
-            raise UsageError(
-                "give an experiment file (dltool train exp.yaml), or --resume RUN_FOLDER"
-            )
+        raise UsageError("give an experiment file (dltool train exp.yaml), or --resume RUN_FOLDER")
     if len(config_paths) == 1 and not smoke:
-        with handling_signals(), _user_errors():  # the error line is printed while ours is on
-            result = _train_one(config_paths[0], runs_dir, name, overrides or [], smoke=False)
-            views.final_metrics(_out(), result.path, result.metrics)
+        with handling_signals():
+            result = _train_one(config_paths[0], runs_dir, name, overrides, smoke=False)
+        views.final_metrics(_out(), result.path, result.metrics)
         return
-    _train_many(config_paths, runs_dir, name, overrides or [], smoke)
-
-
-def _recorded_backend(run_folder: Path) -> str:
-    """The Keras backend a run was trained with (its config.yaml), to resume on the same one."""
-    from dltool.yamlio import YamlProblem, read_yaml_mapping
-
-    try:
-        training = read_yaml_mapping(run_folder / "config.yaml").get("training") or {}
-    except YamlProblem:
-        return "tensorflow"  # resume_training reports the unreadable file
-    backend = training.get("backend", "tensorflow") if isinstance(training, dict) else "tensorflow"
-    return backend if isinstance(backend, str) else "tensorflow"
+    _train_many(config_paths, runs_dir, name, overrides, smoke)
 
 
 def _train_one(
@@ -206,23 +214,21 @@ def _train_many(
     with handling_signals():  # one handler for the whole batch: Ctrl-C between runs counts too
         for path in paths:
             try:
-                with _user_errors():
-                    raise_if_requested()
-                    result = _train_one(path, runs_dir, name, overrides, smoke)
-                    missing = RunDir(result.path).missing_files()
-                    if missing:
-                        raise RunFolderIncomplete(f"{result.path}: missing {', '.join(missing)}")
-                shown = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.get("test", {}).items())
-                folder = (str(result.path),) if show_folders else ()
-                summary.add_row(str(path), "[green]ok[/green]", shown, *folder)
-            except typer.Exit as failure:
-                code = int(failure.exit_code or 1)
-                if code in (int(ExitCode.INTERRUPTED), int(ExitCode.TERMINATED)):
-                    raise
+                raise_if_requested()
+                result = _train_one(path, runs_dir, name, overrides, smoke)
+                missing = RunDir(result.path).missing_files()
+                if missing:
+                    raise RunFolderIncomplete(f"{result.path}: missing {', '.join(missing)}")
+            except Exception as error:  # reported; the next file still runs
+                code = report(error)
                 first_failure = first_failure or code
                 summary.add_row(
                     str(path), f"[red]failed (exit {code})[/red]", "", *("" for _ in folder_column)
                 )
+                continue
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.get("test", {}).items())
+            folder = (str(result.path),) if show_folders else ()
+            summary.add_row(str(path), "[green]ok[/green]", shown, *folder)
     _out().print(summary)
     if first_failure:
         raise typer.Exit(first_failure)
@@ -263,24 +269,23 @@ def validate(
     overrides: SetOption = None,
 ) -> None:
     """Check experiment files without training; print each resolved config or every problem."""
-    with _user_errors():
-        from dltool.config import load_config, resolved_dict
-        from dltool.errors import ConfigError
+    from dltool.config import load_config, resolved_dict
+    from dltool.errors import ConfigError
 
-        problems: list[str] = []
-        for path in config_paths:
-            try:
-                config = load_config(path, overrides)
-            except ConfigError as error:
-                problems += error.lines
-                continue
-            if quiet:
-                continue
-            if len(config_paths) > 1:
-                typer.echo(f"# {path}")
-            typer.echo(yaml.safe_dump(resolved_dict(config), sort_keys=False).rstrip())
-        if problems:
-            raise ConfigError(*problems)
+    problems: list[str] = []
+    for path in config_paths:
+        try:
+            config = load_config(path, overrides)
+        except ConfigError as error:
+            problems += error.lines
+            continue
+        if quiet:
+            continue
+        if len(config_paths) > 1:
+            typer.echo(f"# {path}")
+        typer.echo(yaml.safe_dump(resolved_dict(config), sort_keys=False).rstrip())
+    if problems:
+        raise ConfigError(*problems)
 
 
 @app.command()
@@ -304,65 +309,12 @@ def sweep(
     ] = False,
 ) -> None:
     """Train every variant a sweep file describes; trials.csv compares them, best.json names the best."""
-    with _user_errors():
-        from dltool import sweep as sweeps
+    from dltool import sweep as sweeps
 
-        if resume:
-            directory = sweeps.reopen(target)
-        else:
-            directory = sweeps.create(sweeps.load_sweep(target), target, runs_dir)
-        console = _out()
-        total = len(directory.trials)
-        console.print(
-            f"[bold]{directory.sweep.name}[/bold]: {total} trials, {len(directory.results)} already finished, "
-            f"{jobs} at a time; folder {directory.path}",
-            highlight=False,
-        )
-        metric = directory.sweep.metric
-
-        def report(trial: Any, outcome: dict[str, Any]) -> None:
-            value = (
-                outcome.get("metrics", {})
-                .get(metric.split(".")[0], {})
-                .get(metric.split(".", 1)[1])
-            )
-            shown = (
-                f"{metric} {value:.4f}" if isinstance(value, float) else outcome.get("error", "")
-            )
-            style = "green" if outcome["status"] == "completed" else "red"
-            console.print(
-                f"trial {trial.number:>{len(str(total))}}/{total} [{style}]{outcome['status']}[/]  "
-                f"{escape(trial.label())}  {escape(shown)}  [dim]{outcome['duration_s']:.1f}s[/dim]",
-                highlight=False,
-            )
-
-        try:
-            with handling_signals():
-                sweeps.execute(directory, jobs, report)
-        except KeyboardInterrupt as interrupt:
-            directory.write()
-            terminated = isinstance(interrupt, Terminated)
-            _err().print(
-                f"{'terminated' if terminated else 'interrupted'}: {len(directory.results)} of {total} "
-                f"trials finished and kept; continue with: dltool sweep {directory.path} --resume --jobs {jobs}"
-            )
-            raise typer.Exit(
-                int(ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED)
-            ) from None
-        directory.write()
-        picture = sweeps.plot(directory)
-        best = directory.best()
-        if best:
-            console.print(
-                f"best: trial {best['trial']} ({metric} {best['value']:.4f}): {json.dumps(best['values'])}"
-            )
-        failed = [n for n, o in directory.results.items() if o["status"] != "completed"]
-        console.print(
-            f"[green]trials.csv[/green] {directory.path / 'trials.csv'}"
-            + (f"; plot {picture}" if picture else "")
-        )
-        if failed:
-            raise typer.Exit(int(ExitCode.TRAINING_FAILED))
+    directory = sweeps.open_sweep(target, runs_dir, resume)
+    code = sweeps.run(directory, jobs, _out())
+    if code:
+        raise typer.Exit(int(code))
 
 
 RunArg = Annotated[
@@ -393,17 +345,16 @@ def predict(
     ] = False,
 ) -> None:
     """Predict new inputs with a finished run; one CSV row per example, with class names."""
-    with _user_errors():
-        from dltool.predict import open_run
+    from dltool.predict import open_run
 
-        run = open_run(run_path)
-        from dltool.backend import import_keras
+    run = open_run(run_path)
+    from dltool.backend import import_keras
 
-        import_keras()  # quietly, before the model is loaded
-        from dltool.predict import predict_file
+    import_keras()  # quietly, before the model is loaded
+    from dltool.predict import predict_file
 
-        result = predict_file(run, input_path, output, batch_size, overwrite)
-        views.predictions(_out(), result)
+    result = predict_file(run, input_path, output, batch_size, overwrite)
+    views.predictions(_out(), result)
 
 
 @app.command()
@@ -422,17 +373,16 @@ def evaluate(
     ] = 1024,
 ) -> None:
     """Score a finished run on labelled data: loss, metrics, per-class report, confusion matrix."""
-    with _user_errors():
-        from dltool.predict import open_run
+    from dltool.predict import open_run
 
-        run = open_run(run_path)
-        from dltool.backend import import_keras
+    run = open_run(run_path)
+    from dltool.backend import import_keras
 
-        import_keras()
-        from dltool.predict import evaluate_file
+    import_keras()
+    from dltool.predict import evaluate_file
 
-        result = evaluate_file(run, data_path, batch_size)
-        views.evaluation(_out(), result, data_path)
+    result = evaluate_file(run, data_path, batch_size)
+    views.evaluation(_out(), result, data_path)
 
 
 @app.command()
@@ -450,36 +400,25 @@ def data(
     ] = None,
 ) -> None:
     """Write the dataset a config trains on (CSV for tables, PNG folders for images) and describe it."""
-    with _user_errors():
-        from dltool.config import load_config
-        from dltool.data import load_dataset
-        from dltool.export import export_dataset
+    from dltool.config import load_config
+    from dltool.data import load_dataset
+    from dltool.export import export_dataset, seed_for_splits
 
-        config = load_config(config_path)
-        if config.seed is not None and seed is not None and seed != config.seed:
-            raise UsageError(
-                f"{config_path}: seed: the file sets {config.seed} (received --seed {seed}; "
-                "expected no --seed, or a config without a seed)"
-            )
-        split_seed = config.seed if config.seed is not None else (seed or 0)
-        if config.seed is None:
-            config = config.model_copy(update={"seed": split_seed})
-            _err().print(
-                f"note: {config_path} sets no seed; splitting with seed {split_seed} "
-                "(a run without a seed draws its own: use RUN/config.yaml for its exact splits)",
-                highlight=False,
-            )
-        dataset = load_dataset(config.data, split_seed, config.task)
-        target = getattr(config.data, "target", "label")
-        result = export_dataset(dataset, out, target, source=config.data.source)
-        views.dataset(_out(), config, dataset, result)
+    config = load_config(config_path)
+    split_seed, note = seed_for_splits(config, seed, config_path)
+    if note:
+        _err().print(note, highlight=False)
+    config = config.model_copy(update={"seed": split_seed})
+    dataset = load_dataset(config.data, split_seed, config.task)
+    target = getattr(config.data, "target", "label")
+    result = export_dataset(dataset, out, target, source=config.data.source)
+    views.dataset(_out(), config, dataset, result)
 
 
 @app.command()
 def layers() -> None:
     """List the layer types a config can use, with their parameters and defaults."""
-    with _user_errors():
-        views.layer_registry(_out())
+    views.layer_registry(_out())
 
 
 runs_app = typer.Typer(
@@ -508,14 +447,13 @@ def runs(
     """List the runs in a runs folder: status, date, duration, parameters, metrics."""
     if ctx.invoked_subcommand is not None:
         return
-    with _user_errors():
-        from dltool.runs import list_runs, select
+    from dltool.runs import list_runs, select
 
-        chosen = select(list_runs(runs_dir), filters or [], sort, reverse)
-        if as_json:
-            typer.echo(json.dumps([r.summary() for r in chosen], indent=2))
-            return
-        views.runs_table(_out(), [r.summary() for r in chosen], runs_dir)
+    chosen = select(list_runs(runs_dir), filters or [], sort, reverse)
+    if as_json:
+        typer.echo(json.dumps([r.summary() for r in chosen], indent=2))
+        return
+    views.runs_table(_out(), [r.summary() for r in chosen], runs_dir)
 
 
 @runs_app.command("compare")
@@ -526,17 +464,16 @@ def runs_compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Show how runs differ: config keys that changed, and metrics side by side."""
-    with _user_errors():
-        from dltool.errors import InputError
-        from dltool.runs import compare, read_run
+    from dltool.errors import InputError
+    from dltool.runs import compare, read_run
 
-        if len(run_paths) < 2:
-            raise InputError("runs compare: give at least two run folders")
-        result = compare([read_run(path) for path in run_paths])
-        if as_json:
-            typer.echo(json.dumps(result, indent=2))
-            return
-        views.comparison(_out(), result)
+    if len(run_paths) < 2:
+        raise InputError("runs compare: give at least two run folders")
+    result = compare([read_run(path) for path in run_paths])
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    views.comparison(_out(), result)
 
 
 def main() -> None:

@@ -9,12 +9,10 @@ from __future__ import annotations
 import contextlib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -25,13 +23,14 @@ from pydantic import (
 from dltool.errors import ConfigError
 from dltool.layers import AnyLayer, Dense, Normalization, Pair, RegularizerSpec
 from dltool.messages import CrossFieldError, describe_validation_error, did_you_mean
+from dltool.metrics import LOSSES, LossName, MetricName, refusal, resolve_mode
+from dltool.optimizers import Adam, Optimizer, Schedule
+from dltool.schema import RunName, Strict
 
-RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$"
+if TYPE_CHECKING:
+    import keras
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+    from dltool.rundir import RunDir
 
 # --------------------------------------------------------------------------- data
 
@@ -50,7 +49,7 @@ ColorMode = Literal["grayscale", "rgb"]
 CHANNELS = {"grayscale": 1, "rgb": 3}
 
 
-class _Validation(_Strict):
+class _Validation(Strict):
     validation_split: float = Field(
         0.0,
         ge=0.0,
@@ -227,7 +226,7 @@ DataConfig = Annotated[
 # -------------------------------------------------------------------------- model
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     input_shape: list[Annotated[int, Field(ge=1)]] = Field(
         ..., min_length=1, max_length=4, description="shape of one example, e.g. [3] or [28, 28, 1]"
     )
@@ -252,72 +251,7 @@ class ModelConfig(_Strict):
 # ----------------------------------------------------------------------- training
 
 
-class _Optimizer(_Strict):
-    learning_rate: float = Field(0.001, gt=0.0, le=10.0, description="step size")
-    clipnorm: float | None = Field(None, gt=0.0, description="clip each gradient's norm")
-
-
-class SGD(_Optimizer):
-    name: Literal["sgd"]
-    learning_rate: float = Field(0.01, gt=0.0, le=10.0)
-    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="try 0.9")
-    nesterov: bool = False
-
-
-class Adam(_Optimizer):
-    name: Literal["adam"]
-    beta_1: float = Field(0.9, ge=0.0, lt=1.0)
-    beta_2: float = Field(0.999, ge=0.0, lt=1.0)
-    epsilon: float = Field(1e-7, gt=0.0)
-    amsgrad: bool = False
-
-
-class AdamW(Adam):
-    name: Literal["adamw"]  # type: ignore[assignment]
-    weight_decay: float = Field(0.004, ge=0.0)
-
-
-class RMSprop(_Optimizer):
-    name: Literal["rmsprop"]
-    rho: float = Field(0.9, gt=0.0, lt=1.0)
-    momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    epsilon: float = Field(1e-7, gt=0.0)
-
-
-Optimizer = Annotated[Union[SGD, Adam, AdamW, RMSprop], Field(discriminator="name")]  # noqa: UP007
-OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop")
-
-
-class ExponentialDecay(_Strict):
-    type: Literal["exponential_decay"]
-    decay_steps: int = Field(..., ge=1, description="batches per decay_rate step")
-    decay_rate: float = Field(..., gt=0.0, le=1.0)
-    staircase: bool = False
-
-
-class CosineDecay(_Strict):
-    type: Literal["cosine_decay"]
-    decay_steps: int | None = Field(None, ge=1, description="default: every batch of the run")
-    alpha: float = Field(0.0, ge=0.0, le=1.0, description="final fraction of the learning rate")
-    warmup_steps: int = Field(0, ge=0, description="linear warm-up batches")
-
-
-class ReduceOnPlateau(_Strict):
-    type: Literal["reduce_on_plateau"]
-    monitor: str = "val_loss"
-    factor: float = Field(0.5, gt=0.0, lt=1.0, description="new rate = rate * factor")
-    patience: int = Field(3, ge=0, description="epochs without improvement")
-    min_delta: float = Field(1e-4, ge=0.0)
-    min_learning_rate: float = Field(0.0, ge=0.0)
-
-
-Schedule = Annotated[
-    Union[ExponentialDecay, CosineDecay, ReduceOnPlateau],  # noqa: UP007
-    Field(discriminator="type"),
-]
-
-
-class EarlyStopping(_Strict):
+class EarlyStopping(Strict):
     monitor: str = Field("val_loss", description="'loss', a metric, or 'val_' + either")
     patience: int = Field(5, ge=0, description="epochs without improvement before stopping")
     min_delta: float = Field(0.0, ge=0.0)
@@ -325,47 +259,35 @@ class EarlyStopping(_Strict):
     restore_best_weights: bool = True
     start_from_epoch: int = Field(0, ge=0)
 
+    def callback(self, run: RunDir) -> keras.callbacks.Callback:
+        import keras
 
-class SaveBest(_Strict):
+        return keras.callbacks.EarlyStopping(
+            monitor=self.monitor,
+            patience=self.patience,
+            min_delta=self.min_delta,
+            mode=resolve_mode(self.monitor, self.mode),  # Keras' own guess misses auc, top-k
+            restore_best_weights=self.restore_best_weights,
+            start_from_epoch=self.start_from_epoch,
+        )
+
+
+class SaveBest(Strict):
     monitor: str = Field("val_loss", description="quantity that decides the best epoch")
     mode: Literal["auto", "min", "max"] = "auto"
 
+    def callback(self, run: RunDir) -> keras.callbacks.Callback:
+        from dltool.callbacks import SaveBestModel
 
-Loss = Literal[
-    "binary_crossentropy",
-    "categorical_crossentropy",
-    "sparse_categorical_crossentropy",
-    "mean_squared_error",
-    "mean_absolute_error",
-    "huber",
-]
-Metric = Literal[
-    "accuracy",
-    "top_2_accuracy",
-    "top_3_accuracy",
-    "top_5_accuracy",
-    "auc",
-    "precision",
-    "recall",
-    "mean_squared_error",
-    "mean_absolute_error",
-    "root_mean_squared_error",
-]
-CLASSIFICATION_LOSSES = (
-    "binary_crossentropy",
-    "categorical_crossentropy",
-    "sparse_categorical_crossentropy",
-)
-MULTICLASS_LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
-BINARY_ONLY_METRICS = ("auc", "precision", "recall")
+        return SaveBestModel(run, self.monitor, resolve_mode(self.monitor, self.mode))
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(Strict):
     optimizer: Optimizer = Field(
         default_factory=lambda: Adam(name="adam"), description="a name, or {name: ..., ...}"
     )
-    loss: Loss
-    metrics: list[Metric] = Field(["accuracy"])  # pydantic copies mutable defaults
+    loss: LossName
+    metrics: list[MetricName] = Field(["accuracy"])  # pydantic copies mutable defaults
     epochs: int = Field(10, ge=1, le=100_000)
     batch_size: int = Field(32, ge=1, le=1_000_000)
     early_stopping: EarlyStopping | None = None
@@ -412,16 +334,8 @@ class TrainingConfig(_Strict):
 # ---------------------------------------------------------------------- experiment
 
 
-def _no_double_dot(name: str) -> str:
-    if ".." in name:  # a folder name, never a path: nothing that reads like one
-        raise ValueError(f"not allowed (received {name!r}; expected no '..' in a run name)")
-    return name
-
-
-class ExperimentConfig(_Strict):
-    name: Annotated[str, AfterValidator(_no_double_dot)] = Field(
-        ..., pattern=RUN_NAME_PATTERN, description="run folder prefix; default: the file's name"
-    )
+class ExperimentConfig(Strict):
+    name: RunName = Field(..., description="run folder prefix; default: the file's name")
     seed: int | None = Field(
         None, ge=0, le=2**32 - 1, description="default: a random seed, recorded in the run"
     )
@@ -432,12 +346,7 @@ class ExperimentConfig(_Strict):
     @property
     def task(self) -> str:
         """'binary', 'multiclass' or 'regression', as the loss implies."""
-        loss = self.training.loss
-        if loss == "binary_crossentropy":
-            return "binary"
-        if loss in MULTICLASS_LOSSES:
-            return "multiclass"
-        return "regression"
+        return LOSSES[self.training.loss]
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
@@ -529,14 +438,10 @@ def _model_training_problems(model: ModelConfig, training: TrainingConfig) -> li
 
 def _metric_problems(training: TrainingConfig) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    loss = training.loss
     for metric in training.metrics:
-        if metric in BINARY_ONLY_METRICS and loss != "binary_crossentropy":
-            problems.append(("training.metrics", f"{metric!r} is for binary classification (received loss {loss!r}; expected loss: binary_crossentropy, or drop {metric!r})"))  # fmt: skip
-        if metric.startswith("top_") and loss not in MULTICLASS_LOSSES:
-            problems.append(("training.metrics", f"{metric!r} is for multi-class classification (received loss {loss!r}; expected loss: sparse_categorical_crossentropy or categorical_crossentropy)"))  # fmt: skip
-        if metric == "accuracy" and loss not in CLASSIFICATION_LOSSES:
-            problems.append(("training.metrics", f"'accuracy' needs a classification loss (received loss {loss!r}; expected e.g. mean_absolute_error as the metric)"))  # fmt: skip
+        refused = refusal(metric, training.loss)
+        if refused:
+            problems.append(("training.metrics", refused))
     return problems
 
 

@@ -37,19 +37,9 @@ class Predictions:
         return self.probabilities.argmax(axis=1)
 
 
-def predict_array(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """``model.predict`` of ``x`` (not empty), fed by the fixed-prefetch tf.data pipeline.
-
-    Keras' own wrapping of numpy arrays (AUTOTUNE prefetch) stalls on small CPU
-    machines: 20 chunks of 50,000 rows took 2.94 s that way and 1.14 s through a
-    fixed-prefetch pipeline; see benchmarks/results-predict.md for today's figures.
-    """
-    from dltool.training import make_pipeline  # not at the top: training imports this module
-
-    return np.asarray(model.predict(make_pipeline(x, None, batch_size), verbose=0))
-
-
 def predict(model: Any, x: np.ndarray, y: np.ndarray, config: ExperimentConfig, class_names: list[str] | None, batch_size: int) -> Predictions:  # fmt: skip
+    from dltool.pipelines import predict_array  # TensorFlow: only where a model runs
+
     raw = predict_array(model, x, batch_size)
     y_true = np.asarray(y).reshape(len(y), -1)
     names = class_names or [str(i) for i in range(max(2, raw.shape[1]))]

@@ -8,9 +8,32 @@ from typing import Any
 import numpy as np
 
 from dltool.data import Dataset
-from dltool.errors import InputError
+from dltool.errors import InputError, UsageError
 from dltool.inputs import image_file_scale
 from dltool.rundir import write_csv
+
+
+def seed_for_splits(config: Any, seed: int | None, source: Path) -> tuple[int, str | None]:
+    """The seed ``dltool data`` splits with, and a note to print when the config sets none.
+
+    A config's own seed wins; ``--seed`` serves configs without one (default 0).
+
+    Raises:
+        UsageError: the config sets a seed and ``--seed`` gives another.
+    """
+    if config.seed is not None:
+        if seed is not None and seed != config.seed:
+            raise UsageError(
+                f"{source}: seed: the file sets {config.seed} (received --seed {seed}; "
+                "expected no --seed, or a config without a seed)"
+            )
+        return int(config.seed), None
+    chosen = seed or 0
+    note = (
+        f"note: {source} sets no seed; splitting with seed {chosen} "
+        "(a run without a seed draws its own: use RUN/config.yaml for its exact splits)"
+    )
+    return chosen, note
 
 
 def class_counts(dataset: Dataset) -> dict[str, dict[str, int]]:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from dltool.errors import Terminated
+from dltool.errors import ExitCode, Terminated
 
 
 @dataclass
@@ -42,6 +42,30 @@ REQUEST = _Request()
 def interrupt_for(signum: int) -> KeyboardInterrupt:
     """The exception a stop request by ``signum`` raises: Terminated for SIGTERM, else KeyboardInterrupt."""
     return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def signal_of(interrupt: KeyboardInterrupt) -> signal.Signals:
+    """The signal an interrupt stands for: SIGTERM for Terminated, else SIGINT."""
+    return signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+
+
+@dataclass(frozen=True)
+class Stop:
+    """How dltool reports a stop by one signal."""
+
+    word: str  # the first word of the line it prints
+    label: str  # the signal as people call it
+    exit_code: ExitCode  # 128 + the signal number, as shells report it
+
+
+STOPS = {
+    signal.SIGINT: Stop("interrupted", "Ctrl-C", ExitCode.INTERRUPTED),
+    signal.SIGTERM: Stop("terminated", "SIGTERM", ExitCode.TERMINATED),
+}
+
+
+def stop_of(interrupt: KeyboardInterrupt) -> Stop:
+    return STOPS[signal_of(interrupt)]
 
 
 def _handler(signum: int, frame: Any) -> None:

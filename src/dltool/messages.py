@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from dltool.schema import PATTERN_RULES
+
 DISCRIMINATORS = ("type", "name", "source")  # the tag field of each union in the schema
 
 
@@ -181,10 +183,9 @@ def _describe(error: Any, root: type[BaseModel]) -> tuple[str, str]:
         )
         return path, f"wrong number of items (received {count}; expected {limit})"
     if kind == "string_pattern_mismatch":
-        return (
-            path,
-            f"not allowed (received {show(received)}; expected letters, digits, '.', '_' or '-', starting with a letter or digit, at most 80 characters)",
-        )
+        pattern = str(ctx.get("pattern", ""))
+        rule = PATTERN_RULES.get(pattern, f"text matching {pattern}")
+        return path, f"not allowed (received {show(received)}; expected {rule})"
     if kind == "value_error":
         return path, str(ctx.get("error", error["msg"]))
     noun = next((n for prefix, n in _TYPE_NOUNS.items() if kind.startswith(prefix)), None)

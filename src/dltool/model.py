@@ -13,9 +13,10 @@ import_keras()  # quiet TensorFlow's start-up before the first ``import keras``
 
 import keras  # noqa: E402
 
-from dltool.config import ExperimentConfig, ReduceOnPlateau  # noqa: E402
+from dltool.config import ExperimentConfig  # noqa: E402
 from dltool.errors import ConfigError, InputError, RunDirError  # noqa: E402
 from dltool.layers import BuildContext, Normalization  # noqa: E402
+from dltool.metrics import METRICS  # noqa: E402
 from dltool.rundir import atomic_path  # noqa: E402
 
 
@@ -63,56 +64,18 @@ def build_model(
 
 
 def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """The configured optimizer, with its learning-rate schedule if one is set."""
-    settings: dict[str, Any] = config.training.optimizer.model_dump(exclude={"name"})
-    if settings.get("clipnorm") is None:
-        settings.pop("clipnorm", None)
-    schedule = config.training.learning_rate_schedule
-    if schedule is not None and not isinstance(schedule, ReduceOnPlateau):
-        rate = settings["learning_rate"]
-        if schedule.type == "exponential_decay":
-            settings["learning_rate"] = keras.optimizers.schedules.ExponentialDecay(
-                rate, schedule.decay_steps, schedule.decay_rate, staircase=schedule.staircase
-            )
-        else:
-            total = schedule.decay_steps or max(1, config.training.epochs * steps_per_epoch)
-            settings["learning_rate"] = keras.optimizers.schedules.CosineDecay(
-                0.0 if schedule.warmup_steps else rate,
-                decay_steps=total,
-                alpha=schedule.alpha,
-                warmup_target=rate if schedule.warmup_steps else None,
-                warmup_steps=schedule.warmup_steps,
-            )
-    classes = {
-        "sgd": keras.optimizers.SGD,
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "rmsprop": keras.optimizers.RMSprop,
-    }
-    return classes[config.training.optimizer.name](**settings)
+    """The configured optimizer, its rate set by the learning-rate schedule if one is set."""
+    training = config.training
+    rate: Any = training.optimizer.learning_rate
+    if training.learning_rate_schedule is not None:
+        total_steps = training.epochs * steps_per_epoch
+        rate = training.learning_rate_schedule.rate(rate, total_steps)
+    return training.optimizer.build(rate)
 
 
 def make_metrics(config: ExperimentConfig) -> list[Any]:
     """Keras metric objects for ``training.metrics``, named as in the config."""
-    makers: dict[str, Any] = {
-        "accuracy": lambda: "accuracy",  # Keras picks binary/categorical/sparse from the loss
-        "auc": lambda: keras.metrics.AUC(name="auc"),
-        "precision": lambda: keras.metrics.Precision(name="precision"),
-        "recall": lambda: keras.metrics.Recall(name="recall"),
-        "mean_squared_error": lambda: keras.metrics.MeanSquaredError(name="mean_squared_error"),
-        "mean_absolute_error": lambda: keras.metrics.MeanAbsoluteError(name="mean_absolute_error"),
-        "root_mean_squared_error": lambda: keras.metrics.RootMeanSquaredError(
-            name="root_mean_squared_error"
-        ),
-    }
-    top_k = (
-        keras.metrics.TopKCategoricalAccuracy
-        if config.training.loss == "categorical_crossentropy"
-        else keras.metrics.SparseTopKCategoricalAccuracy
-    )
-    for k in (2, 3, 5):
-        makers[f"top_{k}_accuracy"] = lambda k=k: top_k(k=k, name=f"top_{k}_accuracy")
-    return [makers[name]() for name in config.training.metrics]
+    return [METRICS[name].build(config.training.loss) for name in config.training.metrics]
 
 
 AUTO_STEPS_THRESHOLD = 256  # batches per epoch from which several steps per call pay off

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dltool.config import ExperimentConfig, load_config
-from dltool.errors import ConfigError, InputError
+from dltool.config import ExperimentConfig
+from dltool.errors import InputError
 from dltool.evaluation import Predictions
 from dltool.inputs import (
     IMAGE_SUFFIXES,
@@ -33,9 +31,16 @@ from dltool.inputs import (
     image_chunks,
     image_files,
 )
-from dltool.rundir import STATUS_COMPLETED, atomic_path, write_json
-
-MODEL_FILE = "model.keras"
+from dltool.rundir import (
+    CONFIG,
+    EVALUATIONS_DIR,
+    MODEL,
+    PREDICTIONS_DIR,
+    RUN_JSON,
+    RunDir,
+    atomic_path,
+    write_json,
+)
 
 
 @dataclass
@@ -72,39 +77,24 @@ class TrainedRun:
 
 
 def open_run(target: Path) -> TrainedRun:
-    """A run folder, or the ``model.keras`` inside one, checked to be complete.
+    """A run folder, or the model file inside one, checked to be complete.
 
     Raises:
         InputError: missing, not a run folder, not completed, or incomplete.
     """
     if target.suffix.lower() in (".h5", ".hdf5"):
-        raise InputError(f"{target}: HDF5 models are refused; use a run folder or its model.keras")
-    model_file = target if target.suffix == ".keras" else target / MODEL_FILE
+        raise InputError(f"{target}: HDF5 models are refused; use a run folder or its {MODEL}")
+    model_file = target if target.suffix == ".keras" else target / MODEL
     folder = model_file.parent
     if not folder.is_dir():
         raise InputError(f"{target}: no such run folder")
-    info_file = folder / "run.json"
-    if not info_file.is_file() or not (folder / "config.yaml").is_file():
-        raise InputError(
-            f"{folder}: not a dltool run folder (expected run.json and config.yaml in it)"
-        )
-    try:
-        info = json.loads(info_file.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as error:
-        raise InputError(f"{info_file}: unreadable ({error})") from error
-    status = info.get("status")
-    if status != STATUS_COMPLETED:
-        detail = f": {info['error']}" if info.get("error") else ""
-        raise InputError(
-            f"{folder}: the run is {status!r}{detail}; only completed runs can be used"
-        )
+    if not (folder / RUN_JSON).is_file():
+        raise InputError(f"{folder}: not a dltool run folder (expected {RUN_JSON} and {CONFIG} in it)")  # fmt: skip
+    run = RunDir(folder)
+    info = run.require_completed()
     if not model_file.is_file():
         raise InputError(f"{folder}: {model_file.name} is missing (the run folder is incomplete)")
-    try:
-        config = load_config(folder / "config.yaml")
-    except ConfigError as error:
-        raise InputError(*error.lines) from error
-    return TrainedRun(path=folder, config=config, info=info, model_file=model_file)
+    return TrainedRun(path=folder, config=run.config(), info=info, model_file=model_file)
 
 
 def input_chunks(path: Path, run: TrainedRun, spec: InputSpec, batch: int, labelled: bool) -> Iterator[Chunk]:  # fmt: skip
@@ -150,16 +140,6 @@ def _labelled_images(folder: Path, run: TrainedRun) -> tuple[list[Path], list[An
     return files, labels
 
 
-def _default_output(run: TrainedRun, kind: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = run.path / kind
-    for attempt in range(1, 1000):
-        candidate = folder / (stamp if attempt == 1 else f"{stamp}-{attempt}")
-        if not candidate.with_suffix(".csv").exists() and not candidate.exists():
-            return candidate
-    raise InputError(f"{folder}: too many outputs named {stamp}")
-
-
 @dataclass
 class PredictResult:
     output: Path
@@ -179,8 +159,8 @@ def predict_file(run: TrainedRun, input_path: Path, output: Path | None, batch_s
     """
     import pandas as pd
 
-    from dltool.evaluation import predict_array
     from dltool.model import load_trained_model
+    from dltool.pipelines import predict_array
 
     seconds = dict.fromkeys(("load", "read", "predict", "write"), 0.0)
     mark = time.perf_counter()
@@ -190,7 +170,7 @@ def predict_file(run: TrainedRun, input_path: Path, output: Path | None, batch_s
         seconds[phase] += time.perf_counter() - mark
         mark = time.perf_counter()
 
-    target = output or _default_output(run, "predictions").with_suffix(".csv")
+    target = output or RunDir(run.path).new_output(PREDICTIONS_DIR, ".csv")
     if target.exists() and not overwrite:
         raise InputError(f"{target}: exists (choose another --output, or add --overwrite)")
     model = load_trained_model(run.model_file)
@@ -278,8 +258,9 @@ def evaluate_file(run: TrainedRun, data_path: Path, batch_size: int) -> Evaluate
         InputError: bad input; nothing is written.
     """
     from dltool import plots
-    from dltool.evaluation import StreamingScores, predict_array
+    from dltool.evaluation import StreamingScores
     from dltool.model import load_trained_model
+    from dltool.pipelines import predict_array
 
     model = load_trained_model(run.model_file)
     spec = run.input_spec()
@@ -297,7 +278,7 @@ def evaluate_file(run: TrainedRun, data_path: Path, batch_size: int) -> Evaluate
     if scores is None:
         raise InputError(f"{data_path}: no examples to evaluate (the input is empty)")
     metrics, report = scores.metrics(), scores.report()
-    folder = _default_output(run, "evaluations")  # created only now: the input was good
+    folder = RunDir(run.path).new_output(EVALUATIONS_DIR)  # created only now: the input was good
     if report is not None:
         matrix = report["confusion_matrix"]
         write_json(folder / "confusion_matrix.json", matrix)

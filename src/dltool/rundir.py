@@ -14,31 +14,49 @@ import csv
 import errno
 import json
 import os
+import platform
+import re
 import secrets
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import yaml
 
 from dltool.errors import InputError, RunDirError
 
+if TYPE_CHECKING:
+    from dltool.config import ExperimentConfig
+
 STATUS_RUNNING = "running"
 STATUS_COMPLETED = "completed"
 STATUS_FAILED = "failed"
 STATUS_INTERRUPTED = "interrupted"
+STATUS_CRASHED = "crashed"  # never written: "running" in run.json, but its process is gone
 
-RUN_FILES = (  # a completed run folder holds at least these
-    "config.yaml",
-    "run.json",
-    "history.csv",
-    "metrics.json",
-    "predictions.csv",
-    "model.keras",
-    "summary.txt",
-    "plots/learning_curves.png",
-)
+# Every file a run folder can hold; nothing else in dltool spells these names.
+CONFIG = "config.yaml"  # the resolved experiment, every default filled in
+RUN_JSON = "run.json"  # status, timings, seed, versions, what predict needs
+HISTORY = "history.csv"  # one row per completed epoch
+METRICS = "metrics.json"  # final metrics per split, per-class report
+PREDICTIONS = "predictions.csv"  # one row per test example
+MODEL = "model.keras"  # the trained model
+BEST_MODEL = "best.keras"  # training.save_best
+SUMMARY = "summary.txt"  # Keras' model summary
+SKIPPED = "skipped.txt"  # unreadable files, with the reason
+PROFILE = "profile.json"  # training.profile / --profile
+LEARNING_CURVES = "plots/learning_curves.png"
+CONFUSION_MATRIX = "plots/confusion_matrix.png"
+CHECKPOINT_DIR = "checkpoint"  # resumable state while a run is not completed
+CHECKPOINT_POINTER = "checkpoint/latest.json"  # which checkpoint file, which epoch
+PREDICTIONS_DIR = "predictions"  # dltool predict's default outputs
+EVALUATIONS_DIR = "evaluations"  # dltool evaluate's outputs
+
+RUN_FILES = (CONFIG, RUN_JSON, HISTORY, METRICS, PREDICTIONS, MODEL, SUMMARY, LEARNING_CURVES)  # a completed run has at least these  # fmt: skip
+
+MAX_JSON_BYTES = 10_000_000  # run.json and metrics.json are a few KB; a bigger one is not ours
 
 
 def now_iso() -> str:
@@ -157,8 +175,61 @@ def _trusted_anchors() -> list[Path]:
     return anchors
 
 
+def folder_name(name: str, when: datetime | None = None) -> str:
+    """A run folder's name without its ``-N`` suffix: ``<name>-<YYYYmmdd-HHMMSS>``."""
+    return f"{name}-{(when or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
+
+
+def folders_named(runs_dir: Path, name: str) -> set[Path]:
+    """The run folders under ``runs_dir`` made for the run name ``name``."""
+    pattern = re.compile(re.escape(name) + r"-\d{8}-\d{6}(-\d+)?")
+    if not runs_dir.is_dir():
+        return set()
+    return {p for p in runs_dir.iterdir() if pattern.fullmatch(p.name)}
+
+
+def claim_name(parent: Path, base: str, claim: Callable[[Path], bool], suffix: str = "") -> Path:
+    """The first of ``parent/base``, ``parent/base-2``, ... that ``claim`` takes.
+
+    ``claim(path)`` returns True once it has the name (``mkdir`` succeeded, or the
+    name is free); the same numbering serves run folders and command outputs.
+
+    Raises:
+        RunDirError: 9,999 names are taken.
+    """
+    for attempt in range(1, 10_000):
+        candidate = parent / ((base if attempt == 1 else f"{base}-{attempt}") + suffix)
+        if claim(candidate):
+            return candidate
+    raise RunDirError(f"{parent}: more than 9,999 folders or files named {base!r}")
+
+
+def alive(pid: Any, host: Any) -> bool:
+    """Whether ``pid`` still runs; a run started on another host is assumed alive."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or (host and host != platform.node()):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process, or a number no pid can be
+    return True
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object, or ``{}`` for a missing, broken, huge or absurdly nested file."""
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 class RunDir:
-    """One run's folder and the files in it."""
+    """One run's folder: the only code that knows its layout, its status and its checkpoint."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -168,9 +239,9 @@ class RunDir:
         """Make a new, empty run folder; never reuses an existing one.
 
         Raises:
+            InputError: ``runs_dir`` is or runs through a symbolic link.
             RunDirError: ``runs_dir`` cannot be created or written.
         """
-        stamp = (when or datetime.now()).strftime("%Y%m%d-%H%M%S")
         link = symbolic_link_in(runs_dir)
         if link is not None:
             what = "is a symbolic link" if link == runs_dir else f"{link} is a symbolic link"
@@ -184,19 +255,18 @@ class RunDir:
             raise RunDirError(
                 f"{runs_dir}: cannot create the runs folder: {error.strerror}"
             ) from error
-        base = f"{name}-{stamp}"
-        for attempt in range(1, 10_000):
-            candidate = runs_dir / (base if attempt == 1 else f"{base}-{attempt}")
-            try:
-                candidate.mkdir()
-            except FileExistsError:
-                continue
-            except OSError as error:
-                raise RunDirError(
-                    f"{candidate}: cannot create the run folder: {error.strerror}"
-                ) from error
-            return cls(candidate)
-        raise RunDirError(f"{runs_dir}: more than 9,999 runs named {base!r}")
+        return cls(claim_name(runs_dir, folder_name(name, when), _make_folder))
+
+    @classmethod
+    def open(cls, folder: Path) -> RunDir:
+        """An existing run folder, in any state.
+
+        Raises:
+            InputError: ``folder`` is not a run folder.
+        """
+        if not (folder / RUN_JSON).is_file():
+            raise InputError(f"{folder}: not a dltool run folder (no {RUN_JSON})")
+        return cls(folder)
 
     def file(self, relative: str) -> Path:
         """The path of ``relative`` inside this run folder (never outside it)."""
@@ -206,17 +276,166 @@ class RunDir:
             raise RunDirError(f"{relative}: refusing to write outside the run folder {self.path}")
         return target
 
+    # ------------------------------------------------------------------ run.json
+
     def read_json(self, relative: str) -> dict[str, Any]:
-        with open(self.file(relative), encoding="utf-8") as handle:
-            data: dict[str, Any] = json.load(handle)
-            return data
+        """One of the run's JSON files, ``{}`` where it is missing or unreadable."""
+        return read_json_object(self.path / relative)
+
+    def info(self) -> dict[str, Any]:
+        """run.json as written (``{}`` if unreadable)."""
+        return self.read_json(RUN_JSON)
 
     def update_run_json(self, **fields: Any) -> dict[str, Any]:
-        target = self.file("run.json")
-        data = self.read_json("run.json") if target.exists() else {}
+        data = self.info()
         data.update(fields)
-        write_json(target, data)
+        write_json(self.file(RUN_JSON), data)
         return data
+
+    def mark(self, status: str, **fields: Any) -> dict[str, Any]:
+        """Record a status change (and the fields that go with it) in run.json."""
+        return self.update_run_json(status=status, **fields)
+
+    @staticmethod
+    def status_of(info: dict[str, Any]) -> str:
+        """run.json's status, or ``crashed`` for a run whose process died while running."""
+        status = str(info.get("status", "unknown"))
+        if status == STATUS_RUNNING and not alive(info.get("pid"), info.get("host")):
+            return STATUS_CRASHED
+        return status
+
+    def status(self) -> str:
+        return self.status_of(self.info())
 
     def missing_files(self) -> list[str]:
         return [name for name in RUN_FILES if not (self.path / name).is_file()]
+
+    def require_completed(self) -> dict[str, Any]:
+        """run.json of a completed run with its model, for predict and evaluate.
+
+        Raises:
+            InputError: not completed, or the model or config is missing.
+        """
+        if not (self.path / CONFIG).is_file():
+            raise InputError(
+                f"{self.path}: not a dltool run folder (expected {RUN_JSON} and {CONFIG} in it)"
+            )
+        info = self.info()
+        if not info:
+            raise InputError(f"{self.path / RUN_JSON}: unreadable (not a JSON object)")
+        status = info.get("status")
+        if status != STATUS_COMPLETED:
+            detail = f": {info['error']}" if info.get("error") else ""
+            raise InputError(
+                f"{self.path}: the run is {status!r}{detail}; only completed runs can be used"
+            )
+        if not (self.path / MODEL).is_file():
+            raise InputError(f"{self.path}: {MODEL} is missing (the run folder is incomplete)")
+        return info
+
+    def config(self) -> ExperimentConfig:
+        """The run's resolved config.yaml, validated.
+
+        Raises:
+            InputError: it no longer validates (one line per problem).
+        """
+        from dltool.config import load_config
+        from dltool.errors import ConfigError
+
+        try:
+            return load_config(self.path / CONFIG)
+        except ConfigError as error:
+            raise InputError(*error.lines) from error
+
+    def recorded_backend(self) -> str:
+        """The Keras backend the run was trained with (its config.yaml), to resume on it."""
+        from dltool.yamlio import YamlProblem, read_yaml_mapping
+
+        try:
+            training = read_yaml_mapping(self.path / CONFIG).get("training")
+        except YamlProblem:
+            return "tensorflow"  # resuming reports the unreadable file
+        backend = training.get("backend") if isinstance(training, dict) else None
+        return backend if isinstance(backend, str) else "tensorflow"
+
+    # ---------------------------------------------------------------- checkpoint
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint a run can resume from (its pointer file), if complete."""
+        data = self.read_json(CHECKPOINT_POINTER)
+        name = data.get("file")
+        if not isinstance(name, str) or not (self.path / CHECKPOINT_DIR / name).is_file():
+            return None
+        return {**data, "path": self.path / CHECKPOINT_DIR / name}
+
+    def require_resumable(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(run.json, checkpoint) of a run that ``--resume`` can continue.
+
+        Raises:
+            InputError: completed, still running, or stopped before its first checkpoint.
+        """
+        info = self.info()
+        status = self.status_of(info)
+        if status == STATUS_COMPLETED:
+            raise InputError(f"{self.path}: the run is already completed; nothing to resume")
+        if status == STATUS_RUNNING:
+            raise InputError(
+                f"{self.path}: the run is still running (pid {info.get('pid')}); stop it first"
+            )
+        latest = self.checkpoint()
+        if latest is None:
+            raise InputError(
+                f"{self.path}: no checkpoint to resume from (it stopped before its first one); train it again"
+            )
+        return info, latest
+
+    def write_checkpoint(
+        self,
+        save: Callable[[Path], None],
+        epoch: int,
+        fingerprint: str,
+        history: list[Any],
+        pointed: Callable[[], None],
+    ) -> None:
+        """Save epoch ``epoch`` with ``save(path)``, then point the checkpoint at it.
+
+        The pointer is written only once the file is complete, so it never names a
+        missing or half-written file. Pointing at it, ``pointed()`` (the caller's
+        bookkeeping) and removing the older file happen with signals deferred: a
+        signal cannot leave the caller believing in an older epoch than the pointer.
+        """
+        from dltool.interrupts import deferred_signals
+
+        folder = self.file(CHECKPOINT_DIR)
+        name = f"epoch-{epoch:04d}.keras"
+        save(folder / name)  # a Ctrl-C here abandons the new file only
+        with deferred_signals():
+            pointer = {"epoch": epoch, "file": name, "fingerprint": fingerprint, "history": history}
+            write_json(self.file(CHECKPOINT_POINTER), pointer)
+            pointed()
+            for old in folder.glob("epoch-*.keras"):
+                if old.name != name:
+                    old.unlink(missing_ok=True)
+
+    def remove_checkpoint(self) -> None:
+        """A completed run has nothing to resume."""
+        shutil.rmtree(self.file(CHECKPOINT_DIR), ignore_errors=True)
+
+    def new_output(self, kind: str, suffix: str = "") -> Path:
+        """An unused ``RUN/<kind>/<time>[-N][suffix]`` for a command's output (not created)."""
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+
+        def free(candidate: Path) -> bool:
+            return not candidate.exists() and not candidate.with_suffix("").exists()
+
+        return claim_name(self.path / kind, stamp, free, suffix)
+
+
+def _make_folder(candidate: Path) -> bool:
+    try:
+        candidate.mkdir()
+    except FileExistsError:
+        return False
+    except OSError as error:
+        raise RunDirError(f"{candidate}: cannot create the run folder: {error.strerror}") from error
+    return True

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dltool.errors import InputError
 from dltool.messages import did_you_mean
+from dltool.metrics import SPLITS as METRIC_SPLITS
+from dltool.metrics import higher_is_better
+from dltool.rundir import CONFIG, METRICS, RUN_JSON, RunDir, read_json_object
 from dltool.yamlio import YamlProblem, read_yaml_mapping
 
-SPLITS = ("test", "validation", "train")
-MAX_JSON_BYTES = 10_000_000  # run.json and metrics.json are a few KB; a bigger one is not ours
-HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "top_2_accuracy", "top_3_accuracy", "top_5_accuracy")  # fmt: skip
+SPLITS = tuple(reversed(METRIC_SPLITS))  # test first: the number people look for
 
 
 @dataclass
@@ -31,10 +30,7 @@ class RunInfo:
     @property
     def status(self) -> str:
         """run.json's status, or ``crashed`` for a run whose process died while running."""
-        status = str(self.info.get("status", "unknown"))
-        if status == "running" and not _alive(self.info.get("pid"), self.info.get("host")):
-            return "crashed"
-        return status
+        return RunDir.status_of(self.info)
 
     def value(self, key: str) -> Any:
         """A metric (``test.accuracy``, or ``accuracy`` = the first split that has it),
@@ -69,19 +65,6 @@ class RunInfo:
         }
 
 
-def _alive(pid: Any, host: Any) -> bool:
-    """Whether ``pid`` still runs; a run started on another host is assumed alive."""
-    if not isinstance(pid, int) or (host and host != platform.node()):
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": [1, {"c": 2}]}}`` -> ``{"a.b[0]": 1, "a.b[1].c": 2}``."""
     if isinstance(data, dict):
@@ -97,20 +80,9 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: data}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object, or ``{}`` for a missing, broken, huge or absurdly nested file."""
-    try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            return {}
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _read_metrics(path: Path) -> dict[str, Any]:
     """metrics.json, keeping only splits that are mappings (``runs`` indexes into them)."""
-    data = _read_json(path)
+    data = read_json_object(path)
     return {k: v for k, v in data.items() if k not in SPLITS or isinstance(v, dict)}
 
 
@@ -120,29 +92,22 @@ def read_run(folder: Path) -> RunInfo:
     Raises:
         InputError: ``folder`` is not a run folder.
     """
-    if not (folder / "run.json").is_file():
-        raise InputError(f"{folder}: not a dltool run folder (no run.json)")
+    run = RunDir.open(folder)
     # The strict reader: a config.yaml planted in a runs folder (an alias bomb, a
     # cycle, absurd nesting) is refused before flatten() walks it.
     problem = None
     try:
-        config: dict[str, Any] = read_yaml_mapping(folder / "config.yaml")
+        config: dict[str, Any] = read_yaml_mapping(folder / CONFIG)
     except YamlProblem as error:
-        config, problem = {}, f"config.yaml: {error}"
-    return RunInfo(
-        folder,
-        _read_json(folder / "run.json"),
-        _read_metrics(folder / "metrics.json"),
-        flatten(config),
-        problem,
-    )
+        config, problem = {}, f"{CONFIG}: {error}"
+    return RunInfo(folder, run.info(), _read_metrics(folder / METRICS), flatten(config), problem)
 
 
 def list_runs(runs_dir: Path) -> list[RunInfo]:
     """Every run folder directly under ``runs_dir``, oldest first."""
     if not runs_dir.is_dir():
         raise InputError(f"{runs_dir}: no such runs folder")
-    folders = [p for p in runs_dir.iterdir() if p.is_dir() and (p / "run.json").is_file()]
+    folders = [p for p in runs_dir.iterdir() if p.is_dir() and (p / RUN_JSON).is_file()]
     runs = [read_run(p) for p in folders]
     return sorted(runs, key=lambda r: (str(r.info.get("started_at", "")), r.path.name))
 
@@ -190,7 +155,7 @@ def select(
         raise InputError(
             f"--sort {sort}: no run has this number{did_you_mean(sort, known)} (expected one of {', '.join(known) or 'no metrics yet'})"
         )
-    best_first = sort.rpartition(".")[2] in HIGHER_IS_BETTER
+    best_first = higher_is_better(sort)
     ordered = sorted(with_value, key=lambda r: r.value(sort), reverse=best_first)
     ordered += [r for r in chosen if r not in with_value]  # runs without the number go last
     return list(reversed(ordered)) if reverse else ordered

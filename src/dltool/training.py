@@ -13,7 +13,6 @@ import os
 import platform
 import secrets
 import shlex
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -42,7 +41,7 @@ from dltool.callbacks import (  # noqa: E402
 )
 from dltool.config import ExperimentConfig, resolved_dict  # noqa: E402
 from dltool.data import Dataset, load_dataset  # noqa: E402
-from dltool.errors import DataError, DltoolError, Terminated, TrainingError  # noqa: E402
+from dltool.errors import DataError, DltoolError, TrainingError  # noqa: E402
 from dltool.evaluation import (  # noqa: E402
     class_report,
     loss_first,
@@ -51,13 +50,28 @@ from dltool.evaluation import (  # noqa: E402
     predictions_table,
 )
 from dltool.inputs import image_file_scale  # noqa: E402
-from dltool.interrupts import deferred_signals, raise_if_requested  # noqa: E402
+from dltool.interrupts import (  # noqa: E402
+    deferred_signals,
+    raise_if_requested,
+    stop_of,
+)
+from dltool.metrics import SPLITS  # noqa: E402
 from dltool.model import build_model, compile_model, model_summary, save_model  # noqa: E402
+from dltool.pipelines import make_pipeline, make_train_pipeline  # noqa: E402
 from dltool.rundir import (  # noqa: E402
+    CONFIG,
+    CONFUSION_MATRIX,
+    LEARNING_CURVES,
+    METRICS,
+    MODEL,
+    PREDICTIONS,
+    PROFILE,
+    SKIPPED,
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
     STATUS_RUNNING,
+    SUMMARY,
     RunDir,
     now_iso,
     write_csv,
@@ -137,53 +151,6 @@ def check_labels(dataset: Dataset, config: ExperimentConfig, outputs: int) -> No
 def _prepare_labels(y: np.ndarray, config: ExperimentConfig, outputs: int) -> np.ndarray:
     one_hot = config.training.loss == "categorical_crossentropy"
     return model_labels(y, config.task, one_hot, outputs)
-
-
-def make_pipeline(x: np.ndarray, y: np.ndarray | None, batch_size: int) -> tf.data.Dataset:
-    """An evaluation (or, with ``y=None``, prediction) pipeline: in order, fixed prefetch, autotune off.
-
-    Keras' own wrapping of numpy arrays uses AUTOTUNE prefetch, which on small CPU
-    machines often stalls ~1 s with the CPU idle (see KERAS-NOTES). Batches are cut
-    from the arrays whole, not row by row and re-batched: 1.5x faster on 1M rows.
-    """
-    arrays = [np.asarray(x, dtype="float32"), *([] if y is None else [np.asarray(y)])]
-    full = len(arrays[0]) // batch_size * batch_size  # rows in whole batches
-
-    def element(parts: list[np.ndarray]) -> Any:
-        return parts[0] if y is None else tuple(parts)
-
-    data = tf.data.Dataset.from_tensor_slices(
-        element([a[:full].reshape(-1, batch_size, *a.shape[1:]) for a in arrays])
-    )
-    if full < len(arrays[0]):  # the last, partial batch
-        data = data.concatenate(tf.data.Dataset.from_tensors(element([a[full:] for a in arrays])))
-    return _fast(data)
-
-
-def make_train_pipeline(
-    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, first_epoch: int, epochs: int
-) -> tf.data.Dataset:
-    """Training batches for epochs ``first_epoch..epochs-1``, one seeded shuffle per epoch.
-
-    Epoch e's order depends only on (seed, e), so a resumed run sees exactly the
-    batches the uninterrupted run would have seen. Fit it with ``steps_per_epoch``.
-    """
-    rows = tf.data.Dataset.from_tensor_slices((np.asarray(x, dtype="float32"), y))
-    count = len(x)
-
-    def epoch(number: tf.Tensor) -> tf.data.Dataset:
-        order_seed = tf.constant(seed, tf.int64) * 1_000_003 + number
-        return rows.shuffle(count, seed=order_seed, reshuffle_each_iteration=False).batch(
-            batch_size
-        )
-
-    return _fast(tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch))
-
-
-def _fast(data: tf.data.Dataset) -> tf.data.Dataset:
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return data.prefetch(2).with_options(options)
 
 
 # ----------------------------------------------------------------------- train
@@ -338,11 +305,11 @@ def run_training(
         )
 
     run = RunDir.create(runs_dir, config.name)
-    write_yaml(run.file("config.yaml"), resolved_dict(config))
+    write_yaml(run.file(CONFIG), resolved_dict(config))
     params = int(model.count_params())
     dataset = prepared.dataset
-    run.update_run_json(
-        status=STATUS_RUNNING,
+    run.mark(
+        STATUS_RUNNING,
         name=config.name,
         config_source=source,
         started_at=now_iso(),
@@ -364,7 +331,7 @@ def run_training(
         host=platform.node(),
         versions=versions(),
     )
-    write_text(run.file("summary.txt"), model_summary(model))
+    write_text(run.file(SUMMARY), model_summary(model))
     _announce(console, config, dataset, params, run)
     return _train_and_finish(run, prepared, console, started, first_epoch=0, history=[])
 
@@ -376,53 +343,32 @@ def resume_training(folder: Path, console: Console | None = None) -> RunResult:
         InputError: the folder is missing, completed, still running, has no
             checkpoint, or its model/optimizer config changed since the checkpoint.
     """
-    from dltool.config import load_config
-    from dltool.errors import ConfigError, InputError
+    from dltool.errors import InputError
     from dltool.model import load_trained_model
-    from dltool.runs import read_run
 
     console = console or Console()
     started = time.perf_counter()
-    if not (folder / "run.json").is_file():
-        raise InputError(f"{folder}: not a dltool run folder (no run.json)")
-    info = read_run(folder)
-    status = info.status
-    if status == STATUS_COMPLETED:
-        raise InputError(f"{folder}: the run is already completed; nothing to resume")
-    if status == STATUS_RUNNING:
-        raise InputError(
-            f"{folder}: the run is still running (pid {info.info.get('pid')}); stop it first"
-        )
-    latest = checkpoint_info(folder)
-    if latest is None:
-        raise InputError(
-            f"{folder}: no checkpoint to resume from (it stopped before its first one); train it again"
-        )
-    try:
-        config = load_config(folder / "config.yaml")
-    except ConfigError as error:
-        raise InputError(*error.lines) from error
+    run = RunDir.open(folder)
+    info, latest = run.require_resumable()
+    config = run.config()
     if fingerprint(config) != latest["fingerprint"]:
         raise InputError(
-            f"{folder}: config.yaml's model, data or optimizer changed since the checkpoint "
+            f"{folder}: {CONFIG}'s model, data or optimizer changed since the checkpoint "
             "(received a different configuration; expected the one the run was trained with)"
         )
     keras.backend.clear_session()
-    model = load_trained_model(folder / "checkpoint" / latest["file"])
+    model = load_trained_model(latest["path"])
     prepared = prepare(
-        config, str(folder / "config.yaml"), console, bool(info.info.get("smoke")), model=model
+        config, str(run.path / CONFIG), console, bool(info.get("smoke")), model=model
     )
-    run = RunDir(folder)
     epoch = int(latest["epoch"])
-    resumed = [*info.info.get("resumed", []), {"at": now_iso(), "from_epoch": epoch}]
-    run.update_run_json(
-        status=STATUS_RUNNING, pid=os.getpid(), host=platform.node(), resumed=resumed, error=None
-    )
+    resumed = [*info.get("resumed", []), {"at": now_iso(), "from_epoch": epoch}]
+    run.mark(STATUS_RUNNING, pid=os.getpid(), host=platform.node(), resumed=resumed, error=None)
     console.print(
         f"[bold]{config.name}[/bold]: resuming {folder} after epoch {epoch} of {config.training.epochs}",
         highlight=False,
     )
-    previous = float(info.info.get("duration_s") or 0.0)
+    previous = float(info.get("duration_s") or 0.0)
     return _train_and_finish(
         run,
         prepared,
@@ -431,18 +377,6 @@ def resume_training(folder: Path, console: Console | None = None) -> RunResult:
         first_epoch=epoch,
         history=list(latest["history"]),
     )
-
-
-def checkpoint_info(folder: Path) -> dict[str, Any] | None:
-    """The checkpoint a run can resume from (``checkpoint/latest.json``), if complete."""
-    import json
-
-    latest = folder / "checkpoint" / "latest.json"
-    try:
-        data: dict[str, Any] = json.loads(latest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if (folder / "checkpoint" / str(data.get("file"))).is_file() else None
 
 
 def _train_and_finish(
@@ -509,8 +443,8 @@ def _train_and_finish(
         # From here on yet another Ctrl-C waits: run.json must say interrupted, and the CLI
         # must get the resume line, whatever arrives now.
         with deferred_signals():
-            terminated = isinstance(interrupt, Terminated)
-            why = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
+            stop = stop_of(interrupt)
+            why = f"{stop.word} ({stop.label})"
             _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error=why)
             where = (
                 f"after epoch {saved}; resume with: dltool train --resume "
@@ -518,7 +452,7 @@ def _train_and_finish(
                 if saved
                 else "before the first epoch ended; nothing to resume"
             )
-            interrupt.args = (f"{why.split(' ')[0]} {where}",)  # the CLI prints this one line
+            interrupt.args = (f"{stop.word} {where}",)  # the CLI prints this one line
         raise
     except BaseException as error:
         log.close()
@@ -528,7 +462,7 @@ def _train_and_finish(
     timings = {**prepared.clock.seconds, "run_total": round(time.perf_counter() - started, 3)}
     if config.training.profile:
         write_json(
-            run.file("profile.json"),
+            run.file(PROFILE),
             {
                 "seconds": timings,
                 "epochs": len(log.rows),
@@ -542,11 +476,11 @@ def _train_and_finish(
             highlight=False,
         )
     _finish(run, STATUS_COMPLETED, started, len(log.rows), timings=timings, **extra)
-    shutil.rmtree(run.file("checkpoint"), ignore_errors=True)  # completed: nothing to resume
+    run.remove_checkpoint()
     return RunResult(
         path=run.path,
         status=STATUS_COMPLETED,
-        metrics={k: v for k, v in metrics.items() if k in ("train", "validation", "test")},
+        metrics={k: v for k, v in metrics.items() if k in SPLITS},
         params=int(model.count_params()),
         epochs_run=len(log.rows),
     )
@@ -581,18 +515,18 @@ def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[s
     raise_if_requested()  # a signal during evaluation stops the run before anything is written
     with clock.phase("save"):
         if dataset.x_test is not None and dataset.y_test is not None:
-            write_csv(run.file("predictions.csv"), *predictions_table(tested))
+            write_csv(run.file(PREDICTIONS), *predictions_table(tested))
         if report is not None:
             matrix = report["confusion_matrix"]
             plots.confusion_matrix(
                 matrix["rows_true_columns_predicted"],
                 matrix["labels"],
-                run.file("plots/confusion_matrix.png"),
+                run.file(CONFUSION_MATRIX),
             )
-        write_json(run.file("metrics.json"), metrics)
-        save_model(model, run.file("model.keras"))
+        write_json(run.file(METRICS), metrics)
+        save_model(model, run.file(MODEL))
         if log.rows:
-            plots.learning_curves(log.rows, run.file("plots/learning_curves.png"))
+            plots.learning_curves(log.rows, run.file(LEARNING_CURVES))
     return metrics
 
 
@@ -618,11 +552,11 @@ def _announce(
         highlight=False,
     )
     if dataset.skipped:
-        write_text(run.file("skipped.txt"), "".join(f"{line}\n" for line in dataset.skipped))
+        write_text(run.file(SKIPPED), "".join(f"{line}\n" for line in dataset.skipped))
         examples = ", ".join(str(e) for e in dataset.notes["skipped"]["examples"])
         console.print(
             f"[yellow]note[/yellow]: skipped {len(dataset.skipped)} unreadable files "
-            f"({examples}); every one, with the reason: {run.file('skipped.txt')}",
+            f"({examples}); every one, with the reason: {run.file(SKIPPED)}",
             highlight=False,
         )
 
@@ -630,13 +564,11 @@ def _announce(
 def _finish(
     run: RunDir, status: str, started: float, epochs: int, error: str | None = None, **extra: Any
 ) -> None:
-    fields: dict[str, Any] = {
-        "status": status,
-        "finished_at": now_iso(),
-        "duration_s": round(time.perf_counter() - started, 3),
-        "epochs_completed": epochs,
+    run.mark(
+        status,
+        finished_at=now_iso(),
+        duration_s=round(time.perf_counter() - started, 3),
+        epochs_completed=epochs,
         **extra,
-    }
-    if error:
-        fields["error"] = error
-    run.update_run_json(**fields)
+        **({"error": error} if error else {}),
+    )

@@ -1,0 +1,219 @@
+"""Running a sweep's trials: one at a time, or ``--jobs N`` worker processes.
+
+With ``--jobs N`` at most N trials are in flight: after Ctrl-C none starts, and
+those running stop at their next batch and are listed as interrupted, with their
+folders. A worker process that dies fails only its own trials.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dltool import interrupts
+from dltool.errors import DltoolError
+from dltool.rundir import RUN_JSON, STATUS_RUNNING, RunDir, folders_named
+from dltool.sweep.folder import SweepDir
+from dltool.sweep.spec import Trial
+
+_STOP: Any = None
+
+
+def _start_worker(stop: Any) -> None:
+    """Set up a worker process: ignore signals between trials, follow the parent's stop."""
+    global _STOP
+    _STOP = stop
+    # Ctrl-C in a terminal reaches every worker too. Between trials it must not kill the
+    # worker (that breaks the pool); during one, run_trial's handling_signals() turns it
+    # into a stop at the next batch boundary.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    threading.Thread(target=_follow_stop, args=(stop,), daemon=True).start()
+
+
+def _follow_stop(stop: Any) -> None:
+    """Turn the parent's stop request into this worker's own: a signal may not reach it
+    (``kill PID`` of the parent alone) or may come just before the trial's handler is set."""
+    while not stop.value:
+        time.sleep(0.1)
+    if interrupts.REQUEST.signum is None:
+        interrupts.REQUEST.signum = int(stop.value)  # like a first signal: stop at a safe point
+
+
+def _note_signal(signum: int, frame: Any) -> None:
+    """A worker's signal handler: only ever asks for a stop at the next safe point.
+
+    A Ctrl-C reaches a worker both as a signal and through _follow_stop, in either order
+    (the handler waits while TensorFlow runs C++ code), so a second request must not
+    raise at once as it does in the main process; the main process kills a worker that
+    does not stop after a second Ctrl-C.
+    """
+    if interrupts.REQUEST.signum is None:
+        interrupts.REQUEST.signum = signum
+
+
+def run_trial(base: str, assignments: list[str], runs_dir: str, name: str) -> dict[str, Any]:
+    """Train one trial (in this process or a worker); never raises for a failed trial.
+
+    ``name`` is the trial's own run name, so its folder is found exactly even when it
+    fails, whatever other trials do in the same ``runs_dir`` at the same time.
+    """
+    started = time.perf_counter()
+    before = folders_named(Path(runs_dir), name)
+    outcome: dict[str, Any]
+    try:
+        with interrupts.handling_signals():  # in a worker too: stop at a batch boundary
+            if _STOP is not None:  # a worker process
+                if _STOP.value:  # the sweep stopped before this trial began
+                    raise interrupts.interrupt_for(int(_STOP.value))
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, _note_signal)
+            from dltool.api import train
+
+            result = train(base, overrides=assignments, runs_dir=runs_dir, name=name, quiet=True)
+        outcome = {"status": "completed", "run": str(result.path), "metrics": result.metrics}
+    except DltoolError as error:
+        outcome = {"status": "failed", "error": error.lines[0] if error.lines else str(error), "exit_code": int(error.exit_code)}  # fmt: skip
+    except KeyboardInterrupt as interrupt:
+        which = interrupts.signal_of(interrupt).name
+        outcome = {"status": "interrupted", "signal": which, "error": f"stopped by {which}; --resume trains it again"}  # fmt: skip
+    except Exception as error:  # a bug must not stop the other trials
+        outcome = {"status": "failed", "error": f"internal error: {type(error).__name__}: {error}", "exit_code": 1}  # fmt: skip
+    if "run" not in outcome:
+        created = sorted(folders_named(Path(runs_dir), name) - before)
+        outcome["run"] = str(created[-1]) if created else ""
+    outcome["duration_s"] = round(time.perf_counter() - started, 2)
+    return outcome
+
+
+Report = Callable[[Trial, dict[str, Any]], None]
+
+
+def execute(directory: SweepDir, jobs: int, report: Report) -> None:
+    """Run every trial not finished yet, ``jobs`` at a time; Ctrl-C keeps finished trials.
+
+    After Ctrl-C (or SIGTERM) no new trial starts; trials in flight stop at their next
+    batch and are recorded as ``interrupted`` with their run folders (marked so too).
+
+    Raises:
+        KeyboardInterrupt: after recording every trial that started.
+    """
+    todo = [t for t in directory.trials if t.number not in directory.results]
+    if jobs > 1:
+        _execute_parallel(directory, todo, jobs, report)
+    else:
+        for trial in todo:
+            interrupts.raise_if_requested()  # a safe point between trials
+            outcome = run_trial(*_arguments(directory, trial))
+            _keep(directory, trial, outcome, report)
+            if outcome["status"] == "interrupted":
+                raise interrupts.interrupt_for(signal.Signals[outcome["signal"]])
+    interrupts.raise_if_requested()
+
+
+def _arguments(directory: SweepDir, trial: Trial) -> tuple[str, list[str], str, str]:
+    """``run_trial``'s arguments for ``trial``."""
+    assignments = trial.assignments(directory.sweep.overrides)
+    return directory.sweep.base, assignments, str(directory.runs_dir), directory.run_name(trial)
+
+
+def _keep(directory: SweepDir, trial: Trial, outcome: dict[str, Any], report: Report) -> None:
+    if outcome["status"] == "interrupted" and not outcome["run"]:
+        return  # stopped before its run folder existed: nothing to keep, --resume runs it
+    directory.record(trial, outcome)
+    report(trial, outcome)
+
+
+@dataclass
+class _InFlight:
+    trial: Trial
+    existing: set[Path]  # the trial's run folders before it started (from earlier sweeps)
+    started: float
+
+
+def _execute_parallel(directory: SweepDir, todo: list[Trial], jobs: int, report: Report) -> None:
+    """At most ``jobs`` trials in flight, so a stop request cancels every trial not started."""
+    import multiprocessing
+
+    # spawn: each worker starts its own TensorFlow, which is not fork-safe.
+    context = multiprocessing.get_context("spawn")
+    stop = context.Value(
+        "i", 0, lock=False
+    )  # the signal that stopped the sweep, for the workers; 0 = none
+    queue = list(todo)
+    in_flight: dict[Future[dict[str, Any]], _InFlight] = {}
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(stop,))  # fmt: skip
+
+    pool = new_pool()
+    try:
+        while queue or in_flight:
+            if interrupts.stop_requested() and not stop.value:
+                stop.value = interrupts.REQUEST.signum or signal.SIGINT
+            while queue and len(in_flight) < jobs and not stop.value:
+                trial = queue.pop(0)
+                existing = folders_named(directory.runs_dir, directory.run_name(trial))
+                try:
+                    future = pool.submit(run_trial, *_arguments(directory, trial))
+                except BrokenProcessPool:
+                    # A worker died (killed, out of memory): the executor refuses new work, so
+                    # the next trials get a new one; the trials it was running count as failed.
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = new_pool()
+                    future = pool.submit(run_trial, *_arguments(directory, trial))
+                in_flight[future] = _InFlight(trial, existing, time.perf_counter())
+            if not in_flight:
+                break  # stopped: the rest never started
+            done, _ = wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in done:
+                _collect(directory, in_flight.pop(future), future, report)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop the trials in flight at once
+        stop.value = stop.value or signal.SIGINT
+        _stop_now(directory, pool, in_flight, report)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _collect(directory: SweepDir, flight: _InFlight, future: Future[dict[str, Any]] | None, report: Report) -> None:  # fmt: skip
+    """Record a trial that ended, or (``future`` None) one whose worker was killed."""
+    try:
+        if future is None:
+            raise ChildProcessError("killed after a second Ctrl-C")
+        outcome = future.result()
+    except Exception as error:  # the worker process died (killed, out of memory)
+        name = directory.run_name(flight.trial)
+        created = sorted(folders_named(directory.runs_dir, name) - flight.existing)
+        status = "interrupted" if future is None else "failed"
+        outcome = {"status": status, "error": f"worker process died: {error}", "exit_code": 1, "run": str(created[-1]) if created else "", "duration_s": round(time.perf_counter() - flight.started, 2)}  # fmt: skip
+        if created:
+            _mark(RunDir(created[-1]), status, outcome["error"])
+    _keep(directory, flight.trial, outcome, report)
+
+
+def _mark(run: RunDir, status: str, error: str) -> None:
+    """Say in run.json that a run whose process died is not running any more."""
+    if (run.path / RUN_JSON).is_file() and run.info().get("status") == STATUS_RUNNING:
+        run.mark(status, error=error)
+
+
+def _stop_now(directory: SweepDir, pool: ProcessPoolExecutor, in_flight: dict[Future[dict[str, Any]], _InFlight], report: Report) -> None:  # fmt: skip
+    """Interrupt the workers now; a trial still running after 5 s is killed, its folder marked."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # the executor's table
+    with interrupts.deferred_signals():  # yet another Ctrl-C must not skip the kill below
+        done, _ = wait(in_flight, timeout=5)  # they were asked to stop at their next batch
+        for future in done:
+            _collect(directory, in_flight.pop(future), future, report)
+        for process in workers:
+            process.kill()
+        for flight in in_flight.values():
+            _collect(directory, flight, None, report)
+        in_flight.clear()

@@ -1,0 +1,210 @@
+"""A sweep's folder: sweep.yaml, trials.csv, best.json, sweep.png and the trials' runs/."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dltool.errors import InputError
+from dltool.metrics import SPLITS, higher_is_better
+from dltool.rundir import METRICS, RunDir, read_json_object, write_csv, write_json, write_yaml
+from dltool.sweep.spec import SweepConfig, Trial, load_sweep, plan
+
+SWEEP_FILE = "sweep.yaml"  # the sweep file as run, with the file it came from
+TRIALS = "trials.csv"  # a row per finished or interrupted trial
+BEST = "best.json"  # the best completed trial
+PLOT = "sweep.png"
+RUNS = "runs"  # the trials' run folders
+
+
+class SweepDir:
+    """A sweep's folder: sweep.yaml, trials.csv, best.json, sweep.png, runs/."""
+
+    def __init__(self, path: Path, sweep: SweepConfig, trials: list[Trial], prefix: str) -> None:
+        self.path, self.sweep, self.trials = path, sweep, trials
+        self.prefix = prefix  # the base experiment's name; trial runs are PREFIX-trialN
+        self.results: dict[int, dict[str, Any]] = {}  # finished: completed or failed
+        self.stopped: dict[int, dict[str, Any]] = {}  # interrupted with a run folder
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.path / RUNS
+
+    def run_name(self, trial: Trial) -> str:
+        """The trial's own run name, e.g. ``student-overfit-trial3`` (zero-padded past 9)."""
+        suffix = f"-trial{trial.number:0{len(str(len(self.trials)))}d}"
+        return self.prefix[: 80 - len(suffix)] + suffix  # run names are at most 80 characters
+
+    def record(self, trial: Trial, outcome: dict[str, Any]) -> None:
+        """Keep a trial's outcome and rewrite trials.csv; an interrupted one is redone by --resume."""
+        if outcome["status"] == "interrupted":
+            self.stopped[trial.number] = outcome
+        else:
+            self.stopped.pop(trial.number, None)
+            self.results[trial.number] = outcome
+        self.write()
+
+    @property
+    def trials_file(self) -> Path:
+        return self.path / TRIALS
+
+    def metric_value(self, outcome: dict[str, Any], key: str) -> float | None:
+        """A trial's final ``split.metric``, if it has a number for it."""
+        split, _, name = key.partition(".")
+        value = outcome.get("metrics", {}).get(split, {}).get(name)
+        return float(value) if isinstance(value, int | float) else None
+
+    def _columns(self) -> tuple[list[str], list[str]]:
+        """``split.metric`` columns for every final value any trial has (the sweep's own
+        metric always), then ``gap.metric`` for each metric with train and validation values."""
+        seen: dict[tuple[str, str], None] = {}
+        for outcome in self.results.values():
+            for split in SPLITS:
+                for name, value in outcome.get("metrics", {}).get(split, {}).items():
+                    if isinstance(value, int | float):
+                        seen[(split, name)] = None
+        own = self.sweep.metric.split(".", 1)[1]
+        names = list(dict.fromkeys([*(name for _, name in seen), own]))
+        names.sort(key=lambda name: name != "loss")  # loss first, then in metrics.json order
+        values = [f"{s}.{n}" for s in SPLITS for n in names if (s, n) in seen or n == own]
+        gaps = [
+            f"gap.{n}"
+            for n in names
+            if n == own or (("train", n) in seen and ("validation", n) in seen)
+        ]
+        return values, gaps
+
+    def rows(self) -> tuple[list[str], list[list[Any]]]:
+        keys = list(self.trials[0].values) if self.trials else []
+        values, gaps = self._columns()
+        header = ["trial", *keys, "seed", "status", *values, *gaps, "duration_s", "run", "error"]
+        rows = []
+        for trial in self.trials:
+            outcome = self.results.get(trial.number) or self.stopped.get(trial.number)
+            if outcome is None:
+                continue
+            varied = [json.dumps(trial.values[k]) if isinstance(trial.values[k], list | dict) else trial.values[k] for k in keys]  # fmt: skip
+            rows.append([trial.number, *varied, trial.seed, outcome["status"], *(self.metric_value(outcome, c) for c in values), *(self._gap(outcome, c.split(".", 1)[1]) for c in gaps), outcome.get("duration_s"), Path(outcome.get("run", "")).name, outcome.get("error", "")])  # fmt: skip
+        return header, rows
+
+    def _gap(self, outcome: dict[str, Any], name: str) -> float | None:
+        """Positive = the model does better on data it trained on: overfitting."""
+        train_value = self.metric_value(outcome, f"train.{name}")
+        validation_value = self.metric_value(outcome, f"validation.{name}")
+        if train_value is None or validation_value is None:
+            return None
+        if higher_is_better(name):
+            return train_value - validation_value
+        return validation_value - train_value
+
+    def best(self) -> dict[str, Any] | None:
+        scored = [
+            (self.metric_value(o, self.sweep.metric), n)
+            for n, o in self.results.items()
+            if o["status"] == "completed"
+        ]
+        scored = [(v, n) for v, n in scored if v is not None and math.isfinite(v)]
+        if not scored:
+            return None
+        value, number = (max if self.sweep.maximize else min)(scored)
+        trial = self.trials[number - 1]
+        return {"trial": number, "metric": self.sweep.metric, "value": value, "values": trial.values, "seed": trial.seed, "run": self.results[number].get("run")}  # fmt: skip
+
+    def write(self) -> None:
+        header, rows = self.rows()
+        write_csv(self.path / TRIALS, header, rows)
+        best = self.best()
+        if best is not None:
+            write_json(self.path / BEST, best)
+
+    def load_finished(self) -> None:
+        """Trials of an earlier run of this sweep (for --resume): completed ones are kept,
+        interrupted ones stay listed (with their folders) until they are trained again."""
+        import csv
+
+        table = self.path / TRIALS
+        if not table.is_file():
+            return
+        with open(table, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                number, status = int(row["trial"]), row.get("status")
+                run = self.runs_dir / row["run"]
+                duration = float(row["duration_s"] or 0)
+                if status == "interrupted" and row["run"]:
+                    self.stopped[number] = {"status": status, "run": str(run), "duration_s": duration, "error": row.get("error", "")}  # fmt: skip
+                if status != "completed":
+                    continue
+                metrics = read_json_object(run / METRICS)
+                self.results[number] = {"status": "completed", "run": str(run), "metrics": metrics, "duration_s": duration}  # fmt: skip
+
+
+def create(sweep: SweepConfig, source: Path, runs_dir: Path) -> SweepDir:
+    from dltool.config import load_config
+
+    base = load_config(Path(sweep.base), sweep.overrides)  # also validates the base
+    trials = plan(sweep, base.seed)
+    for trial in trials[:1]:  # the trial keys must fit the base config
+        load_config(Path(sweep.base), trial.assignments(sweep.overrides))
+    folder = RunDir.create(runs_dir, f"{sweep.name}-sweep").path
+    write_yaml(folder / SWEEP_FILE, {**sweep.model_dump(mode="json"), "source": str(source)})
+    return SweepDir(folder, sweep, trials, base.name)
+
+
+def reopen(folder: Path) -> SweepDir:
+    """An earlier sweep folder, with its finished trials (``--resume``).
+
+    Raises:
+        InputError: not a sweep folder.
+        ConfigError: its sweep file or base experiment no longer validates.
+    """
+    if not (folder / SWEEP_FILE).is_file():
+        raise InputError(f"{folder}: not a sweep folder (no {SWEEP_FILE})")
+    sweep = load_sweep(folder / SWEEP_FILE, recorded=True)
+    from dltool.config import load_config
+
+    base = load_config(Path(sweep.base), sweep.overrides)
+    directory = SweepDir(folder, sweep, plan(sweep, base.seed), base.name)
+    directory.load_finished()
+    return directory
+
+
+def plot(directory: SweepDir) -> Path | None:
+    """``sweep.png``: train and validation values of the sweep's metric, per trial."""
+    header, rows = directory.rows()
+    name = directory.sweep.metric.split(".", 1)[1]
+    done = [r for r in rows if r[header.index("status")] == "completed"]
+    if not done:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dltool.rundir import atomic_path
+
+    labels = [directory.trials[r[0] - 1].label() or f"trial {r[0]}" for r in done]
+    positions = np.arange(len(done))
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.7 * len(done) + 2), 4.2))
+    for offset, split in ((-0.2, "train"), (0.2, "validation")):
+        values = [r[header.index(f"{split}.{name}")] for r in done]
+        axis.bar(
+            positions + offset,
+            [v if v is not None else np.nan for v in values],
+            width=0.4,
+            label=split,
+        )
+    axis.set_xticks(positions, labels=labels, rotation=45, ha="right", fontsize=8)
+    axis.set_ylabel(name)
+    axis.set_title(f"{directory.sweep.name}: {name} per trial (gap = overfitting)")
+    axis.legend()
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    target = directory.path / PLOT
+    with atomic_path(target, suffix=".png") as temporary:
+        figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    return target
