@@ -368,3 +368,53 @@ def test_a_killed_worker_fails_its_trial_and_the_sweep_goes_on(tmp_path: Path) -
     assert all("worker process died" in r["error"] for r in failed)
     assert rows[-1]["status"] == "completed"  # started after the kill, in a new executor
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("metric", "mode", "best"),
+    [
+        ("validation.accuracy", "auto", 2),
+        ("validation.top_3_accuracy", "auto", 2),
+        ("validation.loss", "auto", 3),
+        ("test.mean_absolute_error", "auto", 3),
+        ("validation.accuracy", "min", 3),
+        ("validation.loss", "max", 2),
+    ],
+)
+def test_best_trial_follows_the_metrics_direction(
+    tmp_path: Path, metric: str, mode: str, best: int
+) -> None:
+    path = _files(tmp_path, {"metric": metric, "mode": mode, "grid": {"training.epochs": [1, 2, 3, 4]}})  # fmt: skip
+    sweep = load_sweep(path)
+    directory = sweeps.SweepDir(tmp_path, sweep, plan(sweep, 0), "tiny")
+    split, _, name = metric.partition(".")
+    # Trial 2 has the highest value, trial 3 the lowest, trial 4 failed with a better one.
+    for number, value in [(1, 0.5), (2, 0.9), (3, 0.1)]:
+        directory.results[number] = {"status": "completed", "metrics": {split: {name: value}}}
+    directory.results[4] = {"status": "failed", "metrics": {split: {name: 100.0 if best == 2 else -1.0}}}  # fmt: skip
+    chosen = directory.best()
+    assert chosen is not None
+    assert (chosen["trial"], chosen["value"]) == (best, {1: 0.5, 2: 0.9, 3: 0.1}[best])
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        ("sweep.yaml", r"sweep\.yaml: line \d+"),
+        ("base.yaml", r"base\.yaml: training\.epochs: out of range"),
+    ],
+)
+def test_resume_of_a_sweep_whose_files_no_longer_parse_is_refused(
+    run_cli: Cli, tmp_path: Path, broken: str, message: str
+) -> None:
+    path = _files(tmp_path, {"grid": {"training.epochs": [1, 2]}})
+    folder = sweeps.open_sweep(path, tmp_path / "runs", resume=False).path
+    if broken == "sweep.yaml":
+        (folder / "sweep.yaml").write_text("name: s\ngrid: [unclosed\n")
+    else:
+        (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_config(training={"epochs": 0})))
+    result = run_cli("sweep", folder, "--resume", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2, result.stderr
+    assert re.search(message, result.stderr), result.stderr
+    assert "internal error" not in result.stderr
+    assert not (folder / "trials.csv").exists()
