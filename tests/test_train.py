@@ -361,7 +361,7 @@ def test_batch_larger_than_data(
 def test_labels_checked_against_outputs() -> None:
     from dltool.data import Dataset
     from dltool.errors import DataError
-    from dltool.training import check_labels
+    from dltool.prepare import check_labels
 
     config = validate_config(
         tiny_config(

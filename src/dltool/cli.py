@@ -2,6 +2,9 @@
 
 Never import Keras or TensorFlow at module level here: ``--help``, ``validate``
 and ``layers`` must start instantly. Commands that train import them lazily.
+
+Longer than 400 lines because it declares every command and option: each command's
+body is a few lines that call the module owning the work.
 """
 
 from __future__ import annotations

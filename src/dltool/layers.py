@@ -10,6 +10,8 @@ This module must stay importable without Keras (``dltool validate`` and
 
 Adding a layer = one spec class + one :data:`LAYERS` entry + its ``example``
 (the registry test builds every entry from it).
+
+Longer than 400 lines because it is a table: one short spec class per layer type.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+
+from dltool.schema import Strict
 
 if TYPE_CHECKING:
     import keras
@@ -60,11 +64,13 @@ Pair = Annotated[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
 Number = Annotated[float, BeforeValidator(_to_number)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Frozen(Strict):
+    """A layer spec is a value: hashable, never changed after validation."""
+
+    model_config = ConfigDict(frozen=True)  # extra="forbid" comes from Strict
 
 
-class RegularizerSpec(_Strict):
+class RegularizerSpec(_Frozen):
     """Weight penalty added to the loss: ``l1 * sum(|w|) + l2 * sum(w**2)``."""
 
     l1: float = Field(0.0, ge=0.0, description="L1 factor (sparsity); try 1.0e-5 to 1.0e-3")
@@ -85,7 +91,7 @@ class BuildContext:
     default_regularizer: RegularizerSpec | None = None  # training.regularization
 
 
-class LayerSpec(_Strict):
+class LayerSpec(_Frozen):
     """Base class of every registry entry."""
 
     type: str

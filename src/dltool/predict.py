@@ -33,6 +33,9 @@ from dltool.inputs import (
 )
 from dltool.rundir import (
     CONFIG,
+    EVALUATION_MATRIX,
+    EVALUATION_MATRIX_PLOT,
+    EVALUATION_METRICS,
     EVALUATIONS_DIR,
     MODEL,
     PREDICTIONS_DIR,
@@ -281,12 +284,12 @@ def evaluate_file(run: TrainedRun, data_path: Path, batch_size: int) -> Evaluate
     folder = RunDir(run.path).new_output(EVALUATIONS_DIR)  # created only now: the input was good
     if report is not None:
         matrix = report["confusion_matrix"]
-        write_json(folder / "confusion_matrix.json", matrix)
+        write_json(folder / EVALUATION_MATRIX, matrix)
         plots.confusion_matrix(
-            matrix["rows_true_columns_predicted"], matrix["labels"], folder / "confusion_matrix.png"
+            matrix["rows_true_columns_predicted"], matrix["labels"], folder / EVALUATION_MATRIX_PLOT
         )
     write_json(
-        folder / "metrics.json",
+        folder / EVALUATION_METRICS,
         {"data": str(data_path), "examples": scores.rows, "metrics": metrics, "classes": report},
     )
     return EvaluateResult(folder, metrics, report, scores.rows, spec.notes)

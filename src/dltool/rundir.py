@@ -5,6 +5,10 @@ creates it or fails, so two processes starting the same name at the same moment
 get different folders. Every file is written to a temporary file in the same
 folder, flushed to disk and renamed over its final name, so a crash never
 leaves a half-written file where a complete one is expected.
+
+This module owns the run folder: every file name, the folder-name pattern, opening
+a run in a given state, its status and its checkpoint. Longer than 400 lines for that
+reason; nothing else in dltool spells a run-folder file name.
 """
 
 from __future__ import annotations
@@ -52,7 +56,10 @@ CONFUSION_MATRIX = "plots/confusion_matrix.png"
 CHECKPOINT_DIR = "checkpoint"  # resumable state while a run is not completed
 CHECKPOINT_POINTER = "checkpoint/latest.json"  # which checkpoint file, which epoch
 PREDICTIONS_DIR = "predictions"  # dltool predict's default outputs
-EVALUATIONS_DIR = "evaluations"  # dltool evaluate's outputs
+EVALUATIONS_DIR = "evaluations"  # dltool evaluate's outputs, one folder each holding:
+EVALUATION_METRICS = METRICS  # the data file, example count, metrics and per-class report
+EVALUATION_MATRIX = "confusion_matrix.json"  # rows are true classes, columns predicted
+EVALUATION_MATRIX_PLOT = "confusion_matrix.png"
 
 RUN_FILES = (CONFIG, RUN_JSON, HISTORY, METRICS, PREDICTIONS, MODEL, SUMMARY, LEARNING_CURVES)  # a completed run has at least these  # fmt: skip
 

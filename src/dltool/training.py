@@ -2,12 +2,12 @@
 
 Order matters: everything that can refuse the experiment (data, labels, model
 shapes) happens before the run folder is created, so a refused config leaves
-nothing behind. From then on the folder always says where the run got to.
+nothing behind (that part is :mod:`dltool.prepare`). From then on the folder
+always says where the run got to.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import platform
@@ -15,7 +15,6 @@ import secrets
 import shlex
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 from rich.console import Console
 
 from dltool import __version__
-from dltool.backend import IMPORT_SECONDS, import_keras
+from dltool.backend import import_keras
 
 import_keras()  # quiet TensorFlow's start-up before the first ``import keras``
 
@@ -40,12 +39,11 @@ from dltool.callbacks import (  # noqa: E402
     make_callbacks,
 )
 from dltool.config import ExperimentConfig, resolved_dict  # noqa: E402
-from dltool.data import Dataset, load_dataset  # noqa: E402
-from dltool.errors import DataError, DltoolError, TrainingError  # noqa: E402
+from dltool.data import Dataset  # noqa: E402
+from dltool.errors import DltoolError, TrainingError  # noqa: E402
 from dltool.evaluation import (  # noqa: E402
     class_report,
     loss_first,
-    model_labels,
     predict,
     predictions_table,
 )
@@ -56,8 +54,9 @@ from dltool.interrupts import (  # noqa: E402
     stop_of,
 )
 from dltool.metrics import SPLITS  # noqa: E402
-from dltool.model import build_model, compile_model, model_summary, save_model  # noqa: E402
+from dltool.model import compile_model, model_summary, save_model  # noqa: E402
 from dltool.pipelines import make_pipeline, make_train_pipeline  # noqa: E402
+from dltool.prepare import Prepared, prepare  # noqa: E402
 from dltool.rundir import (  # noqa: E402
     CONFIG,
     CONFUSION_MATRIX,
@@ -92,67 +91,6 @@ class RunResult:
     epochs_run: int = 0
 
 
-# ------------------------------------------------------------------------ data
-
-
-def check_inputs(dataset: Dataset, config: ExperimentConfig, source: str) -> None:
-    """Refuse inputs the model cannot take, or would train on silently wrong (NaN)."""
-    problems: list[str] = []
-    expected_shape = list(config.model.input_shape)
-    for split, (x, _) in dataset.splits().items():
-        if list(x.shape[1:]) != expected_shape:
-            problems.append(
-                f"{source}: model.input_shape: does not match the data (received "
-                f"{expected_shape}; expected {list(x.shape[1:])}, the shape of one {split} example)"
-            )
-            break
-        if not np.isfinite(x).all():
-            rows = np.unique(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[:, 0])[:5]
-            problems.append(f"data: {split} rows {rows.tolist()} contain NaN or infinity")
-    if problems:
-        raise DataError(*problems)
-
-
-def check_labels(dataset: Dataset, config: ExperimentConfig, outputs: int) -> None:
-    """Refuse labels the loss cannot use (Keras gives NaN on GPU for out-of-range classes)."""
-    problems: list[str] = []
-    task = config.task
-    for split, (_, y) in dataset.splits().items():
-        labels = np.asarray(y).reshape(len(y), -1)
-        if task == "binary":
-            bad = np.unique(labels[(labels != 0) & (labels != 1)])
-            if bad.size:
-                problems.append(
-                    f"data: {split} labels {bad[:5].tolist()} are not 0 or 1 "
-                    f"(binary_crossentropy expects 0/1 labels)"
-                )
-        elif task == "multiclass" and labels.shape[1] == 1:
-            out_of_range = (labels < 0) | (labels >= outputs) | (labels != np.round(labels))
-            bad = np.unique(labels[out_of_range])
-            if bad.size:
-                names = dataset.class_names or []
-                shown = [
-                    names[int(b)] if 0 <= b < len(names) and b == int(b) else b
-                    for b in bad[:5].tolist()
-                ]
-                problems.append(
-                    f"data: {split} labels {shown} are out of range for {outputs} "
-                    f"output units (expected integers 0..{outputs - 1}"
-                    + (
-                        f"; the data has {len(names)} classes, so the last layer needs {len(names)} units)"
-                        if len(names) > outputs
-                        else ")"
-                    )
-                )
-    if problems:
-        raise DataError(*problems)
-
-
-def _prepare_labels(y: np.ndarray, config: ExperimentConfig, outputs: int) -> np.ndarray:
-    one_hot = config.training.loss == "categorical_crossentropy"
-    return model_labels(y, config.task, one_hot, outputs)
-
-
 # ----------------------------------------------------------------------- train
 
 
@@ -165,80 +103,6 @@ def versions() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-
-
-class Clock:
-    """Seconds spent per phase of a run (data, build, fit, evaluate, save)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        if IMPORT_SECONDS:
-            self.seconds["import"] = round(IMPORT_SECONDS[0], 3)
-
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(
-                self.seconds.get(name, 0.0) + time.perf_counter() - started, 3
-            )
-
-
-@dataclass
-class Prepared:
-    """Everything a fit needs, checked: refusals happen while building this."""
-
-    config: ExperimentConfig
-    dataset: Dataset
-    model: keras.Model
-    batch_size: int
-    labels: dict[str, np.ndarray]
-    clock: Clock
-
-
-def prepare(
-    config: ExperimentConfig,
-    source: str,
-    console: Console,
-    smoke: bool,
-    model: keras.Model | None = None,
-) -> Prepared:
-    """Load and check the data and build (or take) the model; nothing is written.
-
-    Raises:
-        ConfigError, DataError: the experiment is refused.
-    """
-    seed = config.seed if config.seed is not None else 0
-    keras.utils.set_random_seed(seed)
-    clock = Clock()
-    with clock.phase("data"):
-        dataset = load_dataset(config.data, seed, config.task)
-        if smoke:
-            _shrink(dataset)
-        check_inputs(dataset, config, source)
-    with clock.phase("build"):
-        if model is None:
-            model = build_model(
-                config,
-                dataset.x_train,
-                source,
-                normalize_inputs=bool(dataset.notes.get("normalize")),
-            )
-    outputs = int(model.output_shape[-1])
-    check_labels(dataset, config, outputs)
-    batch_size = config.training.batch_size
-    if batch_size > len(dataset.x_train):
-        console.print(
-            f"[yellow]note[/yellow]: training.batch_size {batch_size} is larger than the "
-            f"{len(dataset.x_train)} training rows; using {len(dataset.x_train)}"
-        )
-        batch_size = len(dataset.x_train)
-    labels = {
-        name: _prepare_labels(y, config, outputs) for name, (_, y) in dataset.splits().items()
-    }
-    return Prepared(config, dataset, model, batch_size, labels, clock)
 
 
 def fingerprint(config: ExperimentConfig) -> str:
@@ -528,18 +392,6 @@ def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[s
         if log.rows:
             plots.learning_curves(log.rows, run.file(LEARNING_CURVES))
     return metrics
-
-
-SMOKE_ROWS = 256  # rows kept per split by --smoke: enough to exercise every code path
-
-
-def _shrink(dataset: Dataset) -> None:
-    """Keep the first SMOKE_ROWS rows of each split (the splits are already shuffled)."""
-    for split in ("train", "val", "test"):
-        for part in ("x", "y"):
-            array = getattr(dataset, f"{part}_{split}")
-            if array is not None:
-                setattr(dataset, f"{part}_{split}", array[:SMOKE_ROWS])
 
 
 def _announce(
