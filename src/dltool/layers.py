@@ -8,8 +8,9 @@ can only name layers listed here, never a Python import path.
 This module must stay importable without Keras (``dltool validate`` and
 ``dltool layers`` use it); Keras is imported inside :meth:`LayerSpec.build`.
 
-Adding a layer = one spec class + one :data:`LAYERS` entry + its ``example``
-(the registry test builds every entry from it).
+Adding a layer = one spec class (its fields, ``keras_class`` and ``example``) + one
+:data:`LAYERS` entry; the registry test builds every entry from its example. A spec
+whose arguments differ from its fields overrides :meth:`LayerSpec.arguments`.
 
 Longer than 400 lines because it is a table: one short spec class per layer type.
 """
@@ -100,9 +101,16 @@ class LayerSpec(_Frozen):
     # A minimal valid YAML mapping and an input shape it accepts (used by docs and tests).
     example: ClassVar[dict[str, Any]] = {}
     example_input_shape: ClassVar[tuple[int, ...]] = (8,)
+    keras_class: ClassVar[str] = ""  # the ``keras.layers`` class this spec builds
+
+    def arguments(self, context: BuildContext) -> dict[str, Any]:
+        """The Keras arguments: every field but ``type`` (field names are Keras' own)."""
+        return {name: getattr(self, name) for name in type(self).model_fields if name != "type"}
 
     def build(self, context: BuildContext) -> keras.layers.Layer:
-        raise NotImplementedError  # every registered subclass overrides this
+        import keras
+
+        return getattr(keras.layers, self.keras_class)(**self.arguments(context))
 
 
 class _KernelRegularized(LayerSpec):
@@ -113,6 +121,9 @@ class _KernelRegularized(LayerSpec):
     def _regularizer(self, context: BuildContext) -> Any:
         spec = self.kernel_regularizer or context.default_regularizer
         return spec.to_keras() if spec else None
+
+    def arguments(self, context: BuildContext) -> dict[str, Any]:
+        return {**super().arguments(context), "kernel_regularizer": self._regularizer(context)}
 
 
 class Dense(_KernelRegularized):
@@ -126,16 +137,7 @@ class Dense(_KernelRegularized):
     has_weights = True
     example = {"type": "dense", "units": 4, "activation": "relu"}
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.Dense(
-            units=self.units,
-            activation=self.activation,
-            use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self._regularizer(context),
-        )
+    keras_class = "Dense"
 
 
 class Dropout(LayerSpec):
@@ -145,10 +147,7 @@ class Dropout(LayerSpec):
     summary = "randomly zeroes a fraction of inputs while training (regularization)"
     example = {"type": "dropout", "rate": 0.5}
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.Dropout(rate=self.rate)
+    keras_class = "Dropout"
 
 
 class ActivationLayer(LayerSpec):
@@ -158,10 +157,7 @@ class ActivationLayer(LayerSpec):
     summary = "applies an activation function on its own"
     example = {"type": "activation", "activation": "relu"}
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.Activation(self.activation)
+    keras_class = "Activation"
 
 
 class BatchNormalization(LayerSpec):
@@ -174,12 +170,7 @@ class BatchNormalization(LayerSpec):
     has_weights = True
     example = {"type": "batch_normalization"}
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.BatchNormalization(
-            axis=self.axis, momentum=self.momentum, epsilon=self.epsilon
-        )
+    keras_class = "BatchNormalization"
 
 
 class Flatten(LayerSpec):
@@ -189,10 +180,7 @@ class Flatten(LayerSpec):
     example = {"type": "flatten"}
     example_input_shape = (4, 4, 2)
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.Flatten()
+    keras_class = "Flatten"
 
 
 class Conv2D(_KernelRegularized):
@@ -210,19 +198,7 @@ class Conv2D(_KernelRegularized):
     example = {"type": "conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"}
     example_input_shape = (8, 8, 1)
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.Conv2D(
-            filters=self.filters,
-            kernel_size=self.kernel_size,
-            strides=self.strides,
-            padding=self.padding,
-            activation=self.activation,
-            use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self._regularizer(context),
-        )
+    keras_class = "Conv2D"
 
 
 class _Pooling2D(LayerSpec):
@@ -237,10 +213,7 @@ class MaxPooling2D(_Pooling2D):
     summary = "keeps the maximum of each pool_size window"
     example = {"type": "max_pooling2d", "pool_size": 2}
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.MaxPooling2D(self.pool_size, self.strides, self.padding)
+    keras_class = "MaxPooling2D"
 
 
 class AveragePooling2D(_Pooling2D):
@@ -248,10 +221,7 @@ class AveragePooling2D(_Pooling2D):
     summary = "keeps the mean of each pool_size window"
     example = {"type": "average_pooling2d", "pool_size": 2}
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.AveragePooling2D(self.pool_size, self.strides, self.padding)
+    keras_class = "AveragePooling2D"
 
 
 class GlobalAveragePooling2D(LayerSpec):
@@ -260,10 +230,7 @@ class GlobalAveragePooling2D(LayerSpec):
     example = {"type": "global_average_pooling2d"}
     example_input_shape = (8, 8, 3)
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.GlobalAveragePooling2D()
+    keras_class = "GlobalAveragePooling2D"
 
 
 class Reshape(LayerSpec):
@@ -284,10 +251,7 @@ class Reshape(LayerSpec):
             )
         return self
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.Reshape(tuple(self.target_shape))
+    keras_class = "Reshape"
 
 
 class Rescaling(LayerSpec):
@@ -298,10 +262,7 @@ class Rescaling(LayerSpec):
     summary = "x * scale + offset, e.g. scale: 1/255 maps pixels to [0, 1]"
     example = {"type": "rescaling", "scale": "1/255"}
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.Rescaling(scale=self.scale, offset=self.offset)
+    keras_class = "Rescaling"
 
 
 class Normalization(LayerSpec):
@@ -325,10 +286,7 @@ class Normalization(LayerSpec):
     def needs_adapt(self) -> bool:
         return self.mean is None
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.Normalization(axis=self.axis, mean=self.mean, variance=self.variance)
+    keras_class = "Normalization"
 
 
 class GlobalMaxPooling2D(LayerSpec):
@@ -337,10 +295,7 @@ class GlobalMaxPooling2D(LayerSpec):
     example = {"type": "global_max_pooling2d"}
     example_input_shape = (8, 8, 3)
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.GlobalMaxPooling2D()
+    keras_class = "GlobalMaxPooling2D"
 
 
 class SeparableConv2D(Conv2D):
@@ -348,20 +303,18 @@ class SeparableConv2D(Conv2D):
     summary = "depthwise then pointwise convolution: fewer weights than conv2d"
     example = {"type": "separable_conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"}
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
+    keras_class = "SeparableConv2D"
 
-        return keras.layers.SeparableConv2D(
-            filters=self.filters,
-            kernel_size=self.kernel_size,
-            strides=self.strides,
-            padding=self.padding,
-            activation=self.activation,
-            use_bias=self.use_bias,
-            depthwise_initializer=self.kernel_initializer,
-            pointwise_initializer=self.kernel_initializer,
-            pointwise_regularizer=self._regularizer(context),
-        )
+    def arguments(self, context: BuildContext) -> dict[str, Any]:
+        arguments = super().arguments(context)
+        initializer = arguments.pop("kernel_initializer")
+        del arguments["kernel_regularizer"]
+        return {
+            **arguments,
+            "depthwise_initializer": initializer,
+            "pointwise_initializer": initializer,
+            "pointwise_regularizer": self._regularizer(context),
+        }
 
 
 class SpatialDropout2D(LayerSpec):
@@ -372,10 +325,7 @@ class SpatialDropout2D(LayerSpec):
     example = {"type": "spatial_dropout2d", "rate": 0.2}
     example_input_shape = (8, 8, 3)
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.SpatialDropout2D(rate=self.rate)
+    keras_class = "SpatialDropout2D"
 
 
 class ZeroPadding2D(LayerSpec):
@@ -386,10 +336,7 @@ class ZeroPadding2D(LayerSpec):
     example = {"type": "zero_padding2d", "padding": 2}
     example_input_shape = (8, 8, 1)
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.ZeroPadding2D(padding=self.padding)
+    keras_class = "ZeroPadding2D"
 
 
 # Augmentation: random changes to training images; inactive when evaluating and predicting.
@@ -403,10 +350,7 @@ class RandomFlip(LayerSpec):
     example = {"type": "random_flip"}
     example_input_shape = (8, 8, 3)
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.RandomFlip(mode=self.mode)
+    keras_class = "RandomFlip"
 
 
 class RandomRotation(LayerSpec):
@@ -418,10 +362,7 @@ class RandomRotation(LayerSpec):
     example = {"type": "random_rotation", "factor": 0.05}
     example_input_shape = (8, 8, 1)
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.RandomRotation(factor=self.factor, fill_mode=self.fill_mode)
+    keras_class = "RandomRotation"
 
 
 class RandomZoom(LayerSpec):
@@ -434,14 +375,7 @@ class RandomZoom(LayerSpec):
     example = {"type": "random_zoom", "height_factor": 0.1}
     example_input_shape = (8, 8, 1)
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.RandomZoom(
-            height_factor=self.height_factor,
-            width_factor=self.width_factor,
-            fill_mode=self.fill_mode,
-        )
+    keras_class = "RandomZoom"
 
 
 class RandomTranslation(LayerSpec):
@@ -454,14 +388,7 @@ class RandomTranslation(LayerSpec):
     example = {"type": "random_translation", "height_factor": 0.1, "width_factor": 0.1}
     example_input_shape = (8, 8, 1)
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
-
-        return keras.layers.RandomTranslation(
-            height_factor=self.height_factor,
-            width_factor=self.width_factor,
-            fill_mode=self.fill_mode,
-        )
+    keras_class = "RandomTranslation"
 
 
 class RandomContrast(LayerSpec):
@@ -472,11 +399,11 @@ class RandomContrast(LayerSpec):
     example = {"type": "random_contrast", "factor": 0.2}
     example_input_shape = (8, 8, 3)
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
-        import keras
+    keras_class = "RandomContrast"
 
+    def arguments(self, context: BuildContext) -> dict[str, Any]:
         # value_range must match the pixels: dltool images arrive as 0..255.
-        return keras.layers.RandomContrast(factor=self.factor, value_range=(0, 255))
+        return {**super().arguments(context), "value_range": (0, 255)}
 
 
 LAYERS: dict[str, type[LayerSpec]] = {
