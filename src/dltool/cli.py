@@ -405,7 +405,7 @@ def data(
     """Write the dataset a config trains on (CSV for tables, PNG folders for images) and describe it."""
     from dltool.config import load_config
     from dltool.data import load_dataset
-    from dltool.export import export_dataset, seed_for_splits
+    from dltool.data.export import export_dataset, seed_for_splits
 
     config = load_config(config_path)
     split_seed, note = seed_for_splits(config, seed, config_path)

@@ -93,7 +93,7 @@ def confusion(console: Console, matrix: dict[str, Any]) -> None:
 
 def dataset(console: Console, config: Any, dataset: Any, result: dict[str, Any]) -> None:
     """`dltool data`: the splits, where they were written, and examples per class."""
-    from dltool.export import class_counts
+    from dltool.data.export import class_counts
 
     table = Table(title=f"{config.name}: data.source {config.data.source}", title_justify="left")
     table.add_column("split")
