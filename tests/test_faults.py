@@ -197,10 +197,17 @@ def test_resume_refusals(run_cli: Cli, write_config: Callable[..., Path], tmp_pa
             {**info, "status": "running", "pid": os.getpid(), "host": __import__("platform").node()}
         )
     )
-    running = run_cli("train", "--resume", run)
-    assert (
-        running.stderr
-        == f"error: {run}: the run is still running (pid {os.getpid()}); stop it first\n"
+    with RunDir.open(run).writing():  # as the process that trains it would
+        running = run_cli("train", "--resume", run)
+    assert running.stderr == (
+        f"error: {run}: the run is in use by pid {os.getpid()} on host "
+        f"{__import__('platform').node()} (one process writes a run folder at a time; "
+        "wait for it to end or stop it, then try again)\n"
+    )
+    crashed = run_cli("train", "--resume", run)  # run.json says running, but nobody writes it
+    assert crashed.stderr == (
+        f"error: {run}: no checkpoint to resume from (it stopped before its first one); "
+        "train it again\n"
     )
     assert not (run / "checkpoint").exists()  # a completed run keeps no checkpoint
     (run / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))

@@ -408,7 +408,8 @@ def test_resume_of_a_sweep_whose_files_no_longer_parse_is_refused(
     run_cli: Cli, tmp_path: Path, broken: str, message: str
 ) -> None:
     path = _files(tmp_path, {"grid": {"training.epochs": [1, 2]}})
-    folder = sweeps.open_sweep(path, tmp_path / "runs", resume=False).path
+    with sweeps.open_sweep(path, tmp_path / "runs", resume=False) as directory:
+        folder = directory.path
     if broken == "sweep.yaml":
         (folder / "sweep.yaml").write_text("name: s\ngrid: [unclosed\n")
     else:

@@ -314,8 +314,8 @@ def sweep(
     """Train every variant a sweep file describes; trials.csv compares them, best.json names the best."""
     from dltool import sweep as sweeps
 
-    directory = sweeps.open_sweep(target, runs_dir, resume)
-    code = sweeps.run(directory, jobs, _out())
+    with sweeps.open_sweep(target, runs_dir, resume) as directory:
+        code = sweeps.run(directory, jobs, _out())
     if code:
         raise typer.Exit(int(code))
 

@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import yaml
 
+from dltool import locks
 from dltool.errors import InputError, RunDirError
 
 if TYPE_CHECKING:
@@ -304,15 +305,30 @@ class RunDir:
         return self.update_run_json(status=status, **fields)
 
     @staticmethod
-    def status_of(info: dict[str, Any]) -> str:
-        """run.json's status, or ``crashed`` for a run whose process died while running."""
+    def status_of(info: dict[str, Any], folder: Path | None = None) -> str:
+        """run.json's status, or ``crashed`` for a run whose process died while running.
+
+        A run is running while its writer holds the folder's lock (see :mod:`dltool.locks`);
+        a folder without a lock file falls back to whether run.json's pid is alive.
+        """
         status = str(info.get("status", "unknown"))
-        if status == STATUS_RUNNING and not alive(info.get("pid"), info.get("host")):
-            return STATUS_CRASHED
-        return status
+        if status != STATUS_RUNNING:
+            return status
+        writing = locks.held(folder) if folder is not None else None
+        if writing is None:
+            writing = alive(info.get("pid"), info.get("host"))
+        return STATUS_RUNNING if writing else STATUS_CRASHED
 
     def status(self) -> str:
-        return self.status_of(self.info())
+        return self.status_of(self.info(), self.path)
+
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the run's lock while this process writes the folder.
+
+        Raises:
+            InputError: another process is writing it (names its pid and host).
+        """
+        return locks.hold(self.path, "run")
 
     def missing_files(self) -> list[str]:
         return [name for name in RUN_FILES if not (self.path / name).is_file()]
@@ -378,17 +394,15 @@ class RunDir:
     def require_resumable(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(run.json, checkpoint) of a run that ``--resume`` can continue.
 
+        Call it holding :meth:`writing`: then no other process is writing the run, and
+        a run.json that still says ``running`` is a crashed run's.
+
         Raises:
-            InputError: completed, still running, or stopped before its first checkpoint.
+            InputError: completed, or stopped before its first checkpoint.
         """
         info = self.info()
-        status = self.status_of(info)
-        if status == STATUS_COMPLETED:
+        if info.get("status") == STATUS_COMPLETED:
             raise InputError(f"{self.path}: the run is already completed; nothing to resume")
-        if status == STATUS_RUNNING:
-            raise InputError(
-                f"{self.path}: the run is still running (pid {info.get('pid')}); stop it first"
-            )
         latest = self.checkpoint()
         if latest is None:
             raise InputError(

@@ -30,7 +30,7 @@ class RunInfo:
     @property
     def status(self) -> str:
         """run.json's status, or ``crashed`` for a run whose process died while running."""
-        return RunDir.status_of(self.info)
+        return RunDir.status_of(self.info, self.path)
 
     def value(self, key: str) -> Any:
         """A metric (``test.accuracy``, or ``accuracy`` = the first split that has it),

@@ -169,35 +169,36 @@ def run_training(
         )
 
     run = RunDir.create(runs_dir, config.name)
-    write_yaml(run.file(CONFIG), resolved_dict(config))
-    params = int(model.count_params())
-    dataset = prepared.dataset
-    run.mark(
-        STATUS_RUNNING,
-        name=config.name,
-        config_source=source,
-        started_at=now_iso(),
-        seed=seed,
-        overrides=list(overrides or []),
-        smoke=smoke,
-        params=params,
-        data=dataset.notes,
-        examples={name: len(x) for name, (x, _) in dataset.splits().items()},
-        # What predict/evaluate need to read new inputs like the training data:
-        input_shape=list(config.model.input_shape),
-        feature_names=dataset.feature_names,
-        class_names=dataset.class_names,
-        image_file_scale=image_file_scale(dataset, config.data.source),  # see dltool.inputs
-        task=config.task,
-        fingerprint=fingerprint(config),
-        command=sys.argv,
-        pid=os.getpid(),
-        host=platform.node(),
-        versions=versions(),
-    )
-    write_text(run.file(SUMMARY), model_summary(model))
-    _announce(console, config, dataset, params, run)
-    return _train_and_finish(run, prepared, console, started, first_epoch=0, history=[])
+    with run.writing():  # held until the run ends: a second writer is refused
+        write_yaml(run.file(CONFIG), resolved_dict(config))
+        params = int(model.count_params())
+        dataset = prepared.dataset
+        run.mark(
+            STATUS_RUNNING,
+            name=config.name,
+            config_source=source,
+            started_at=now_iso(),
+            seed=seed,
+            overrides=list(overrides or []),
+            smoke=smoke,
+            params=params,
+            data=dataset.notes,
+            examples={name: len(x) for name, (x, _) in dataset.splits().items()},
+            # What predict/evaluate need to read new inputs like the training data:
+            input_shape=list(config.model.input_shape),
+            feature_names=dataset.feature_names,
+            class_names=dataset.class_names,
+            image_file_scale=image_file_scale(dataset, config.data.source),  # see dltool.inputs
+            task=config.task,
+            fingerprint=fingerprint(config),
+            command=sys.argv,
+            pid=os.getpid(),
+            host=platform.node(),
+            versions=versions(),
+        )
+        write_text(run.file(SUMMARY), model_summary(model))
+        _announce(console, config, dataset, params, run)
+        return _train_and_finish(run, prepared, console, started, first_epoch=0, history=[])
 
 
 def resume_training(folder: Path, console: Console | None = None) -> RunResult:
@@ -213,34 +214,35 @@ def resume_training(folder: Path, console: Console | None = None) -> RunResult:
     console = console or Console()
     started = time.perf_counter()
     run = RunDir.open(folder)
-    info, latest = run.require_resumable()
-    config = run.config()
-    if fingerprint(config) != latest["fingerprint"]:
-        raise InputError(
-            f"{folder}: {CONFIG}'s model, data or optimizer changed since the checkpoint "
-            "(received a different configuration; expected the one the run was trained with)"
+    with run.writing():  # before anything is read: a second --resume is refused at once
+        info, latest = run.require_resumable()
+        config = run.config()
+        if fingerprint(config) != latest["fingerprint"]:
+            raise InputError(
+                f"{folder}: {CONFIG}'s model, data or optimizer changed since the checkpoint "
+                "(received a different configuration; expected the one the run was trained with)"
+            )
+        keras.backend.clear_session()
+        model = load_trained_model(latest["path"])
+        prepared = prepare(
+            config, str(run.path / CONFIG), console, bool(info.get("smoke")), model=model
         )
-    keras.backend.clear_session()
-    model = load_trained_model(latest["path"])
-    prepared = prepare(
-        config, str(run.path / CONFIG), console, bool(info.get("smoke")), model=model
-    )
-    epoch = int(latest["epoch"])
-    resumed = [*info.get("resumed", []), {"at": now_iso(), "from_epoch": epoch}]
-    run.mark(STATUS_RUNNING, pid=os.getpid(), host=platform.node(), resumed=resumed, error=None)
-    console.print(
-        f"[bold]{config.name}[/bold]: resuming {folder} after epoch {epoch} of {config.training.epochs}",
-        highlight=False,
-    )
-    previous = float(info.get("duration_s") or 0.0)
-    return _train_and_finish(
-        run,
-        prepared,
-        console,
-        started - previous,
-        first_epoch=epoch,
-        history=list(latest["history"]),
-    )
+        epoch = int(latest["epoch"])
+        resumed = [*info.get("resumed", []), {"at": now_iso(), "from_epoch": epoch}]
+        run.mark(STATUS_RUNNING, pid=os.getpid(), host=platform.node(), resumed=resumed, error=None)
+        console.print(
+            f"[bold]{config.name}[/bold]: resuming {folder} after epoch {epoch} of {config.training.epochs}",
+            highlight=False,
+        )
+        previous = float(info.get("duration_s") or 0.0)
+        return _train_and_finish(
+            run,
+            prepared,
+            console,
+            started - previous,
+            first_epoch=epoch,
+            history=list(latest["history"]),
+        )
 
 
 def _train_and_finish(

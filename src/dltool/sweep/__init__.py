@@ -23,32 +23,42 @@ folder and its tables), :mod:`.executor` (running trials, in worker processes wi
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from dltool import interrupts
+from dltool import interrupts, locks
 from dltool.errors import ExitCode
 from dltool.rundir import STATUS_COMPLETED
 from dltool.sweep.executor import execute, run_trial
-from dltool.sweep.folder import SweepDir, create, plot, reopen
+from dltool.sweep.folder import SweepDir, create, plot, reopen, require_sweep_folder
 from dltool.sweep.spec import SweepConfig, Trial, load_sweep, plan
 
 __all__ = ["SweepConfig", "SweepDir", "Trial", "load_sweep", "open_sweep", "plan", "run", "run_trial"]  # fmt: skip
 
 
-def open_sweep(target: Path, runs_dir: Path, resume: bool) -> SweepDir:
-    """A new sweep folder for the sweep file ``target``, or (``resume``) the folder ``target``.
+@contextlib.contextmanager
+def open_sweep(target: Path, runs_dir: Path, resume: bool) -> Iterator[SweepDir]:
+    """A new sweep folder for the sweep file ``target``, or (``resume``) the folder ``target``,
+    locked while the body runs: a second process that resumes it is refused at once.
 
     Raises:
-        ConfigError, InputError: the sweep file, its base experiment or the folder is refused.
+        ConfigError, InputError: the sweep file, its base experiment or the folder is refused,
+            or another process is running the sweep (named by pid and host).
     """
     if resume:
-        return reopen(target)
-    return create(load_sweep(target), target, runs_dir)
+        require_sweep_folder(target)
+        with locks.hold(target, "sweep"):
+            yield reopen(target)
+        return
+    directory = create(load_sweep(target), target, runs_dir)
+    with locks.hold(directory.path, "sweep"):
+        yield directory
 
 
 def run(directory: SweepDir, jobs: int, console: Console) -> ExitCode:

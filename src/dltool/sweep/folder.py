@@ -154,6 +154,12 @@ def create(sweep: SweepConfig, source: Path, runs_dir: Path) -> SweepDir:
     return SweepDir(folder, sweep, trials, base.name)
 
 
+def require_sweep_folder(folder: Path) -> None:
+    """Raises: InputError: ``folder`` holds no sweep file."""
+    if not (folder / SWEEP_FILE).is_file():
+        raise InputError(f"{folder}: not a sweep folder (no {SWEEP_FILE})")
+
+
 def reopen(folder: Path) -> SweepDir:
     """An earlier sweep folder, with its finished trials (``--resume``).
 
@@ -161,8 +167,7 @@ def reopen(folder: Path) -> SweepDir:
         InputError: not a sweep folder.
         ConfigError: its sweep file or base experiment no longer validates.
     """
-    if not (folder / SWEEP_FILE).is_file():
-        raise InputError(f"{folder}: not a sweep folder (no {SWEEP_FILE})")
+    require_sweep_folder(folder)
     sweep = load_sweep(folder / SWEEP_FILE, recorded=True)
     from dltool.config import load_config
 
