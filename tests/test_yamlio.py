@@ -74,6 +74,17 @@ def test_aliases_within_limits_still_work() -> None:
     assert parse_yaml("a: &x [1, 2]\nb: *x\n") == {"a": [1, 2], "b": [1, 2]}
 
 
+def test_merge_keys_are_supported() -> None:
+    text = "base: &b {epochs: 3, batch_size: 8}\ntraining:\n  <<: *b\n  epochs: 4\n"
+    assert parse_yaml(text)["training"] == {"epochs": 4, "batch_size": 8}
+    both = "a: &a {x: 1}\nb: &b {y: 2}\nc:\n  <<: [*a, *b]\n"
+    assert parse_yaml(both)["c"] == {"x": 1, "y": 2}
+    with pytest.raises(
+        YamlProblem, match=r"line 5: duplicate key 'epochs' \(first defined on line 4\)"
+    ):
+        parse_yaml("base: &b {epochs: 3}\ntraining:\n  <<: *b\n  epochs: 4\n  epochs: 5\n")
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -28,6 +28,10 @@ def parse_assignment(text: str) -> tuple[str, list[str | int], Any]:
     Raises:
         ConfigError: not ``KEY=VALUE``, or the value is not valid YAML.
     """
+    if not text.isprintable():  # a line break or control character would break the one-line report
+        raise ConfigError(
+            f"--set {show(text)}: expected KEY=VALUE on one line, without control characters"
+        )
     key, sign, value = text.partition("=")
     key = key.strip()
     if not sign or not _PATH.match(key):
@@ -127,12 +131,23 @@ def read_experiment(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: extends: expected the path of another experiment file (received {show(reference)})"
         )
-    base_path = (path.parent / reference).resolve()
-    here = path.resolve()
+    try:
+        base_path = (path.parent / reference).resolve()
+        here = path.resolve()
+    except RuntimeError as error:  # Python < 3.13 raises this for a symlink loop
+        raise ConfigError(f"{path}: extends: {reference} is a symlink loop") from error
+    except OSError as error:  # ELOOP on Python >= 3.13, ENAMETOOLONG, EACCES...
+        raise ConfigError(
+            f"{path}: extends: {reference} cannot be read ({error.strerror})"
+        ) from error
     if base_path in (*chain, here):
         cycle = " -> ".join(p.name for p in (*chain, here, base_path))
         raise ConfigError(
             f"{path}: extends: {reference} leads back to a file already extended ({cycle})"
+        )
+    if base_path.is_dir():
+        raise ConfigError(
+            f"{path}: extends: {reference} is a folder (expected the path of another experiment file)"
         )
     if not base_path.is_file():
         raise ConfigError(f"{path}: extends: {reference} not found (looked for {base_path})")

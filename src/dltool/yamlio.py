@@ -22,12 +22,21 @@ class YamlProblem(Exception):
     """A YAML document that cannot be read. The message is one line, no file name."""
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of keeping the last one."""
+    """SafeLoader that refuses duplicate keys instead of keeping the last one.
+
+    Merge keys (``<<: *base``) are safe and supported: a key written in the mapping
+    itself overrides one merged from ``<<``; only a key written twice is refused.
+    """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue  # flatten_mapping (in super) merges these in before the mapping's own keys
             key = self.construct_object(key_node, deep=deep)
             line = key_node.start_mark.line + 1
             try:
