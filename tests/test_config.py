@@ -359,3 +359,92 @@ def test_adapted_normalization_must_precede_weights() -> None:
 def test_schema_is_json_schema() -> None:
     schema = ExperimentConfig.model_json_schema()
     assert set(schema["properties"]) == {"name", "seed", "data", "model", "training"}
+
+
+def _refusal(path: Path) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (line,) = caught.value.lines
+    return line
+
+
+def test_extends_a_symlink_loop_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "loop1.yaml").symlink_to(tmp_path / "loop2.yaml")
+    (tmp_path / "loop2.yaml").symlink_to(tmp_path / "loop1.yaml")
+    (tmp_path / "a.yaml").write_text("extends: loop1.yaml\n")
+    assert _refusal(tmp_path / "a.yaml").endswith("a.yaml: extends: loop1.yaml is a symlink loop")
+
+
+def test_extends_a_folder_says_folder(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(f"extends: {tmp_path}\n")
+    assert _refusal(tmp_path / "a.yaml").endswith(
+        f"a.yaml: extends: {tmp_path} is a folder (expected the path of another experiment file)"
+    )
+
+
+def test_experiment_with_merge_keys_validates(tmp_path: Path) -> None:
+    text = (CONFIGS / "student_pass.yaml").read_text()
+    old = "    - {type: dense, units: 5, activation: relu}\n    - {type: dense, units: 4, activation: relu}\n"
+    assert old in text
+    merged = (
+        "    - &hidden {type: dense, units: 5, activation: relu}\n    - {<<: *hidden, units: 4}\n"
+    )
+    (tmp_path / "a.yaml").write_text(text.replace(old, merged))
+    assert resolved_dict(load_config(tmp_path / "a.yaml")) == resolved_dict(
+        load_config(CONFIGS / "student_pass.yaml")
+    )
+
+
+@pytest.mark.parametrize("value", ["training.epochs=1\n2", "name=a\rb", "name=\x1b[31mred"])
+def test_set_with_a_control_character_is_one_line(run_cli: Callable[..., Any], value: str) -> None:
+    result = run_cli("validate", CONFIGS / "student_pass.yaml", "--set", value)
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert (
+        line
+        == f"error: --set {value!r}: expected KEY=VALUE on one line, without control characters"
+    )
+
+
+def test_a_model_too_large_to_train_is_refused_with_its_size(run_cli: Callable[..., Any]) -> None:
+    result = run_cli(
+        "validate", CONFIGS / "student_pass.yaml", "--set", "model.layers[1].units=100000000000000"
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: --set model.layers[1].units=100000000000000: model.layers[1]: the model would have "
+        "700,000,000,000,021 weights (600,000,000,000,000 in this layer), about 11,200.0 TB to "
+        "train (expected at most 100,000,000 weights)\n"
+    )
+    at_limit = run_cli(  # 3*5+5 + 5*u+u + u+1 weights: u = 14,285,710 is just under the limit
+        "validate", CONFIGS / "student_pass.yaml", "--set", "model.layers[1].units=14285710"
+    )
+    assert at_limit.exit_code == 0, at_limit.stderr
+
+
+@pytest.mark.parametrize(
+    ("assignment", "received"),
+    [
+        ("training.batch_size=true", "true"),
+        ("training.epochs=2.0", "2.0"),
+        ("training.epochs='3'", "'3'"),
+        ("model.layers[0].units=5.5", "5.5"),
+        ("seed=1.0", "1.0"),
+    ],
+)
+def test_integers_are_strict(run_cli: Callable[..., Any], assignment: str, received: str) -> None:
+    result = run_cli("validate", CONFIGS / "student_pass.yaml", "--set", assignment)
+    key = assignment.split("=")[0]
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: --set {assignment}: {key}: wrong type (received {received}; expected an integer)\n",
+    )
+
+
+def test_integer_lists_are_strict(tmp_path: Path) -> None:
+    config = tiny_config()
+    config["model"]["input_shape"] = [3.0]
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(config))
+    assert _refusal(tmp_path / "a.yaml").endswith(
+        "model.input_shape[0]: wrong type (received 3.0; expected an integer)"
+    )

@@ -10,7 +10,7 @@ from conftest import tiny_config
 from dltool.backend import import_keras
 from dltool.config import validate_config
 from dltool.errors import ConfigError
-from dltool.layers import LAYERS, AnyLayer, BuildContext, RegularizerSpec
+from dltool.layers import LAYERS, AnyLayer, BuildContext, RegularizerSpec, weight_counts
 
 keras = import_keras()
 ADAPTER: TypeAdapter = TypeAdapter(AnyLayer)
@@ -40,6 +40,51 @@ def test_every_entry_builds_from_its_example(name: str) -> None:
     assert output.shape[0] == 2
     assert np.isfinite(output).all()
     assert spec_class.summary, f"{name} needs a summary for `dltool layers`"
+
+
+VARIANTS = [  # layers whose shape or weight count depends on their arguments
+    ({"type": "dense", "units": 7, "use_bias": False}, (4, 5)),
+    (
+        {"type": "conv2d", "filters": 3, "kernel_size": [3, 2], "strides": 2, "padding": "same"},
+        (9, 7, 2),
+    ),
+    ({"type": "conv2d", "filters": 3, "kernel_size": 3, "strides": [2, 1]}, (9, 7, 2)),
+    ({"type": "separable_conv2d", "filters": 5, "kernel_size": 3, "use_bias": False}, (8, 8, 3)),
+    ({"type": "max_pooling2d", "pool_size": 3, "strides": 2, "padding": "same"}, (9, 8, 2)),
+    ({"type": "average_pooling2d", "pool_size": [2, 3]}, (9, 8, 2)),
+    ({"type": "batch_normalization", "axis": 1}, (4, 6)),
+    ({"type": "normalization", "axis": None}, (4, 3)),
+    ({"type": "normalization", "axis": 1}, (4, 3)),
+    ({"type": "normalization", "mean": [0, 1, 2], "variance": [1, 1, 1]}, (3,)),
+    ({"type": "reshape", "target_shape": [-1, 2]}, (4, 3)),
+    ({"type": "zero_padding2d", "padding": [1, 3]}, (4, 5, 2)),
+]
+
+
+@pytest.mark.parametrize(
+    ("example", "input_shape"),
+    [(LAYERS[name].example, LAYERS[name].example_input_shape) for name in LAYERS] + VARIANTS,
+    ids=[*LAYERS, *(f"{v[0]['type']}-{i}" for i, v in enumerate(VARIANTS))],
+)
+def test_weight_counts_and_shapes_match_keras(example: dict[str, object], input_shape: tuple[int, ...]) -> None:  # fmt: skip
+    spec = ADAPTER.validate_python(example)
+    model = keras.Sequential([keras.Input(shape=input_shape), spec.build(BuildContext())])
+    assert weight_counts([spec], input_shape) == [model.count_params()]
+    assert spec.output_shape(input_shape) == model.output_shape[1:]
+
+
+@pytest.mark.parametrize(
+    ("example", "input_shape"),
+    [
+        ({"type": "conv2d", "filters": 2, "kernel_size": 5}, (4, 4, 1)),  # larger than the image
+        ({"type": "global_max_pooling2d"}, (8,)),  # needs an image
+        ({"type": "reshape", "target_shape": [5]}, (4,)),  # 4 values cannot make 5
+        ({"type": "reshape", "target_shape": [-1, 3]}, (4,)),
+        ({"type": "batch_normalization", "axis": 3}, (4, 2)),
+    ],
+)
+def test_weight_counts_leave_impossible_shapes_to_keras(example: dict[str, object], input_shape: tuple[int, ...]) -> None:  # fmt: skip
+    assert weight_counts([ADAPTER.validate_python(example)], input_shape) is None
 
 
 def test_arguments_reach_keras() -> None:

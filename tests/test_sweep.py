@@ -146,13 +146,31 @@ def test_random_search_is_seeded_and_in_range(tmp_path: Path) -> None:
         pytest.param(
             {"grid": {"training.epochs": [1]}, "jobs": 2}, r"jobs: unknown key", id="unknown-key"
         ),
+        pytest.param(
+            {"random": {"trials": 2, "params": {"training.epochs": {"int_uniform": [1, 3.0]}}}},
+            r"random\.params\['training\.epochs'\]: wrong type \(received 3\.0; expected an integer\)$",
+            id="float-in-int-uniform",
+        ),
+        pytest.param(
+            {"random": {"trials": 2, "params": {"training.epochs": {"intuniform": [1, 3]}}}},
+            r"random\.params\['training\.epochs'\]: not a distribution \(received a mapping of "
+            r"intuniform; expected a mapping with one key of choice, uniform, log_uniform or "
+            r"int_uniform, e\.g\. \{log_uniform: \[1\.0e-4, 1\.0e-1\]\}\)$",
+            id="unknown-distribution",
+        ),
+        pytest.param(
+            {"random": {"trials": 2.0, "params": {"seed": {"choice": [1]}}}},
+            r"random\.trials: wrong type \(received 2\.0; expected an integer\)$",
+            id="float-trials",
+        ),
     ],
 )
 def test_bad_sweep_files(tmp_path: Path, sweep: dict[str, Any], message: str) -> None:
     path = _files(tmp_path, sweep)
     with pytest.raises(ConfigError) as caught:
         load_sweep(path)
-    assert re.search(message, "\n".join(caught.value.lines)), caught.value.lines
+    (line,) = caught.value.lines  # one mistake, one line
+    assert re.search(message, line), line
 
 
 def test_trial_keys_must_fit_the_base(run_cli: Cli, tmp_path: Path) -> None:

@@ -21,11 +21,16 @@ from pydantic import (
 )
 
 from dltool.errors import ConfigError
-from dltool.layers import AnyLayer, Dense, Normalization, Pair, RegularizerSpec
-from dltool.messages import CrossFieldError, describe_validation_error, did_you_mean
+from dltool.layers import AnyLayer, Dense, Normalization, Pair, RegularizerSpec, weight_counts
+from dltool.messages import (
+    CrossFieldError,
+    describe_validation_error,
+    did_you_mean,
+    size_in_bytes,
+)
 from dltool.metrics import LOSSES, LossName, MetricName, refusal, resolve_mode
 from dltool.optimizers import Adam, Optimizer, Schedule
-from dltool.schema import RunName, Strict
+from dltool.schema import Int, RunName, Strict
 
 if TYPE_CHECKING:
     import keras
@@ -227,7 +232,7 @@ DataConfig = Annotated[
 
 
 class ModelConfig(Strict):
-    input_shape: list[Annotated[int, Field(ge=1)]] = Field(
+    input_shape: list[Annotated[Int, Field(ge=1)]] = Field(
         ..., min_length=1, max_length=4, description="shape of one example, e.g. [3] or [28, 28, 1]"
     )
     layers: list[AnyLayer] = Field(..., min_length=1, description="applied in order")
@@ -253,11 +258,11 @@ class ModelConfig(Strict):
 
 class EarlyStopping(Strict):
     monitor: str = Field("val_loss", description="'loss', a metric, or 'val_' + either")
-    patience: int = Field(5, ge=0, description="epochs without improvement before stopping")
+    patience: Int = Field(5, ge=0, description="epochs without improvement before stopping")
     min_delta: float = Field(0.0, ge=0.0)
     mode: Literal["auto", "min", "max"] = "auto"
     restore_best_weights: bool = True
-    start_from_epoch: int = Field(0, ge=0)
+    start_from_epoch: Int = Field(0, ge=0)
 
     def callback(self, run: RunDir) -> keras.callbacks.Callback:
         import keras
@@ -288,8 +293,8 @@ class TrainingConfig(Strict):
     )
     loss: LossName
     metrics: list[MetricName] = Field(["accuracy"])  # pydantic copies mutable defaults
-    epochs: int = Field(10, ge=1, le=100_000)
-    batch_size: int = Field(32, ge=1, le=1_000_000)
+    epochs: Int = Field(10, ge=1, le=100_000)
+    batch_size: Int = Field(32, ge=1, le=1_000_000)
     early_stopping: EarlyStopping | None = None
     regularization: RegularizerSpec | None = Field(
         None, description="default kernel_regularizer of dense and conv layers"
@@ -301,7 +306,7 @@ class TrainingConfig(Strict):
         ge=0.0,
         description="write a resumable checkpoint at most this often (seconds; 0 = every epoch)",
     )
-    steps_per_execution: int = Field(
+    steps_per_execution: Int = Field(
         0,
         ge=0,
         le=10_000,
@@ -336,7 +341,7 @@ class TrainingConfig(Strict):
 
 class ExperimentConfig(Strict):
     name: RunName = Field(..., description="run folder prefix; default: the file's name")
-    seed: int | None = Field(
+    seed: Int | None = Field(
         None, ge=0, le=2**32 - 1, description="default: a random seed, recorded in the run"
     )
     data: DataConfig
@@ -379,6 +384,8 @@ def _sections_problems(
         problems += _data_model_problems(data, model)
     if model is not None and training is not None:
         problems += _model_training_problems(model, training)
+    if model is not None:
+        problems += _model_size_problems(model)
     if training is not None:
         problems += _metric_problems(training)
     return problems
@@ -434,6 +441,20 @@ def _model_training_problems(model: ModelConfig, training: TrainingConfig) -> li
         ):
             problems.append((where, f"{loss} needs one output unit per class (received {last.units}; expected >= 2 with softmax, or loss: binary_crossentropy for two classes)"))  # fmt: skip
     return problems
+
+
+# Weights, their gradients and two optimizer slots (Adam's) are each one float32 per weight.
+MAX_WEIGHTS = 100_000_000  # about 1.6 GB while training; dltool is for small and medium models
+BYTES_PER_WEIGHT_TRAINING = 4 * 4
+
+
+def _model_size_problems(model: ModelConfig) -> list[tuple[str, str]]:
+    counts = weight_counts(model.layers, model.input_shape)
+    if counts is None or sum(counts) <= MAX_WEIGHTS:
+        return []
+    total, biggest = sum(counts), max(range(len(counts)), key=counts.__getitem__)
+    memory = size_in_bytes(total * BYTES_PER_WEIGHT_TRAINING)
+    return [(f"model.layers[{biggest}]", f"the model would have {total:,} weights ({counts[biggest]:,} in this layer), about {memory} to train (expected at most {MAX_WEIGHTS:,} weights)")]  # fmt: skip
 
 
 def _metric_problems(training: TrainingConfig) -> list[tuple[str, str]]:

@@ -17,13 +17,15 @@ Longer than 400 lines because it is a table: one short spec class per layer type
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
-from dltool.schema import Strict
+from dltool.schema import Int, Strict
 
 if TYPE_CHECKING:
     import keras
@@ -48,6 +50,8 @@ def _to_pair(value: Any) -> Any:
     """Accept ``3`` as ``[3, 3]`` for kernel sizes, strides and pool sizes, like Keras."""
     if isinstance(value, int) and not isinstance(value, bool):
         return (value, value)
+    if isinstance(value, list):  # YAML has no tuples; the schema is strict about types
+        return tuple(value)
     return value
 
 
@@ -61,7 +65,38 @@ def _to_number(value: Any) -> Any:
     return value
 
 
-Pair = Annotated[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]], BeforeValidator(_to_pair)]  # fmt: skip
+Shape = tuple[int, ...]  # one example's shape, without the batch axis
+
+
+class ShapeUnknown(Exception):
+    """The shape cannot be followed without Keras (Keras reports the mistake when it builds)."""
+
+
+def _window(size: int, kernel: int, stride: int, padding: str) -> int:
+    """Output length of a convolution or pooling window along one axis (Keras' rule)."""
+    if padding == "same":
+        return math.ceil(size / stride)
+    if size < kernel:
+        raise ShapeUnknown
+    return (size - kernel) // stride + 1
+
+
+def _axis_size(shape: Shape, axis: int) -> int:
+    """The size of a Keras ``axis`` (which counts the batch axis as 0) of one example."""
+    if axis < 0 and -axis <= len(shape):
+        return shape[axis]
+    if 1 <= axis <= len(shape):
+        return shape[axis - 1]
+    raise ShapeUnknown
+
+
+def _image(shape: Shape) -> Shape:
+    if len(shape) != 3:
+        raise ShapeUnknown
+    return shape
+
+
+Pair = Annotated[tuple[Annotated[Int, Field(ge=1)], Annotated[Int, Field(ge=1)]], BeforeValidator(_to_pair)]  # fmt: skip
 Number = Annotated[float, BeforeValidator(_to_number)]
 
 
@@ -112,6 +147,14 @@ class LayerSpec(_Frozen):
 
         return getattr(keras.layers, self.keras_class)(**self.arguments(context))
 
+    def output_shape(self, shape: Shape) -> Shape:
+        """One example's shape after this layer. Raises :class:`ShapeUnknown`."""
+        return shape
+
+    def weight_count(self, shape: Shape) -> int:
+        """The numbers this layer stores for an input of ``shape`` (Keras' ``count_params``)."""
+        return 0
+
 
 class _KernelRegularized(LayerSpec):
     kernel_regularizer: RegularizerSpec | None = Field(
@@ -128,7 +171,7 @@ class _KernelRegularized(LayerSpec):
 
 class Dense(_KernelRegularized):
     type: Literal["dense"]
-    units: int = Field(..., ge=1, description="number of neurons")
+    units: Int = Field(..., ge=1, description="number of neurons")
     activation: Activation | None = Field(None, description="none = linear")
     use_bias: bool = True
     kernel_initializer: Initializer = "glorot_uniform"
@@ -138,6 +181,12 @@ class Dense(_KernelRegularized):
     example = {"type": "dense", "units": 4, "activation": "relu"}
 
     keras_class = "Dense"
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return (*shape[:-1], self.units)
+
+    def weight_count(self, shape: Shape) -> int:
+        return shape[-1] * self.units + (self.units if self.use_bias else 0)
 
 
 class Dropout(LayerSpec):
@@ -164,13 +213,16 @@ class BatchNormalization(LayerSpec):
     type: Literal["batch_normalization"]
     momentum: float = Field(0.99, gt=0.0, lt=1.0, description="for the moving mean/variance")
     epsilon: float = Field(0.001, gt=0.0)
-    axis: int = -1
+    axis: Int = -1
 
     summary = "normalizes activations per batch; learns scale and shift"
     has_weights = True
     example = {"type": "batch_normalization"}
 
     keras_class = "BatchNormalization"
+
+    def weight_count(self, shape: Shape) -> int:
+        return 4 * _axis_size(shape, self.axis)  # gamma, beta, moving mean, moving variance
 
 
 class Flatten(LayerSpec):
@@ -182,10 +234,13 @@ class Flatten(LayerSpec):
 
     keras_class = "Flatten"
 
+    def output_shape(self, shape: Shape) -> Shape:
+        return (math.prod(shape),)
+
 
 class Conv2D(_KernelRegularized):
     type: Literal["conv2d"]
-    filters: int = Field(..., ge=1, description="number of feature maps")
+    filters: Int = Field(..., ge=1, description="number of feature maps")
     kernel_size: Pair = Field(..., description="3 or [3, 3]")
     strides: Pair = (1, 1)
     padding: Padding = "valid"
@@ -200,12 +255,36 @@ class Conv2D(_KernelRegularized):
 
     keras_class = "Conv2D"
 
+    def output_shape(self, shape: Shape) -> Shape:
+        height, width, _ = _image(shape)
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        return (
+            _window(height, kh, sh, self.padding),
+            _window(width, kw, sw, self.padding),
+            self.filters,
+        )
+
+    def weight_count(self, shape: Shape) -> int:
+        channels = _image(shape)[2]
+        kh, kw = self.kernel_size
+        return kh * kw * channels * self.filters + (self.filters if self.use_bias else 0)
+
 
 class _Pooling2D(LayerSpec):
     pool_size: Pair = Field((2, 2), description="2 or [2, 2]")
     strides: Pair | None = Field(None, description="default: pool_size")
     padding: Padding = "valid"
     example_input_shape = (8, 8, 1)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        height, width, channels = _image(shape)
+        (ph, pw) = self.pool_size
+        (sh, sw) = self.strides or self.pool_size
+        return (
+            _window(height, ph, sh, self.padding),
+            _window(width, pw, sw, self.padding),
+            channels,
+        )
 
 
 class MaxPooling2D(_Pooling2D):
@@ -232,10 +311,13 @@ class GlobalAveragePooling2D(LayerSpec):
 
     keras_class = "GlobalAveragePooling2D"
 
+    def output_shape(self, shape: Shape) -> Shape:
+        return (_image(shape)[2],)
+
 
 class Reshape(LayerSpec):
     type: Literal["reshape"]
-    target_shape: list[Annotated[int, Field(ge=-1)]] = Field(
+    target_shape: list[Annotated[Int, Field(ge=-1)]] = Field(
         ..., min_length=1, description="shape per example, without the batch; one -1 allowed"
     )
 
@@ -253,6 +335,13 @@ class Reshape(LayerSpec):
 
     keras_class = "Reshape"
 
+    def output_shape(self, shape: Shape) -> Shape:
+        total, known = math.prod(shape), -math.prod(self.target_shape)
+        target = [total // known if size == -1 else size for size in self.target_shape]
+        if (-1 in self.target_shape and total % known) or math.prod(target) != total:
+            raise ShapeUnknown
+        return tuple(target)
+
 
 class Rescaling(LayerSpec):
     type: Literal["rescaling"]
@@ -267,7 +356,7 @@ class Rescaling(LayerSpec):
 
 class Normalization(LayerSpec):
     type: Literal["normalization"]
-    axis: int | None = Field(-1, description="feature axis kept separate; -1 = last")
+    axis: Int | None = Field(-1, description="feature axis kept separate; -1 = last")
     mean: list[float] | None = Field(None, description="fixed per-feature mean; default: adapted")
     variance: list[float] | None = Field(None, description="fixed variance; default: adapted")
 
@@ -288,6 +377,13 @@ class Normalization(LayerSpec):
 
     keras_class = "Normalization"
 
+    def weight_count(self, shape: Shape) -> int:
+        if not self.needs_adapt:
+            return 0  # a fixed mean and variance are constants, not weights
+        if self.axis is None:
+            return 3  # one mean, one variance, the count of examples seen
+        return 2 * _axis_size(shape, self.axis) + 1
+
 
 class GlobalMaxPooling2D(LayerSpec):
     type: Literal["global_max_pooling2d"]
@@ -296,6 +392,9 @@ class GlobalMaxPooling2D(LayerSpec):
     example_input_shape = (8, 8, 3)
 
     keras_class = "GlobalMaxPooling2D"
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return (_image(shape)[2],)
 
 
 class SeparableConv2D(Conv2D):
@@ -315,6 +414,12 @@ class SeparableConv2D(Conv2D):
             "pointwise_initializer": initializer,
             "pointwise_regularizer": self._regularizer(context),
         }
+
+    def weight_count(self, shape: Shape) -> int:
+        channels = _image(shape)[2]
+        kh, kw = self.kernel_size
+        depthwise, pointwise = kh * kw * channels, channels * self.filters
+        return depthwise + pointwise + (self.filters if self.use_bias else 0)
 
 
 class SpatialDropout2D(LayerSpec):
@@ -337,6 +442,11 @@ class ZeroPadding2D(LayerSpec):
     example_input_shape = (8, 8, 1)
 
     keras_class = "ZeroPadding2D"
+
+    def output_shape(self, shape: Shape) -> Shape:
+        height, width, channels = _image(shape)
+        rows, columns = self.padding
+        return (height + 2 * rows, width + 2 * columns, channels)
 
 
 # Augmentation: random changes to training images; inactive when evaluating and predicting.
@@ -435,3 +545,17 @@ if TYPE_CHECKING:
     AnyLayer = LayerSpec
 else:
     AnyLayer = Annotated[Union[tuple(LAYERS.values())], Field(discriminator="type")]  # noqa: UP007
+
+
+def weight_counts(layers: Sequence[LayerSpec], input_shape: Sequence[int]) -> list[int] | None:
+    """Each layer's weight count for examples of ``input_shape`` (what Keras' summary
+    prints), worked out without Keras; ``None`` where a shape cannot be followed."""
+    shape: Shape = tuple(input_shape)
+    counts = []
+    try:
+        for layer in layers:
+            counts.append(layer.weight_count(shape))
+            shape = layer.output_shape(shape)
+    except ShapeUnknown:
+        return None
+    return counts

@@ -45,6 +45,15 @@ def show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def size_in_bytes(count: float) -> str:
+    """``1.6e9`` -> ``'1.6 GB'`` (decimal units, as disks and ``ls -h --si`` count)."""
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
+        count /= 1000
+    raise AssertionError("unreachable")
+
+
 _TYPE_NOUNS = {
     "int": "an integer",
     "float": "a number",
@@ -140,6 +149,13 @@ def _quoted(text: str) -> list[str]:
     return re.findall(r"'([^']*)'", text)
 
 
+def _keys_of(value: Any) -> str:
+    """``{'a': 1, 'b': 2}`` -> ``'a mapping of a, b'``; anything else as :func:`show` does."""
+    if isinstance(value, dict) and value:
+        return show(f"a mapping of {', '.join(map(str, value))}").strip("'")
+    return show(value)
+
+
 def _describe(error: Any, root: type[BaseModel]) -> tuple[str, str]:
     """(dotted key, problem text) for one pydantic error."""
     kind, ctx, received = error["type"], error.get("ctx") or {}, error.get("input")
@@ -188,6 +204,11 @@ def _describe(error: Any, root: type[BaseModel]) -> tuple[str, str]:
         return path, f"not allowed (received {show(received)}; expected {rule})"
     if kind == "value_error":
         return path, str(ctx.get("error", error["msg"]))
+    if kind == "distribution":  # a sweep's random.params value
+        return path, (
+            f"not a distribution (received {_keys_of(received)}; expected a mapping with one key of "
+            f"choice, uniform, log_uniform or int_uniform, e.g. {{log_uniform: [1.0e-4, 1.0e-1]}})"
+        )
     noun = next((n for prefix, n in _TYPE_NOUNS.items() if kind.startswith(prefix)), None)
     if noun:
         return path, f"wrong type (received {show(received)}; expected {noun})"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 from pydantic import Field
 
 from dltool.metrics import resolve_mode
-from dltool.schema import Strict
+from dltool.schema import Int, Strict
 
 if TYPE_CHECKING:
     import keras
@@ -84,7 +84,7 @@ class _Schedule(Strict):
 
 class ExponentialDecay(_Schedule):
     type: Literal["exponential_decay"]
-    decay_steps: int = Field(..., ge=1, description="batches per decay_rate step")
+    decay_steps: Int = Field(..., ge=1, description="batches per decay_rate step")
     decay_rate: float = Field(..., gt=0.0, le=1.0)
     staircase: bool = False
 
@@ -98,9 +98,9 @@ class ExponentialDecay(_Schedule):
 
 class CosineDecay(_Schedule):
     type: Literal["cosine_decay"]
-    decay_steps: int | None = Field(None, ge=1, description="default: every batch of the run")
+    decay_steps: Int | None = Field(None, ge=1, description="default: every batch of the run")
     alpha: float = Field(0.0, ge=0.0, le=1.0, description="final fraction of the learning rate")
-    warmup_steps: int = Field(0, ge=0, description="linear warm-up batches")
+    warmup_steps: Int = Field(0, ge=0, description="linear warm-up batches")
 
     def rate(self, learning_rate: float, total_steps: int) -> Any:
         import keras
@@ -119,7 +119,7 @@ class ReduceOnPlateau(_Schedule):
     type: Literal["reduce_on_plateau"]
     monitor: str = "val_loss"
     factor: float = Field(0.5, gt=0.0, lt=1.0, description="new rate = rate * factor")
-    patience: int = Field(3, ge=0, description="epochs without improvement")
+    patience: Int = Field(3, ge=0, description="epochs without improvement")
     min_delta: float = Field(1e-4, ge=0.0)
     min_learning_rate: float = Field(0.0, ge=0.0)
 

@@ -8,12 +8,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import Strict as _StrictType
 
 
 class Strict(BaseModel):
     """Unknown keys are errors, never warnings (a misspelled key must not be ignored)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+# A whole number written as one: true, 2.0 and "3" are refused (lax pydantic takes them as 1, 2, 3).
+Int = Annotated[int, _StrictType()]
 
 
 # How each pattern of our schemas reads to a person: a mismatch names the rule, not the regex.

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from dltool.errors import ConfigError
 from dltool.messages import describe_validation_error
 from dltool.metrics import METRIC_KEY_PATTERN, higher_is_better
 from dltool.overrides import parse_assignment
-from dltool.schema import RunName, Strict, matching
+from dltool.schema import Int, RunName, Strict, matching
 from dltool.yamlio import YamlProblem, read_yaml_mapping
 
 
@@ -43,18 +43,44 @@ class LogUniform(Strict):
 
 
 class IntUniform(Strict):
-    int_uniform: tuple[int, int]
+    int_uniform: tuple[Int, Int]
 
     def draw(self, rng: np.random.Generator) -> Any:
         return int(rng.integers(self.int_uniform[0], self.int_uniform[1] + 1))
 
 
-Distribution = Choice | Uniform | LogUniform | IntUniform
+DISTRIBUTIONS: dict[str, type[Strict]] = {
+    "choice": Choice,
+    "uniform": Uniform,
+    "log_uniform": LogUniform,
+    "int_uniform": IntUniform,
+}
+
+
+def _distribution_kind(value: Any) -> str | None:
+    """The one key of a distribution mapping picks its class (a mistake gets one report)."""
+    if isinstance(value, dict) and len(value) == 1:
+        key = next(iter(value))
+        return key if key in DISTRIBUTIONS else None
+    return None
+
+
+Distribution = Annotated[
+    Annotated[Choice, Tag("choice")]
+    | Annotated[Uniform, Tag("uniform")]
+    | Annotated[LogUniform, Tag("log_uniform")]
+    | Annotated[IntUniform, Tag("int_uniform")],
+    Discriminator(
+        _distribution_kind,
+        custom_error_type="distribution",
+        custom_error_message="not a distribution",
+    ),
+]
 
 
 class RandomSearch(Strict):
-    trials: int = Field(..., ge=1, le=10_000)
-    seed: int = Field(0, ge=0, description="seed of the sampling (trial seeds are separate)")
+    trials: Int = Field(..., ge=1, le=10_000)
+    seed: Int = Field(0, ge=0, description="seed of the sampling (trial seeds are separate)")
     params: dict[str, Distribution] = Field(..., min_length=1)
 
 
@@ -69,10 +95,10 @@ class SweepConfig(Strict):
     mode: Literal["min", "max", "auto"] = "auto"
     grid: dict[str, list[Any]] | None = Field(None, min_length=1)
     random: RandomSearch | None = None
-    repeats: int = Field(
+    repeats: Int = Field(
         1, ge=1, le=100, description="trainings per point, seeds seed, seed+1, ..."
     )
-    seed: int = Field(0, ge=0, description="first trial seed (when the base config sets none)")
+    seed: Int = Field(0, ge=0, description="first trial seed (when the base config sets none)")
     overrides: list[str] = Field([], description="--set assignments applied to every trial")
 
     @model_validator(mode="after")
