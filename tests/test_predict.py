@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_config
+from dltool.messages import show
 
 Cli = Callable[..., Any]
 
@@ -380,6 +381,36 @@ def test_incomplete_run_is_refused(
     assert (result.exit_code, result.stderr) == (
         2,
         f"error: {run_copy}: model.keras is missing (the run folder is incomplete)\n",
+    )
+    assert sorted(p.name for p in run_copy.iterdir()) == before  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "names"),
+    [
+        ("predict", "--input", ["a", "b", "c"]),  # was an IndexError
+        ("predict", "--input", ["a"]),  # was silently one prob_ column
+        ("evaluate", "--data", ["a", "a"]),
+        ("predict", "--input", "ab"),
+        ("evaluate", "--data", [0, 1]),
+    ],
+)
+def test_class_names_that_do_not_fit_the_model_are_refused(
+    run_cli: Cli,
+    run_copy: Path,
+    student_run: tuple[Path, Path],
+    command: str,
+    option: str,
+    names: object,
+) -> None:
+    info = json.loads((run_copy / "run.json").read_text())
+    (run_copy / "run.json").write_text(json.dumps({**info, "class_names": names}))
+    before = sorted(p.name for p in run_copy.iterdir())
+    result = run_cli(command, run_copy, option, student_run[1] / "test.csv")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: {run_copy / 'run.json'}: class_names does not fit the model (received "
+        f"{show(names)}; expected 2 different names for its 1 output)\n",
     )
     assert sorted(p.name for p in run_copy.iterdir()) == before  # nothing written
 

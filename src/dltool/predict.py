@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from dltool.inputs import (
     image_chunks,
     image_files,
 )
+from dltool.messages import show
 from dltool.rundir import (
     CONFIG,
     EVALUATION_MATRIX,
@@ -44,6 +45,9 @@ from dltool.rundir import (
     atomic_path,
     write_json,
 )
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass
@@ -59,6 +63,34 @@ class TrainedRun:
     def class_names(self) -> list[str] | None:
         names = self.info.get("class_names")
         return list(names) if names else None
+
+    @property
+    def task(self) -> str:
+        return str(self.info.get("task", self.config.task))
+
+    def load_model(self) -> keras.Model:
+        """The run's model (Keras safe mode), checked against the class names in run.json.
+
+        Raises:
+            InputError: the model cannot be loaded, or run.json's class_names do not
+                fit its outputs (a binary model has one output and two classes).
+        """
+        from dltool.model import load_trained_model
+
+        model = load_trained_model(self.model_file)
+        names = self.info.get("class_names")
+        if self.task == "regression" or names is None:
+            return model
+        outputs = int(model.output_shape[-1])
+        expected = 2 if outputs == 1 else outputs
+        fits = isinstance(names, list) and len(names) == expected == len(set(map(str, names)))
+        if not fits or not all(isinstance(name, str) for name in names):
+            raise InputError(
+                f"{self.path / RUN_JSON}: class_names does not fit the model (received "
+                f"{show(names)}; expected {expected} different names for its {outputs} "
+                f"output{'s' if outputs > 1 else ''})"
+            )
+        return model
 
     def input_spec(self) -> InputSpec:
         data = self.config.data
@@ -162,7 +194,6 @@ def predict_file(run: TrainedRun, input_path: Path, output: Path | None, batch_s
     """
     import pandas as pd
 
-    from dltool.model import load_trained_model
     from dltool.pipelines import predict_array
 
     seconds = dict.fromkeys(("load", "read", "predict", "write"), 0.0)
@@ -176,7 +207,7 @@ def predict_file(run: TrainedRun, input_path: Path, output: Path | None, batch_s
     target = output or RunDir(run.path).new_output(PREDICTIONS_DIR, ".csv")
     if target.exists() and not overwrite:
         raise InputError(f"{target}: exists (choose another --output, or add --overwrite)")
-    model = load_trained_model(run.model_file)
+    model = run.load_model()
     spec = run.input_spec()
     lap("load")
 
@@ -226,7 +257,7 @@ def _prediction_columns(raw: np.ndarray, run: TrainedRun) -> dict[str, np.ndarra
     Values are rounded to 6 decimals, as in the run's predictions.csv; rounding in
     numpy and printing the shortest repr is ~1.5x faster than to_csv's float_format.
     """
-    task = run.info.get("task", run.config.task)
+    task = run.task
     if task == "regression":
         return {"predicted": np.round(raw[:, 0].astype("float64"), 6)}
     read = Predictions(
@@ -262,12 +293,11 @@ def evaluate_file(run: TrainedRun, data_path: Path, batch_size: int) -> Evaluate
     """
     from dltool import plots
     from dltool.evaluation import StreamingScores
-    from dltool.model import load_trained_model
     from dltool.pipelines import predict_array
 
-    model = load_trained_model(run.model_file)
+    model = run.load_model()
     spec = run.input_spec()
-    task = run.info.get("task", run.config.task)
+    task = run.task
     one_hot = run.config.training.loss == "categorical_crossentropy"
     scores: StreamingScores | None = None
     for chunk in input_chunks(data_path, run, spec, batch_size, labelled=True):
@@ -297,7 +327,7 @@ def evaluate_file(run: TrainedRun, data_path: Path, batch_size: int) -> Evaluate
 
 def _label_indices(labels: list[Any], run: TrainedRun, path: Path) -> np.ndarray:
     """Labels as the model's class indices: class names map by name, numbers stay numbers."""
-    task = run.info.get("task", run.config.task)
+    task = run.task
     if task == "regression":
         return np.asarray(labels, dtype="float64")
     names = run.class_names or []
