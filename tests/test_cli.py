@@ -137,3 +137,23 @@ def test_python_dash_m(tmp_path: Path) -> None:
         cwd=REPO,
     )
     assert done.stdout.strip() == f"dltool {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--set", "training.epochs=20"], "--set (received --set training.epochs=20)"),
+        (["--name", "other", "--smoke"], "--name (received --name other --smoke)"),
+        (["--profile"], "--profile (received --profile)"),
+        (["--runs-dir", "elsewhere"], "--runs-dir (received --runs-dir elsewhere)"),
+    ],
+)
+def test_resume_refuses_options_it_would_ignore(
+    run_cli: Callable[..., Any], tmp_path: Path, options: list[str], named: str
+) -> None:
+    result = run_cli("train", "--resume", tmp_path, *options)
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: --resume continues a run with the settings it started with, so it takes no "
+        f"{named}; to change a run, train a new one\n",
+    )

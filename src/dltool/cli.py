@@ -167,6 +167,19 @@ def train(
     if resume is not None:
         if config_paths:
             raise UsageError("--resume continues a run folder: give no experiment files with it")
+        ignored = [
+            *(f"--set {text}" for text in overrides or []),
+            *([f"--name {name}"] if name is not None else []),
+            *(["--smoke"] if smoke else []),
+            *(["--profile"] if profile else []),
+            *([f"--runs-dir {runs_dir}"] if runs_dir != Path("runs") else []),
+        ]
+        if ignored:
+            raise UsageError(
+                f"--resume continues a run with the settings it started with, so it takes no "
+                f"{ignored[0].split()[0]} (received {' '.join(ignored)}); to change a run, train "
+                f"a new one"
+            )
         with handling_signals():
             from dltool.backend import use_backend
             from dltool.rundir import CONFIG, RunDir
