@@ -448,3 +448,18 @@ def test_integer_lists_are_strict(tmp_path: Path) -> None:
     assert _refusal(tmp_path / "a.yaml").endswith(
         "model.input_shape[0]: wrong type (received 3.0; expected an integer)"
     )
+
+
+def test_a_missing_key_does_not_hide_rules_between_sections(tmp_path: Path) -> None:
+    config = tiny_config(training={"early_stopping": {"monitor": "val_loss"}})
+    config["data"]["validation_split"] = 0.0
+    del config["training"]["loss"]  # the stand-ins for loss must not add problems of their own
+    config["training"]["metrics"] = ["accuracy", "mean_absolute_error"]
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "a.yaml")
+    assert [line.split(": ", 2)[1] for line in caught.value.lines] == [
+        "training.loss",
+        "training.early_stopping.monitor",
+    ]
+    assert "needs validation data (received 'val_loss'" in caught.value.lines[1]

@@ -6,10 +6,9 @@ file at once, one line each: ``FILE: dotted.key: problem (received X; expected Y
 
 from __future__ import annotations
 
-import contextlib
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +23,7 @@ from dltool.errors import ConfigError
 from dltool.layers import AnyLayer, Dense, Normalization, Pair, RegularizerSpec, weight_counts
 from dltool.messages import (
     CrossFieldError,
+    annotation_at,
     describe_validation_error,
     did_you_mean,
     size_in_bytes,
@@ -471,24 +471,73 @@ def _valid_sections(
 ) -> list[tuple[str, str]]:
     """The cross-section problems of a file whose other problems stopped full validation.
 
-    Unknown keys (already reported) are left out first, so a misspelled key does not hide
-    a problem between sections.
+    Unknown keys (already reported) are left out first, and a missing key that has a
+    clear stand-in (a choice, a number) is filled in, so that neither hides a problem
+    between sections. Each missing key is filled twice, with two different stand-ins:
+    only problems found both times (so not caused by a stand-in) and not about a
+    stand-in key are reported.
     """
     import copy
 
-    from pydantic import TypeAdapter
-
-    raw = copy.deepcopy(raw)
+    first, second = copy.deepcopy(raw), copy.deepcopy(raw)
+    filled: list[str] = []
     for item in error.errors(include_url=False):
+        loc = tuple(item["loc"])
         if item["type"] == "extra_forbidden":
-            *parents, last = item["loc"]
-            holder: Any = raw
-            with contextlib.suppress(KeyError, IndexError, TypeError):
-                for part in parents:
-                    if isinstance(holder, dict) and part not in holder:
-                        continue  # a union tag in the location (data.student.n_tran)
-                    holder = holder[part]
-                holder.pop(last, None)
+            for variant in (first, second):
+                holder = _holder(variant, loc[:-1])
+                if isinstance(holder, dict):
+                    holder.pop(loc[-1], None)
+        elif item["type"] == "missing" and len(loc) > 1:
+            annotation, path = annotation_at(loc, ExperimentConfig)
+            stand_ins = _stand_ins(annotation)
+            if stand_ins is None:
+                continue
+            for variant, value in zip((first, second), stand_ins, strict=True):
+                holder = _holder(variant, loc[:-1])
+                if isinstance(holder, dict):
+                    holder[loc[-1]] = value
+            filled.append(path)
+    problems = _section_problems(first, base_dir)
+    if filled:
+        again = _section_problems(second, base_dir)
+        problems = [
+            (key, text)
+            for key, text in problems
+            if (key, text) in again and not any(key.startswith(path) for path in filled)
+        ]
+    return problems
+
+
+def _holder(raw: dict[str, Any], parents: tuple[Any, ...]) -> Any:
+    """The mapping or list at ``parents`` in ``raw`` (union tags in the location skipped)."""
+    holder: Any = raw
+    for part in parents:
+        if isinstance(holder, dict) and part not in holder:
+            continue  # a union tag in the location (data.student.n_tran)
+        try:
+            holder = holder[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return holder
+
+
+def _stand_ins(annotation: Any) -> tuple[Any, Any] | None:
+    """Two different valid-looking values for a missing key, where its type gives them."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) is Literal:
+        choices = get_args(annotation)
+        return (choices[0], choices[-1]) if len(choices) > 1 else None
+    if annotation is int:
+        return 1, 2
+    if annotation is float:
+        return 0.5, 0.25
+    return None
+
+
+def _section_problems(raw: dict[str, Any], base_dir: Path | None) -> list[tuple[str, str]]:
+    from pydantic import TypeAdapter
 
     validators: dict[str, Any] = {
         "data": TypeAdapter(DataConfig),

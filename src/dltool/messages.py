@@ -112,6 +112,11 @@ def _walk(loc: tuple[Any, ...], root: type[BaseModel]) -> tuple[Any, str]:
     return current, path
 
 
+def annotation_at(loc: tuple[Any, ...], root: type[BaseModel]) -> tuple[Any, str]:
+    """The type annotation at a pydantic error location, and the dotted key it names."""
+    return _walk(loc, root)
+
+
 def _expected_value(loc: tuple[Any, ...], root: type[BaseModel]) -> str:
     """What a missing key should hold: its type, and its description where it has one."""
     parent, _ = _walk(loc[:-1], root)
