@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -157,3 +158,36 @@ def test_resume_refuses_options_it_would_ignore(
         f"error: --resume continues a run with the settings it started with, so it takes no "
         f"{named}; to change a run, train a new one\n",
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["train", "--bogus"],
+            "error: dltool train: No such option: --bogus (see dltool train --help)",
+        ),
+        (["nosuch"], "error: dltool: No such command 'nosuch' (see dltool --help)"),
+        (["--bogus"], "error: dltool: No such option: --bogus (see dltool --help)"),
+        (
+            ["predict"],
+            "error: dltool predict: Missing argument 'run_path' (see dltool predict --help)",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line(run_cli: Callable[..., Any], args: list[str], line: str) -> None:
+    result = run_cli(*args)
+    assert (result.exit_code, result.stderr, result.stdout) == (2, line + "\n", "")
+
+
+COMMANDS = [[], ["train"], ["validate"], ["smoke"], ["sweep"], ["predict"], ["evaluate"], ["runs"], ["runs", "compare"], ["data"], ["layers"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "dltool" for c in COMMANDS])
+def test_help_shows_no_type_placeholders(run_cli: Callable[..., Any], command: list[str]) -> None:
+    result = run_cli(*command, "--help")
+    assert result.exit_code == 0, result.stderr
+    assert re.search(r"<(bool|path|str|int|float|list\[)", result.stdout) is None, result.stdout
+    for line in result.stdout.splitlines():
+        if line.startswith(("│ --help", "│ --json", "│ --smoke")):
+            assert re.match(r"│ --\w+ +[A-Z_=]+ ", line) is None, line  # a flag takes no value

@@ -22,7 +22,7 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from dltool import __version__, views
 from dltool.errors import DltoolError, ExitCode, RunFolderIncomplete, UsageError
@@ -82,7 +82,9 @@ def _signals_ignored() -> Iterator[None]:
 
 
 class _Reported(TyperGroup):
-    """Every command runs inside :func:`report`'s mapping of exceptions to exit codes."""
+    """Every command runs inside :func:`report`'s mapping of exceptions to exit codes, and a
+    usage mistake (an unknown option, a missing value) is one ``error:`` line, exit 2, like
+    every other refusal (instead of Typer's usage text and boxed panel)."""
 
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
         try:
@@ -91,6 +93,40 @@ class _Reported(TyperGroup):
             raise
         except (Exception, KeyboardInterrupt) as error:
             raise typer.Exit(report(error)) from None
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        standalone_mode = kwargs.pop("standalone_mode", True)
+        try:
+            code = super().main(
+                *args, **{**kwargs, "standalone_mode": False}
+            )  # an Exit code, or None
+        except typer.Abort:
+            code = report(KeyboardInterrupt())
+        except typer.TyperException as error:  # click's UsageError and BadParameter
+            if not hasattr(error, "format_message"):
+                raise
+            context = getattr(error, "ctx", None)
+            command = context.command_path if context is not None else "dltool"
+            message = " ".join(error.format_message().split()).rstrip(".")
+            if message:  # empty after no_args_is_help, which has printed the help already
+                _err().print(f"[red]error[/red]: {escape(f'{command}: {message} (see {command} --help)')}")  # fmt: skip
+            code = int(getattr(error, "exit_code", ExitCode.REFUSED))
+        if not standalone_mode:
+            return code
+        raise SystemExit(code or 0)
+
+
+def _value_name(parameter: Any, ctx: Any) -> str | None:
+    """The help's type column: a value name (``--runs-dir RUNS_DIR``) for options that take
+    a value, nothing for flags and arguments. Typer 0.29 prints ``<bool>`` beside every
+    flag and ``<list[Path]>`` beside arguments, which reads as if flags took values."""
+    if getattr(parameter, "is_flag", False) or isinstance(parameter, TyperArgument):
+        return None
+    return str(parameter.metavar or parameter.name.upper())
+
+
+TyperOption.display_type_rich = _value_name  # type: ignore[method-assign,assignment]
+TyperArgument.display_type_rich = _value_name  # type: ignore[method-assign,assignment]
 
 
 app = typer.Typer(
@@ -132,6 +168,7 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option(
         "--set",
+        metavar="KEY=VALUE",
         help="Override a key, e.g. --set training.epochs=5 --set model.layers[0].units=64.",
         show_default=False,
     ),
@@ -159,7 +196,9 @@ def train(
     resume: Annotated[
         Path | None,
         typer.Option(
-            "--resume", help="Continue an interrupted or crashed run folder from its checkpoint."
+            "--resume",
+            metavar="RUN_FOLDER",
+            help="Continue an interrupted or crashed run folder from its checkpoint.",
         ),
     ] = None,
 ) -> None:
@@ -450,13 +489,19 @@ def runs(
     sort: Annotated[
         str | None,
         typer.Option(
-            "--sort", help="Best first by a metric, e.g. test.accuracy or validation.loss."
+            "--sort",
+            metavar="METRIC",
+            help="Best first by a metric, e.g. test.accuracy or validation.loss.",
         ),
     ] = None,
     reverse: Annotated[bool, typer.Option("--reverse", help="Reverse the order.")] = False,
     filters: Annotated[
         list[str] | None,
-        typer.Option("--filter", help="Keep runs where KEY=VALUE (status, name, a config key)."),
+        typer.Option(
+            "--filter",
+            metavar="KEY=VALUE",
+            help="Keep runs where KEY=VALUE (status, name, a config key).",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
