@@ -112,3 +112,40 @@ def test_binary_loss_on_three_classes() -> None:
         DataError, match=r"data.name: 'iris' has 3 classes; binary_crossentropy needs 2"
     ):
         load_dataset(BuiltinData(source="builtin", name="iris"), 0, "binary")
+
+
+def _offline(monkeypatch: pytest.MonkeyPatch, keras_home: Path) -> None:
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")  # a closed local port
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+
+
+def test_smoke_skips_configs_whose_data_is_not_downloaded(
+    run_cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _offline(monkeypatch, tmp_path / "empty")
+    result = run_cli("smoke", CONFIGS / "mnist_cnn.yaml", "--runs-dir", tmp_path / "runs")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == (
+        f"skipped {CONFIGS / 'mnist_cnn.yaml'}: data.name 'mnist' is not in "
+        f"{tmp_path / 'empty' / 'datasets'} and would be downloaded from "
+        "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz (add --download "
+        "to download it, or place the file there)\n"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_smoke_download_offline_fails_naming_the_config(
+    run_cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _offline(monkeypatch, tmp_path / "empty")
+    result = run_cli("smoke", CONFIGS / "mnist_cnn.yaml", "--download")
+    assert result.exit_code == 2
+    notice, line = result.stderr.splitlines()
+    assert notice.startswith("mnist: not in ")
+    assert line.startswith(
+        f"error: {CONFIGS / 'mnist_cnn.yaml'}: data.name: 'mnist' is not in Keras' cache and "
+        "could not be downloaded ("
+    )

@@ -297,6 +297,13 @@ def smoke(
         typer.Option("--runs-dir", help="Keep the smoke runs here (default: a temporary folder)."),
     ] = None,
     overrides: SetOption = None,
+    download: Annotated[
+        bool,
+        typer.Option(
+            "--download",
+            help="Download datasets that are not in Keras' cache (default: skip their configs).",
+        ),
+    ] = False,
 ) -> None:
     """Check that configs train: 1 epoch on a small slice each; non-zero exit if any fails.
 
@@ -304,6 +311,10 @@ def smoke(
     """
     import tempfile
 
+    if not download:
+        config_paths = [path for path in config_paths if not _skipped_for_download(path, overrides)]
+        if not config_paths:
+            return
     if runs_dir is not None:
         _train_many(config_paths, runs_dir, None, overrides or [], smoke=True)
         return
@@ -311,6 +322,27 @@ def smoke(
         _train_many(
             config_paths, Path(scratch), None, overrides or [], smoke=True, show_folders=False
         )
+
+
+def _skipped_for_download(path: Path, overrides: list[str] | None) -> bool:
+    """True, with a line saying so, for a config whose dataset must be downloaded first."""
+    from dltool.config import load_config
+    from dltool.data.builtin import download_needed, keras_cache
+
+    try:
+        data = load_config(path, overrides).data
+    except DltoolError:
+        return False  # training reports the problem in its turn
+    name = getattr(data, "name", None) if data.source == "builtin" else None
+    url = download_needed(name) if name else None
+    if url is not None:
+        _out().print(
+            escape(
+                f"skipped {path}: data.name {name!r} is not in {keras_cache()} and would be "
+                f"downloaded from {url} (add --download to download it, or place the file there)"
+            )
+        )
+    return url is not None
 
 
 @app.command()

@@ -8,6 +8,7 @@ nothing behind. :mod:`dltool.training` takes a :class:`Prepared` from here.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from dltool.data import Dataset, load_dataset  # noqa: E402
 from dltool.errors import DataError  # noqa: E402
 from dltool.evaluation import model_labels  # noqa: E402
 from dltool.model import build_model  # noqa: E402
+
+# A data problem about a config key ("data.name: ..."), not about a file ("/data/x.csv: ...").
+CONFIG_KEY_LINE = re.compile(r"^data(\.[A-Za-z_]\w*)*: ")
 
 
 def check_inputs(dataset: Dataset, config: ExperimentConfig, source: str) -> None:
@@ -133,7 +137,15 @@ def prepare(
     keras.utils.set_random_seed(seed)
     clock = Clock()
     with clock.phase("data"):
-        dataset = load_dataset(config.data, seed, config.task)
+        try:
+            dataset = load_dataset(config.data, seed, config.task)
+        except DataError as error:  # a line about a config key names the config file too
+            raise DataError(
+                *(
+                    f"{source}: {line}" if CONFIG_KEY_LINE.match(line) else line
+                    for line in error.lines
+                )
+            ) from error
         if smoke:
             _shrink(dataset)
         check_inputs(dataset, config, source)

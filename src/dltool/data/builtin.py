@@ -54,6 +54,20 @@ def keras_cache() -> Path:
     return Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "datasets"
 
 
+def download_needed(name: str) -> str | None:
+    """Where ``name`` would be downloaded from, when it is a Keras download that is not
+    in the cache yet; ``None`` when it can be read without the network."""
+    if name not in KERAS_CACHE_FILES:
+        return None
+    url, cached = KERAS_CACHE_FILES[name]
+    cache = keras_cache()
+    if name == "fashion_mnist":
+        present = all((cache / cached / file).is_file() for file in FASHION_FILES)
+    else:
+        present = (cache / cached).exists()
+    return None if present else url
+
+
 def _sklearn(name: str) -> Dataset:
     from sklearn import datasets
 
