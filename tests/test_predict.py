@@ -326,6 +326,25 @@ def test_evaluate_npz(run_cli: Cli, run_copy: Path, student_run: tuple[Path, Pat
     assert len(list((run_copy / "evaluations").iterdir())) == 1
 
 
+def test_evaluate_takes_the_label_column_by_name(
+    run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    text = (student_run[1] / "test.csv").read_text()
+    header, rest = text.split("\n", 1)
+    renamed = tmp_path / "passed.csv"
+    renamed.write_text(header.replace("label", "passed") + "\n" + rest)
+    refused = run_cli("evaluate", run_copy, "--data", renamed)
+    assert (refused.exit_code, refused.stderr) == (
+        2,
+        f"error: {renamed}: no label column 'label' (found {header.replace('label', 'passed').replace(',', ', ')}; "
+        "name the label column with --target COLUMN)\n",
+    )
+    result = run_cli("evaluate", run_copy, "--data", renamed, "--target", "passed")
+    assert result.exit_code == 0, result.stderr
+    (folder,) = (run_copy / "evaluations").iterdir()
+    _assert_same_as_training(folder, run_copy)
+
+
 def test_evaluate_refuses_unknown_labels(run_cli: Cli, run_copy: Path, tmp_path: Path) -> None:
     data = tmp_path / "labelled.csv"
     data.write_text("age,hours_studied,previous_score,label\n20,3,50,pass\n20,3,50,maybe\n")

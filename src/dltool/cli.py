@@ -458,6 +458,15 @@ def evaluate(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Examples per model call.")
     ] = 1024,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            metavar="COLUMN",
+            help="The label column of a CSV (default: the run's data.target, else 'label').",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score a finished run on labelled data: loss, metrics, per-class report, confusion matrix."""
     from dltool.predict import open_run
@@ -468,7 +477,7 @@ def evaluate(
     import_keras()
     from dltool.predict import evaluate_file
 
-    result = evaluate_file(run, data_path, batch_size)
+    result = evaluate_file(run, data_path, batch_size, target)
     views.evaluation(_out(), result, data_path)
 
 

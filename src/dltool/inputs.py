@@ -166,7 +166,7 @@ def _csv_chunk(frame: Any, path: Path, spec: InputSpec, labelled: bool, first_li
         )
     target = spec.target
     if labelled and (target is None or target not in columns):
-        raise InputError(f"{path}: no label column {target!r} (found {', '.join(columns)})")
+        raise InputError(f"{path}: no label column {target!r} (found {', '.join(columns)}; name the label column with --target COLUMN)")  # fmt: skip
     x = _numeric(frame, features, path, first_line)
     ids: dict[str, Any] = {"row": np.arange(first_line - 2, first_line - 2 + len(frame))}
     kept = [c for c in columns if c not in features and not (labelled and c == target)]

@@ -282,7 +282,7 @@ class EvaluateResult:
     notes: list[str]
 
 
-def evaluate_file(run: TrainedRun, data_path: Path, batch_size: int) -> EvaluateResult:
+def evaluate_file(run: TrainedRun, data_path: Path, batch_size: int, target: str | None = None) -> EvaluateResult:  # fmt: skip
     """Loss and metrics of the run's model on labelled data, plus per-class report and confusion matrix.
 
     The data is read, predicted and scored one chunk at a time (memory stays flat);
@@ -297,6 +297,8 @@ def evaluate_file(run: TrainedRun, data_path: Path, batch_size: int) -> Evaluate
 
     model = run.load_model()
     spec = run.input_spec()
+    if target is not None:
+        spec.target = target
     task = run.task
     one_hot = run.config.training.loss == "categorical_crossentropy"
     scores: StreamingScores | None = None
