@@ -459,6 +459,26 @@ def test_refuses_unsafe_and_broken_models(
     )
 
 
+@pytest.mark.parametrize("entry", ["../../evil.txt", "/etc/evil", "assets/../../evil", "C:/evil"])
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_refuses_a_model_archive_with_an_entry_outside_it(
+    run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], entry: str, command: str
+) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(run_copy / "model.keras", "a") as archive:
+        archive.writestr(entry, "x")
+    option = "--input" if command == "predict" else "--data"
+    before = sorted(p.name for p in run_copy.iterdir())
+    result = run_cli(command, run_copy, option, student_run[1] / "test.csv")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: {run_copy / 'model.keras'}: refused: the archive has an entry that points "
+        f"outside it ({entry!r}); a .keras file saved by Keras never does\n",
+    )
+    assert sorted(p.name for p in run_copy.iterdir()) == before
+
+
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CNN on 8x8 digit images (1 epoch)."""
