@@ -30,6 +30,17 @@ from dltool.model import save_model  # noqa: E402
 from dltool.rundir import BEST_MODEL, HISTORY, RunDir, write_csv  # noqa: E402
 
 
+def last_batch(callback: keras.callbacks.Callback, batch: int) -> int:
+    """The number (from 1) of the last batch a call into TensorFlow ran.
+
+    Keras reports a call of ``steps_per_execution`` k batches as ending at batch
+    first + k - 1, also when the epoch had fewer batches left: 50 batches at 32 a
+    call end "at batch 64".
+    """
+    steps = callback.params.get("steps") if callback.params else None
+    return min(batch + 1, steps) if steps else batch + 1
+
+
 class EpochLog(keras.callbacks.Callback):
     """Prints one line per epoch and keeps ``history.csv`` current after every epoch."""
 
@@ -64,7 +75,7 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, completed=batch + 1)
+            self._bar.update(self._task, completed=last_batch(self, batch))
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.close()
@@ -127,10 +138,11 @@ class StopOnNonFinite(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
+            last = last_batch(self, batch)
             where = (
-                f"batch {batch + 1}"
-                if self.first_batch >= batch
-                else f"one of batches {self.first_batch + 1}-{batch + 1} (run in one call: "
+                f"batch {last}"
+                if self.first_batch + 1 >= last
+                else f"one of batches {self.first_batch + 1}-{last} (run in one call: "
                 f"steps_per_execution {self.model.steps_per_execution})"
             )
             self.failure = (
