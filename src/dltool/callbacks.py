@@ -80,6 +80,17 @@ class EpochLog(keras.callbacks.Callback):
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.close()
 
+    def completed(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (from 0) was logged as completed."""
+        return len(self.rows) == epoch + 1
+
+    def keep(self, epochs: int) -> None:
+        """Forget the epochs after ``epochs`` (those the checkpoint lacks), in history.csv too."""
+        if len(self.rows) > epochs:
+            header = list(self.rows[-1])
+            self.rows = self.rows[:epochs]
+            write_csv(self.run.file(HISTORY), header, [list(r.values()) for r in self.rows])
+
     def close(self) -> None:
         """Stop the live bar (also called when fit raises, so the terminal is left clean)."""
         if self._bar is not None:
@@ -87,6 +98,9 @@ class EpochLog(keras.callbacks.Callback):
             self._bar = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        # The one place that decides whether an epoch completed: the checkpoint follows
+        # (see completed()), so a signal arriving while this row is written cannot leave
+        # the epoch on screen and in history.csv but out of the checkpoint.
         if stop_requested():
             return  # Ctrl-C/SIGTERM cut this epoch short: it did not happen, as far as we record
         logs = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
@@ -183,8 +197,8 @@ class Checkpointer(keras.callbacks.Callback):
         self._last_write = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if stop_requested():
-            return  # cut short by a signal: keep the previous epoch's snapshot
+        if not self.log.completed(epoch):
+            return  # cut short by a signal (the log decided): keep the previous epoch's snapshot
         if self.model.stop_training and any(
             not math.isfinite(float(v)) for v in (logs or {}).values() if isinstance(v, int | float)
         ):

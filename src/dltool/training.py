@@ -8,6 +8,7 @@ always says where the run got to.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import secrets
@@ -302,6 +303,10 @@ def _train_and_finish(
         # From here on yet another Ctrl-C waits: run.json must say interrupted, and the CLI
         # must get the resume line, whatever arrives now.
         with deferred_signals():
+            # history.csv and run.json say what the checkpoint holds; on a full disk resume
+            # rewrites history.csv from the checkpoint's own copy anyway.
+            with contextlib.suppress(DltoolError):
+                log.keep(saved)
             stop = stop_of(interrupt)
             why = f"{stop.word} ({stop.label})"
             _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error=why)
