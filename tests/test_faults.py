@@ -598,3 +598,88 @@ def test_output_piped_into_head_does_not_fail_the_run(
     info = json.loads((run / "run.json").read_text())
     assert (info["status"], info["epochs_completed"]) == ("completed", 3)
     assert RunDir(run).missing_files() == []
+
+
+def _stopped_run(result: Any, runs: Path) -> tuple[Path, int]:
+    """The run folder of an interrupted in-process train, and its checkpoint's epoch."""
+    assert result.exit_code == 130, result.stderr + result.stdout
+    (run,) = runs.iterdir()
+    return run, json.loads((run / "checkpoint" / "latest.json").read_text())["epoch"]
+
+
+def _agree_on(run: Path, result: Any, epoch: int) -> None:
+    """The screen, history.csv, run.json, the checkpoint and the message all name ``epoch``."""
+    assert result.stderr == f"interrupted after epoch {epoch}; resume with: dltool train --resume {run}\n"  # fmt: skip
+    assert [row["epoch"] for row in _history(run)] == [str(e) for e in range(1, epoch + 1)]
+    info = json.loads((run / "run.json").read_text())
+    assert (info["status"], info["epochs_completed"]) == ("interrupted", epoch)
+    latest = json.loads((run / "checkpoint" / "latest.json").read_text())
+    assert (latest["file"], len(latest["history"])) == (f"epoch-{epoch:04d}.keras", epoch)
+    shown = re.findall(r"^epoch (\d+)/5", result.stdout, flags=re.MULTILINE)
+    assert shown == [str(e) for e in range(1, epoch + 1)]
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_an_epoch_is_logged_keeps_that_epoch(run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Ctrl-C lands after epoch 3 was decided complete, while its row is written: the
+    checkpoint is epoch 3 too (it used to stay at epoch 2 while the screen said 3)."""
+    from dltool import callbacks, interrupts
+
+    real_write_csv = callbacks.write_csv
+
+    def write_then_signal(path: Path, header: Any, rows: list[Any]) -> None:
+        real_write_csv(path, header, rows)
+        if len(rows) == 3:
+            interrupts.REQUEST.signum = signal.SIGINT  # as the handler records a first Ctrl-C
+
+    monkeypatch.setattr(callbacks, "write_csv", write_then_signal)
+    config = write_config(tiny_config(training={"epochs": 5}))  # checkpoint_seconds 30: in memory
+    result = run_cli("train", config, "--runs-dir", tmp_path / "runs")
+    run, epoch = _stopped_run(result, tmp_path / "runs")
+    assert epoch == 3
+    _agree_on(run, result, 3)
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_epoch_leaves_that_epoch_out_everywhere(run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Ctrl-C during epoch 3's batches: epoch 3 is not shown, logged or checkpointed."""
+    from dltool import callbacks, interrupts
+
+    real_batch_end = callbacks.StopOnNonFinite.on_train_batch_end
+
+    def batch_end_then_signal(self: Any, batch: int, logs: Any = None) -> None:
+        real_batch_end(self, batch, logs)
+        if self.epoch == 2 and batch == 2:  # epoch 3 of 7 batches: cut after its third
+            interrupts.REQUEST.signum = signal.SIGINT
+
+    monkeypatch.setattr(callbacks.StopOnNonFinite, "on_train_batch_end", batch_end_then_signal)
+    config = write_config(tiny_config(training={"epochs": 5}))
+    result = run_cli("train", config, "--runs-dir", tmp_path / "runs")
+    run, epoch = _stopped_run(result, tmp_path / "runs")
+    assert epoch == 2
+    _agree_on(run, result, 2)
+
+
+@pytest.mark.slow
+def test_ctrl_c_twice_between_the_log_and_the_checkpoint(run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A second Ctrl-C raises in the log's own write of epoch 3, before the checkpoint
+    copied it: history.csv and run.json are cut back to epoch 2, the epoch resume keeps."""
+    from dltool import callbacks
+
+    real_write_csv = callbacks.write_csv
+    raised = []
+
+    def write_then_raise(path: Path, header: Any, rows: list[Any]) -> None:
+        real_write_csv(path, header, rows)
+        if len(rows) == 3 and not raised:
+            raised.append(True)
+            raise KeyboardInterrupt  # as the handler raises a second Ctrl-C
+
+    monkeypatch.setattr(callbacks, "write_csv", write_then_raise)
+    config = write_config(tiny_config(training={"epochs": 5}))
+    result = run_cli("train", config, "--runs-dir", tmp_path / "runs")
+    run, epoch = _stopped_run(result, tmp_path / "runs")
+    assert epoch == 2
+    assert result.stderr == f"interrupted after epoch 2; resume with: dltool train --resume {run}\n"
+    assert [row["epoch"] for row in _history(run)] == ["1", "2"]
+    assert json.loads((run / "run.json").read_text())["epochs_completed"] == 2

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+import warnings
 
-from dltool.pipelines import make_pipeline, make_train_pipeline
+import numpy as np
+import pytest
+
+from dltool.pipelines import TrainPipeline, make_pipeline
 
 ROWS = 64
 
@@ -19,9 +22,12 @@ def _epoch_orders(seed: int, first_epoch: int, epochs: int) -> list[list[int]]:
     keras.utils.set_random_seed(seed)
     x = np.arange(ROWS, dtype="float32").reshape(-1, 1)
     y = np.arange(ROWS)
-    batches = make_train_pipeline(x, y, ROWS, seed, first_epoch, epochs)
+    pipeline = TrainPipeline(x, y, ROWS, seed, first_epoch)
+    callback = pipeline.callback()  # as fit calls it: the epoch, then a fresh pass
     orders = []
-    for features, labels in batches.as_numpy_iterator():
+    for epoch in range(first_epoch, epochs):
+        callback.on_epoch_begin(epoch)
+        ((features, labels),) = pipeline.dataset.as_numpy_iterator()
         assert (features[:, 0] == labels).all()  # rows stay whole
         orders.append(labels.tolist())
     return orders
@@ -46,3 +52,25 @@ def test_evaluation_pipeline_keeps_order_and_the_last_partial_batch() -> None:
     x = np.arange(10, dtype="float32").reshape(-1, 1)
     batches = list(make_pipeline(x, np.arange(10), 4).as_numpy_iterator())
     assert [labels.tolist() for _, labels in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+@pytest.mark.slow
+def test_every_epoch_trains_every_batch_when_calls_do_not_divide_it() -> None:
+    """103 batches an epoch, 32 per call: Keras used to take 128 per epoch and run out."""
+    import keras
+
+    rows, batch_size, epochs = 103 * 4 - 1, 4, 3  # the last batch is partial
+    x = np.random.default_rng(0).normal(size=(rows, 3)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy", steps_per_execution=32)
+    pipeline = TrainPipeline(x, y, batch_size, seed=1, first_epoch=0)
+    assert pipeline.steps == 103
+    counted: list[int] = []
+    after_each_epoch = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs=None: counted.append(int(model.optimizer.iterations))
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Your input ran out of data" would fail the test
+        model.fit(pipeline.dataset, epochs=epochs, shuffle=False, callbacks=[pipeline.callback(), after_each_epoch], verbose=0)  # fmt: skip
+    assert counted == [103, 206, 309]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -386,6 +387,61 @@ def test_a_killed_worker_fails_its_trial_and_the_sweep_goes_on(tmp_path: Path) -
     assert all("worker process died" in r["error"] for r in failed)
     assert rows[-1]["status"] == "completed"  # started after the kill, in a new executor
     assert "Traceback" not in stderr
+
+
+def _state(pid: int) -> str | None:
+    """A process's state letter from /proc (``Z``: a zombie); None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_workers_die_with_a_killed_sweep(run_cli: Cli, tmp_path: Path) -> None:
+    """`kill -9` of `dltool sweep --jobs 2`: its workers and the resource tracker end
+    within seconds, the trials' folders say orphaned (not running), --resume finishes."""
+    path = _files(tmp_path, {"grid": {"training.batch_size": [8, 9, 10]}}, data={"n_train": 1000}, training={"epochs": 100})  # fmt: skip
+    runs = tmp_path / "runs"
+    # No pipes: workers that outlived it would hold them open.
+    process = subprocess.Popen(
+        [str(DLTOOL), "sweep", str(path), "--jobs", "2", "--runs-dir", str(runs)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and process.poll() is None:
+            if len(list(runs.glob("*/runs/*/history.csv"))) == 2:  # both workers training
+                break
+            time.sleep(0.1)
+        children = _children(process.pid)
+        tracker = [p for p in children if "resource_tracker" in Path(f"/proc/{p}/cmdline").read_text()]  # fmt: skip
+        assert len(children) == 3, (children, process.poll())  # 2 workers, the tracker
+        assert len(tracker) == 1, children
+        process.kill()
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_state(p) not in (None, "Z") for p in children):
+            time.sleep(0.1)
+        assert [p for p in children if _state(p) not in (None, "Z")] == []
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    (folder,) = runs.iterdir()
+    listed = json.loads(run_cli("runs", "--runs-dir", folder / "runs", "--json").stdout)
+    assert len(listed) == 2
+    for row in listed:
+        info = json.loads((Path(row["path"]) / "run.json").read_text())
+        assert (row["status"], info["error"].split(":")[0]) == ("interrupted", "orphaned"), info
+        assert f"dltool sweep {folder} --resume" in info["error"]
+    # The base read again with 1 epoch, so that the re-run is quick; in this process.
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_config(data={"n_train": 1000})))
+    resumed = run_cli("sweep", folder, "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert [r["status"] for r in _rows(folder / "trials.csv")] == ["completed"] * 3
 
 
 @pytest.mark.parametrize(

@@ -399,3 +399,22 @@ def test_categorical_crossentropy_and_top_k(run_cli: Callable[..., Any], tmp_pat
     header = _rows(run / "predictions.csv")[0]
     assert list(header)[4:] == [f"prob_{d}" for d in range(10)]
     assert len(metrics["test_classes"]["per_class"]) == 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("epochs", [3, 30], ids=["3-epochs", "30-epochs"])
+def test_every_epoch_sees_every_row_when_calls_do_not_divide_it(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path, epochs: int
+) -> None:
+    """50 batches an epoch, 32 per call: each epoch trains 50 and no input runs out.
+
+    Before: 64 per epoch (14 of the next epoch's), "Your input ran out of data" in the
+    last one (warnings are errors in the tests), and past epoch 25 the data restarted.
+    """
+    config = tiny_config(
+        data={"n_train": 200}, training={"epochs": epochs, "batch_size": 4, "steps_per_execution": 32}
+    )  # fmt: skip
+    run = _train(run_cli, write_config(config), tmp_path / "runs")
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    assert int(model.optimizer.iterations) == epochs * 50
+    assert len(_rows(run / "history.csv")) == epochs

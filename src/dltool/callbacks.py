@@ -30,6 +30,17 @@ from dltool.model import save_model  # noqa: E402
 from dltool.rundir import BEST_MODEL, HISTORY, RunDir, write_csv  # noqa: E402
 
 
+def last_batch(callback: keras.callbacks.Callback, batch: int) -> int:
+    """The number (from 1) of the last batch a call into TensorFlow ran.
+
+    Keras reports a call of ``steps_per_execution`` k batches as ending at batch
+    first + k - 1, also when the epoch had fewer batches left: 50 batches at 32 a
+    call end "at batch 64".
+    """
+    steps = callback.params.get("steps") if callback.params else None
+    return min(batch + 1, steps) if steps else batch + 1
+
+
 class EpochLog(keras.callbacks.Callback):
     """Prints one line per epoch and keeps ``history.csv`` current after every epoch."""
 
@@ -64,10 +75,21 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, completed=batch + 1)
+            self._bar.update(self._task, completed=last_batch(self, batch))
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.close()
+
+    def completed(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (from 0) was logged as completed."""
+        return len(self.rows) == epoch + 1
+
+    def keep(self, epochs: int) -> None:
+        """Forget the epochs after ``epochs`` (those the checkpoint lacks), in history.csv too."""
+        if len(self.rows) > epochs:
+            header = list(self.rows[-1])
+            self.rows = self.rows[:epochs]
+            write_csv(self.run.file(HISTORY), header, [list(r.values()) for r in self.rows])
 
     def close(self) -> None:
         """Stop the live bar (also called when fit raises, so the terminal is left clean)."""
@@ -76,6 +98,9 @@ class EpochLog(keras.callbacks.Callback):
             self._bar = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        # The one place that decides whether an epoch completed: the checkpoint follows
+        # (see completed()), so a signal arriving while this row is written cannot leave
+        # the epoch on screen and in history.csv but out of the checkpoint.
         if stop_requested():
             return  # Ctrl-C/SIGTERM cut this epoch short: it did not happen, as far as we record
         logs = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
@@ -127,10 +152,11 @@ class StopOnNonFinite(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
+            last = last_batch(self, batch)
             where = (
-                f"batch {batch + 1}"
-                if self.first_batch >= batch
-                else f"one of batches {self.first_batch + 1}-{batch + 1} (run in one call: "
+                f"batch {last}"
+                if self.first_batch + 1 >= last
+                else f"one of batches {self.first_batch + 1}-{last} (run in one call: "
                 f"steps_per_execution {self.model.steps_per_execution})"
             )
             self.failure = (
@@ -171,8 +197,8 @@ class Checkpointer(keras.callbacks.Callback):
         self._last_write = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if stop_requested():
-            return  # cut short by a signal: keep the previous epoch's snapshot
+        if not self.log.completed(epoch):
+            return  # cut short by a signal (the log decided): keep the previous epoch's snapshot
         if self.model.stop_training and any(
             not math.isfinite(float(v)) for v in (logs or {}).values() if isinstance(v, int | float)
         ):

@@ -7,6 +7,7 @@ here prefetches a fixed 2 batches with autotune off.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from dltool.backend import import_keras
 
 import_keras()  # quiet TensorFlow's start-up before the first ``import tensorflow``
 
+import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 
@@ -39,24 +41,48 @@ def make_pipeline(x: np.ndarray, y: np.ndarray | None, batch_size: int) -> tf.da
     return _fast(data)
 
 
-def make_train_pipeline(
-    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, first_epoch: int, epochs: int
-) -> tf.data.Dataset:
-    """Training batches for epochs ``first_epoch..epochs-1``, one seeded shuffle per epoch.
+def steps_per_epoch(rows: int, batch_size: int) -> int:
+    """Batches in one epoch of ``rows`` rows, the last one maybe partial."""
+    return math.ceil(rows / batch_size)
 
-    Epoch e's order depends only on (seed, e), so a resumed run sees exactly the
-    batches the uninterrupted run would have seen. Fit it with ``steps_per_epoch``.
+
+class TrainPipeline:
+    """Training batches, one epoch per pass, in an order that depends only on (seed, epoch).
+
+    Keras iterates the dataset afresh each epoch. It must not be fitted with
+    ``steps_per_epoch``: Keras then keeps one iterator across epochs and asks for
+    ``steps_per_execution`` batches per call, so with 400 batches an epoch and 32 per
+    call each epoch took 416 batches (16 of the next epoch's), the last epoch ran out
+    of data ("Your input ran out of data") and, past 25 epochs, the data restarted.
+    Without it the dataset's known length ends the epoch, and the last call runs the
+    batches that are left. Fit with :meth:`callback`, which tells the dataset the
+    epoch about to start, so a resumed run sees exactly the batches the
+    uninterrupted run would have seen.
     """
-    rows = tf.data.Dataset.from_tensor_slices((np.asarray(x, dtype="float32"), y))
-    count = len(x)
 
-    def epoch(number: tf.Tensor) -> tf.data.Dataset:
-        order_seed = tf.constant(seed, tf.int64) * 1_000_003 + number
-        return rows.shuffle(count, seed=order_seed, reshuffle_each_iteration=False).batch(
-            batch_size
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, first_epoch: int
+    ) -> None:
+        rows = tf.data.Dataset.from_tensor_slices((np.asarray(x, dtype="float32"), y))
+        count = len(x)
+        self.steps = steps_per_epoch(count, batch_size)
+        # Read when an epoch's iterator starts, after on_epoch_begin has set it.
+        self.epoch = tf.Variable(first_epoch, dtype=tf.int64, trainable=False)
+
+        def one_epoch(_: tf.Tensor) -> tf.data.Dataset:
+            order_seed = tf.constant(seed, tf.int64) * 1_000_003 + self.epoch.read_value()
+            return rows.shuffle(count, seed=order_seed, reshuffle_each_iteration=False).batch(
+                batch_size
+            )
+
+        data = tf.data.Dataset.range(1).flat_map(one_epoch)
+        self.dataset = _fast(data.apply(tf.data.experimental.assert_cardinality(self.steps)))
+
+    def callback(self) -> keras.callbacks.Callback:
+        """The Keras callback that sets the epoch before its batches are drawn."""
+        return keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda epoch, logs=None: self.epoch.assign(epoch)
         )
-
-    return _fast(tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch))
 
 
 def _fast(data: tf.data.Dataset) -> tf.data.Dataset:

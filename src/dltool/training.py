@@ -8,7 +8,7 @@ always says where the run got to.
 
 from __future__ import annotations
 
-import math
+import contextlib
 import os
 import platform
 import secrets
@@ -55,7 +55,7 @@ from dltool.interrupts import (  # noqa: E402
 )
 from dltool.metrics import SPLITS  # noqa: E402
 from dltool.model import compile_model, model_summary, save_model  # noqa: E402
-from dltool.pipelines import make_pipeline, make_train_pipeline  # noqa: E402
+from dltool.pipelines import TrainPipeline, make_pipeline, steps_per_epoch  # noqa: E402
 from dltool.prepare import Prepared, prepare  # noqa: E402
 from dltool.rundir import (  # noqa: E402
     CONFIG,
@@ -165,7 +165,7 @@ def run_training(
         compile_model(
             model,
             config,
-            steps_per_epoch=math.ceil(len(prepared.dataset.x_train) / prepared.batch_size),
+            steps_per_epoch=steps_per_epoch(len(prepared.dataset.x_train), prepared.batch_size),
         )
 
     run = RunDir.create(runs_dir, config.name)
@@ -274,23 +274,17 @@ def _train_and_finish(
     try:
         # A signal only sets a flag until the run reaches a safe point (see interrupts.py).
         if first_epoch < training.epochs:
-            train_pipeline = make_train_pipeline(
-                dataset.x_train,
-                prepared.labels["train"],
-                batch_size,
-                seed,
-                first_epoch,
-                training.epochs,
+            train_pipeline = TrainPipeline(
+                dataset.x_train, prepared.labels["train"], batch_size, seed, first_epoch
             )
             with prepared.clock.phase("fit"):
                 model.fit(
-                    train_pipeline,
+                    train_pipeline.dataset,  # one epoch per pass: no steps_per_epoch (see there)
                     validation_data=evaluation_pipelines.get("validation"),
                     initial_epoch=first_epoch,
                     epochs=training.epochs,
-                    steps_per_epoch=math.ceil(len(dataset.x_train) / batch_size),
                     shuffle=False,  # the pipeline shuffles, seeded per epoch
-                    callbacks=callbacks,
+                    callbacks=[train_pipeline.callback(), *callbacks],
                     verbose=0,
                 )
         if guard.failure:
@@ -309,6 +303,10 @@ def _train_and_finish(
         # From here on yet another Ctrl-C waits: run.json must say interrupted, and the CLI
         # must get the resume line, whatever arrives now.
         with deferred_signals():
+            # history.csv and run.json say what the checkpoint holds; on a full disk resume
+            # rewrites history.csv from the checkpoint's own copy anyway.
+            with contextlib.suppress(DltoolError):
+                log.keep(saved)
             stop = stop_of(interrupt)
             why = f"{stop.word} ({stop.label})"
             _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error=why)

@@ -2,11 +2,14 @@
 
 With ``--jobs N`` at most N trials are in flight: after Ctrl-C none starts, and
 those running stop at their next batch and are listed as interrupted, with their
-folders. A worker process that dies fails only its own trials.
+folders. A worker process that dies fails only its own trials; a worker whose sweep
+process dies (``kill -9``) stops its trial, marks its folder orphaned and exits.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 import time
@@ -19,17 +22,31 @@ from typing import Any
 
 from dltool import interrupts
 from dltool.errors import DltoolError
-from dltool.rundir import RUN_JSON, STATUS_RUNNING, RunDir, folders_named
+from dltool.rundir import (
+    RUN_JSON,
+    STATUS_INTERRUPTED,
+    STATUS_RUNNING,
+    RunDir,
+    folders_named,
+)
 from dltool.sweep.folder import SweepDir
 from dltool.sweep.spec import Trial
 
 _STOP: Any = None
+_PARENT = 0  # the sweep process's pid, in a worker; 0 in the sweep process itself
+_ORPHANED = threading.Event()  # set in a worker whose sweep process died
+_IN_TRIAL = threading.Event()  # set while a worker's run_trial runs
+# Seconds an orphaned worker has to stop its trial at a batch boundary, write the
+# checkpoint and mark the folder; then the kernel ends it (SIGALRM), whatever it is doing.
+ORPHAN_GRACE_S = 20
 
 
-def _start_worker(stop: Any) -> None:
-    """Set up a worker process: ignore signals between trials, follow the parent's stop."""
-    global _STOP
-    _STOP = stop
+def _start_worker(stop: Any, parent: int) -> None:
+    """Set up a worker process: ignore signals between trials, follow the parent's stop,
+    and end with the parent (see :func:`_follow_parent`)."""
+    global _STOP, _PARENT
+    _STOP, _PARENT = stop, parent
+    threading.Thread(target=_follow_parent, args=(parent,), daemon=True).start()
     # Ctrl-C in a terminal reaches every worker too. Between trials it must not kill the
     # worker (that breaks the pool); during one, run_trial's handling_signals() turns it
     # into a stop at the next batch boundary.
@@ -45,6 +62,27 @@ def _follow_stop(stop: Any) -> None:
         time.sleep(0.1)
     if interrupts.REQUEST.signum is None:
         interrupts.REQUEST.signum = int(stop.value)  # like a first signal: stop at a safe point
+
+
+def _follow_parent(parent: int) -> None:
+    """End this worker once the sweep process is gone, however it died.
+
+    A ``kill -9`` of the sweep leaves its workers running (they trained their trials
+    to the end, then idled, ignoring SIGTERM, ~790 MB each) and the folders of their
+    trials saying ``running``. Not ``PR_SET_PDEATHSIG``: its SIGKILL would leave no
+    mark in the folder, and it is Linux only. The parent's pid is polled instead (an
+    orphan is adopted by another process): the trial is asked to stop at its next
+    batch, as SIGTERM would, and run_trial marks its folder orphaned and exits; between
+    trials the worker exits at once. ``alarm`` ends it after ORPHAN_GRACE_S if not.
+    """
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    signal.alarm(ORPHAN_GRACE_S)  # SIGALRM's default action ends the process
+    _ORPHANED.set()
+    if interrupts.REQUEST.signum is None:
+        interrupts.REQUEST.signum = signal.SIGTERM
+    if not _IN_TRIAL.is_set():
+        os._exit(1)  # between trials: nothing to mark (run_trial checks _ORPHANED on entry)
 
 
 def _note_signal(signum: int, frame: Any) -> None:
@@ -68,6 +106,9 @@ def run_trial(base: str, assignments: list[str], runs_dir: str, name: str) -> di
     started = time.perf_counter()
     before = folders_named(Path(runs_dir), name)
     outcome: dict[str, Any]
+    _IN_TRIAL.set()
+    if _ORPHANED.is_set():
+        os._exit(1)  # the sweep process died as this trial was handed over
     try:
         with interrupts.handling_signals():  # in a worker too: stop at a batch boundary
             if _STOP is not None:  # a worker process
@@ -90,7 +131,23 @@ def run_trial(base: str, assignments: list[str], runs_dir: str, name: str) -> di
         created = sorted(folders_named(Path(runs_dir), name) - before)
         outcome["run"] = str(created[-1]) if created else ""
     outcome["duration_s"] = round(time.perf_counter() - started, 2)
+    if _ORPHANED.is_set():  # nobody will read the outcome: say so in the folder, and end
+        if outcome["run"]:
+            _mark_orphaned(RunDir(Path(outcome["run"])), Path(runs_dir).parent)
+        os._exit(1)
+    _IN_TRIAL.clear()
     return outcome
+
+
+def _mark_orphaned(run: RunDir, sweep_folder: Path) -> None:
+    """Say in run.json that the trial lost its sweep process (unless it completed)."""
+    error = (
+        f"orphaned: its sweep process (pid {_PARENT}) died; the trial was stopped, and "
+        f"`dltool sweep {sweep_folder} --resume` trains it again"
+    )
+    with contextlib.suppress(DltoolError), run.writing():
+        if run.info().get("status") in (STATUS_RUNNING, STATUS_INTERRUPTED):
+            run.mark(STATUS_INTERRUPTED, error=error)
 
 
 Report = Callable[[Trial, dict[str, Any]], None]
@@ -151,7 +208,7 @@ def _execute_parallel(directory: SweepDir, todo: list[Trial], jobs: int, report:
     in_flight: dict[Future[dict[str, Any]], _InFlight] = {}
 
     def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(stop,))  # fmt: skip
+        return ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(stop, os.getpid()))  # fmt: skip
 
     pool = new_pool()
     try:
