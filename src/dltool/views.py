@@ -152,11 +152,15 @@ def table(
 
 
 def plain_lines(out: Console, header: Sequence[str], rows: Sequence[Sequence[Text]]) -> None:
-    """The header and one line per row, fields separated by tabs, ``-`` for an empty one."""
+    """The header and one line per row, fields separated by tabs, ``-`` for an empty one.
+
+    Written to the console's file directly: rich would turn the tabs into spaces.
+    """
+    if out.quiet:
+        return
     for fields in [header, *([c.plain for c in row] for row in rows)]:
-        out.print(
-            Text("\t".join(printable(f) or _EMPTY for f in fields)), soft_wrap=True, crop=False
-        )
+        out.file.write("\t".join(printable(f) or _EMPTY for f in fields) + "\n")
+    out.file.flush()
 
 
 def final_metrics(out: Console, path: Path, metrics: dict[str, dict[str, float]]) -> None:
