@@ -71,12 +71,13 @@ def number(value: Any) -> str:
 
 
 def cell(value: Any, style: str = "") -> Text:
-    """A table cell: ``value`` made printable; numbers as :func:`number`, None empty."""
-    if value is None:
-        return Text("")
-    if isinstance(value, float):
-        return Text(number(value), style=style)
-    return Text(value_text(value), style=style)
+    """A table cell holding a value from a file, as :func:`value_text`; None is empty."""
+    return Text("" if value is None else value_text(value), style=style)
+
+
+def metric_cell(value: Any) -> Text:
+    """A table cell holding a metric, as :func:`number`; None is empty."""
+    return Text("" if value is None else number(value))
 
 
 def line(out: Console, *parts: str | tuple[str, str]) -> None:
@@ -100,7 +101,8 @@ def fit(columns: Sequence[Column], rows: Sequence[Sequence[Text]], width: int) -
     when the whole columns alone are too wide. Columns are cut to their ``shortest``
     before any is dropped; whole ones (names, paths) are never cut."""
     natural = [
-        max([cell_len(c.header), *(row[i].cell_len for row in rows)]) for i, c in enumerate(columns)
+        max([cell_len(printable(c.header)), *(row[i].cell_len for row in rows)])
+        for i, c in enumerate(columns)
     ]
     least = [
         n if c.shortest is None else min(n, max(c.shortest, 1))
@@ -143,8 +145,9 @@ def table(
     grid = Table()
     for index, width in shown:
         column = columns[index]
+        header = Text(printable(column.header))  # run names head compare's columns
         grid.add_column(
-            column.header, justify=column.justify, no_wrap=True, overflow="ellipsis", width=width
+            header, justify=column.justify, no_wrap=True, overflow="ellipsis", width=width
         )
     for row in rows:
         grid.add_row(*(row[index] for index, _ in shown))
@@ -167,7 +170,7 @@ def final_metrics(out: Console, path: Path, metrics: dict[str, dict[str, float]]
     """The metrics table printed at the end of `dltool train`, then the run folder."""
     names = list(dict.fromkeys(k for split in metrics.values() for k in split))
     columns = [Column("split"), *(Column(m, justify="right") for m in names)]
-    rows = [[cell(split), *(cell(values.get(m)) for m in names)] for split, values in metrics.items()]  # fmt: skip
+    rows = [[cell(split), *(metric_cell(values.get(m)) for m in names)] for split, values in metrics.items()]  # fmt: skip
     table(out, columns, rows, title="final metrics", title_in_pipe=True)
     line(out, ("run saved to", "green"), " ", str(path))
 
@@ -281,13 +284,13 @@ def runs_table(out: Console, summaries: list[dict[str, Any]], runs_dir: Path) ->
     with_overrides = any(x["overrides"] for x in summaries)
     columns = [
         Column("run"),  # whole: the name people copy
-        Column("status", drop=2, shortest=9),
+        Column("status", drop=1, shortest=9),
         Column("started", drop=7, shortest=11),
         Column("time", justify="right", drop=5),
         Column("params", justify="right", drop=6),
         *((Column("overrides", drop=3, shortest=12),) if with_overrides else ()),
         *(
-            Column(f"test.{m}", justify="right", drop=1 if i == 0 else 4)
+            Column(f"test.{m}", justify="right", drop=4 if i else 2)
             for i, m in enumerate(shown_metrics)
         ),
     ]
@@ -304,7 +307,7 @@ def runs_table(out: Console, summaries: list[dict[str, Any]], runs_dir: Path) ->
                 cell(f"{duration:.0f}s" if duration is not None else None),
                 cell(f"{params:,}" if params is not None else None),
                 *((cell(" ".join(summary["overrides"])),) if with_overrides else ()),
-                *(cell(test.get(m)) for m in shown_metrics),
+                *(metric_cell(test.get(m)) for m in shown_metrics),
             ]
         )
     title = f"{len(summaries)} runs in {runs_dir} (all fields: --json)"
@@ -322,18 +325,23 @@ def comparison(out: Console, result: dict[str, Any]) -> None:
     by side they are numbered (#1, #2, ...) and listed above the tables.
     """
     names = result["runs"]
-    differences = [[cell(key), *(cell(v) for v in values)] for key, values in result["config_differences"].items()]  # fmt: skip
+    differences = [[cell(key), *(Text(value_text(v)) for v in values)] for key, values in result["config_differences"].items()]  # fmt: skip
     metrics = [
         [cell("status"), *(cell(s, STATUS_STYLE.get(s, "")) for s in result["status"])],
         [cell("params"), *(cell(f"{p:,}" if p is not None else None) for p in result["params"])],
-        *([cell(key), *(cell(v) for v in values)] for key, values in result["metrics"].items()),
+        *(
+            [cell(key), *(metric_cell(v) for v in values)]
+            for key, values in result["metrics"].items()
+        ),
     ]
     if not out.is_terminal:
         plain_lines(out, ["key", *names], [*metrics, *differences])
         return
 
     def columns(headers: list[str], first: str) -> list[Column]:
-        runs = [Column(h, justify="right", shortest=max(8, cell_len(h))) for h in headers]
+        runs = [
+            Column(h, justify="right", shortest=max(8, cell_len(printable(h)))) for h in headers
+        ]
         return [Column(first), *runs]
 
     headers = names
@@ -352,7 +360,7 @@ def batch_summary(out: Console, title: str, outcomes: list[dict[str, Any]], show
     one row per config with ``path``, ``exit`` (0: ok), test ``metrics`` and ``folder``."""
     columns = [
         Column("config"),
-        Column("status", shortest=6),
+        Column("status"),
         Column("test metrics", drop=2, shortest=12),
         *((Column("run folder", drop=1),) if show_folders else ()),
     ]
