@@ -93,13 +93,14 @@ class Column:
     header: str
     justify: JustifyMethod = "left"
     drop: int = 0  # 0: always shown; on a narrow terminal the highest number goes first
-    shortest: int | None = None  # cut to this width (with an ellipsis) before any drop; None: whole
+    shortest: int | None = None  # may be cut to this width, with an ellipsis; None: always whole
 
 
 def fit(columns: Sequence[Column], rows: Sequence[Sequence[Text]], width: int) -> list[tuple[int, int]] | None:  # fmt: skip
     """(column index, width) of the columns shown in ``width`` terminal columns, or None
-    when the whole columns alone are too wide. Columns are cut to their ``shortest``
-    before any is dropped; whole ones (names, paths) are never cut."""
+    when the columns that are never dropped are too wide. Columns join from the most
+    valuable (lowest ``drop``) while they fit at their ``shortest``; then the spare width
+    goes back to them. Whole ones (names, paths) are never cut."""
     natural = [
         max([cell_len(printable(c.header)), *(row[i].cell_len for row in rows)])
         for i, c in enumerate(columns)
@@ -108,16 +109,21 @@ def fit(columns: Sequence[Column], rows: Sequence[Sequence[Text]], width: int) -
         n if c.shortest is None else min(n, max(c.shortest, 1))
         for c, n in zip(columns, natural, strict=True)
     ]
-    shown = list(range(len(columns)))
 
     def frame(count: int) -> int:
         return 3 * count + 1  # a border and a space each side of every column
 
-    while sum(least[i] for i in shown) + frame(len(shown)) > width:
-        droppable = [i for i in shown if columns[i].drop > 0]
-        if not droppable:
-            return None
-        shown.remove(max(droppable, key=lambda i: (columns[i].drop, i)))
+    def fits(indexes: list[int]) -> bool:
+        return sum(least[i] for i in indexes) + frame(len(indexes)) <= width
+
+    shown = [i for i, c in enumerate(columns) if c.drop == 0]
+    if not fits(shown):
+        return None
+    for index in sorted(
+        (i for i, c in enumerate(columns) if c.drop), key=lambda i: columns[i].drop
+    ):
+        if fits([*shown, index]):  # the most valuable columns first, each if it still fits
+            shown = sorted([*shown, index])
     widths = {i: natural[i] for i in shown}
     excess = sum(widths.values()) + frame(len(shown)) - width
     while excess > 0:  # one character at a time from the column with the most to spare
