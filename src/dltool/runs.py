@@ -242,7 +242,7 @@ def compare(runs: list[RunInfo]) -> dict[str, Any]:
         key: [r.config.get(key) for r in runs]
         for key in keys
         if key not in ("name",)
-        and len({json.dumps(r.config.get(key), sort_keys=True) for r in runs}) > 1
+        and len({json.dumps(r.config.get(key), sort_keys=True, default=str) for r in runs}) > 1
     }
     metric_keys = [
         f"{s}.{m}"
