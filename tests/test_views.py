@@ -172,6 +172,7 @@ def test_batch_summary_never_wraps_paths(width: int, show_folders: bool) -> None
 def test_batch_summary_in_a_pipe() -> None:
     text = _render(None, lambda out: views.batch_summary(out, "smoke runs", OUTCOMES, True))
     assert text.splitlines() == [
+        "smoke runs",
         "config\tstatus\ttest metrics\trun folder",
         "configs/a-long-experiment-file-name.yaml\tok\tloss 0.2912  accuracy 0.9123\truns/a-long-experiment-file-name-20261124-223141",
         "configs/broken.yaml\tfailed (exit 2)\t-\t-",

@@ -384,7 +384,7 @@ def batch_summary(out: Console, title: str, outcomes: list[dict[str, Any]], show
                 *((cell(str(folder) if folder else None),) if show_folders else ()),
             ]
         )
-    table(out, columns, rows, title=title)
+    table(out, columns, rows, title=title, title_in_pipe=True)  # a CI log says what it lists
 
 
 def _parameters(spec: Any) -> str:
