@@ -277,7 +277,7 @@ def test_a_bad_field_is_a_problem_of_that_run(
     assert order == (["d", "a", "b", "c"] if file == "metrics.json" else ["b", "d", "a", "c"])
     assert table.stderr == f"note: {runs / 'b'}: {line}\n"
     compared = run_cli("runs", "compare", runs / "a", runs / "b")
-    assert compared.exit_code == 0, compared.stderr
+    assert (compared.exit_code, compared.stderr) == (0, f"note: {runs / 'b'}: {line}\n")
 
 
 def test_json_has_every_field(run_cli: Cli, tmp_path: Path) -> None:

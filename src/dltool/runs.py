@@ -255,4 +255,5 @@ def compare(runs: list[RunInfo]) -> dict[str, Any]:
         "metrics": {key: [r.value(key) for r in runs] for key in metric_keys},
         "status": [r.status for r in runs],
         "params": [r.info.get("params") for r in runs],
+        "problems": {str(r.path): r.problems for r in runs if r.problems},
     }

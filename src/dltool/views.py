@@ -318,10 +318,15 @@ def runs_table(out: Console, summaries: list[dict[str, Any]], runs_dir: Path) ->
         )
     title = f"{len(summaries)} runs in {runs_dir} (all fields: --json)"
     table(out, columns, rows, title=title)
+    _problem_notes({s["path"]: s["problems"] for s in summaries})
+
+
+def _problem_notes(problems: dict[str, list[str]]) -> None:
+    """``note: RUN: FILE: problem`` on stderr for each problem of a run folder."""
     notes = Console(stderr=True, highlight=False, soft_wrap=True)
-    for summary in summaries:
-        for problem in summary["problems"]:
-            line(notes, ("note", "yellow"), ": ", summary["path"], ": ", problem)
+    for path, lines in problems.items():
+        for problem in lines:
+            line(notes, ("note", "yellow"), ": ", path, ": ", problem)
 
 
 def comparison(out: Console, result: dict[str, Any]) -> None:
@@ -342,7 +347,13 @@ def comparison(out: Console, result: dict[str, Any]) -> None:
     ]
     if not out.is_terminal:
         plain_lines(out, ["key", *names], [*metrics, *differences])
-        return
+    else:
+        _comparison_tables(out, names, differences, metrics)
+    _problem_notes(result.get("problems", {}))
+
+
+def _comparison_tables(out: Console, names: list[str], differences: list[list[Text]], metrics: list[list[Text]]) -> None:  # fmt: skip
+    """The two tables of :func:`comparison` on a terminal, runs numbered if their names do not fit."""
 
     def columns(headers: list[str], first: str) -> list[Column]:
         runs = [
