@@ -628,3 +628,26 @@ def test_report_from_matrix_equals_scikit_learn() -> None:
         assert ours["per_class"][name] == pytest.approx(theirs[name])
     assert ours["macro_avg"] == pytest.approx(theirs["macro avg"])
     assert ours["weighted_avg"] == pytest.approx(theirs["weighted avg"])
+
+
+def test_predicted_values_are_fixed_point_text() -> None:
+    """1e-06 in a CSV reads as text to some tools and hides the decimals: write 0.000001."""
+    from types import SimpleNamespace
+
+    from dltool.evaluation import Predictions, predictions_table
+    from dltool.predict import _prediction_columns
+
+    raw = np.array([[1e-6], [0.5], [1.0], [2e-7]], dtype="float32")
+    run = SimpleNamespace(
+        info={"task": "binary"}, config=SimpleNamespace(task="binary"), class_names=["fail", "pass"]
+    )
+    columns = _prediction_columns(raw, run)  # type: ignore[arg-type]
+    assert list(columns["prob_pass"]) == ["0.000001", "0.500000", "1.000000", "0.000000"]
+    assert list(columns["prob_fail"]) == ["0.999999", "0.500000", "0.000000", "1.000000"]
+    regression = SimpleNamespace(
+        info={"task": "regression"}, config=SimpleNamespace(task="regression"), class_names=None
+    )
+    assert list(_prediction_columns(np.array([[3e-7], [-12.5]]), regression)["predicted"]) == ["0.000000", "-12.500000"]  # type: ignore[arg-type]  # fmt: skip
+    tested = Predictions("binary", raw, np.array([[0], [1], [1], [0]]), ["fail", "pass"])
+    _, rows = predictions_table(tested)
+    assert rows[0] == [0, "fail", "fail", True, "0.999999", "0.000001"]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from dltool import views
 from dltool.config import ExperimentConfig, load_config, validate_config, with_name
 from dltool.overrides import apply_assignment
 
@@ -68,7 +69,7 @@ def train(
         loaded,
         source=source,
         runs_dir=Path(runs_dir),
-        console=console or Console(quiet=quiet),
+        console=console or views.console(quiet=quiet),
         overrides=overrides,
         smoke=smoke,
     )

@@ -21,7 +21,6 @@ import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from dltool import __version__, views
@@ -258,14 +257,14 @@ def _train_many(
     smoke: bool,
     show_folders: bool = True,
 ) -> None:
-    """Train configs one after another; a failure is reported and the next one still runs."""
+    """Train configs one after another; a failure is reported and the next one still runs.
+
+    Each run's own final metrics and folder are printed as it ends (not for the
+    temporary folders of `dltool smoke`), then a summary row per config.
+    """
     from dltool.rundir import RunDir
 
-    summary = Table(title="smoke runs" if smoke else "runs", title_justify="left")
-    for column in ("config", "status", "test metrics", *(("run folder",) if show_folders else ())):
-        summary.add_column(column, overflow="fold")
-    first_failure: int | None = None
-    folder_column = ("",) if show_folders else ()
+    outcomes: list[dict[str, Any]] = []
     with handling_signals():  # one handler for the whole batch: Ctrl-C between runs counts too
         for path in paths:
             try:
@@ -275,16 +274,14 @@ def _train_many(
                 if missing:
                     raise RunFolderIncomplete(f"{result.path}: missing {', '.join(missing)}")
             except Exception as error:  # reported; the next file still runs
-                code = report(error)
-                first_failure = first_failure or code
-                summary.add_row(
-                    str(path), f"[red]failed (exit {code})[/red]", "", *("" for _ in folder_column)
-                )
+                outcomes.append({"path": path, "exit": report(error)})
                 continue
-            shown = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.get("test", {}).items())
-            folder = (str(result.path),) if show_folders else ()
-            summary.add_row(str(path), "[green]ok[/green]", shown, *folder)
-    _out().print(summary)
+            if show_folders:
+                views.final_metrics(_out(), result.path, result.metrics)
+            test = result.metrics.get("test", {})
+            outcomes.append({"path": path, "exit": 0, "metrics": test, "folder": result.path})
+    views.batch_summary(_out(), "smoke runs" if smoke else "runs", outcomes, show_folders)
+    first_failure = next((o["exit"] for o in outcomes if o["exit"]), 0)
     if first_failure:
         raise typer.Exit(first_failure)
 

@@ -50,13 +50,13 @@ def predictions_table(predictions: Predictions) -> tuple[list[str], list[list[An
     """``predictions.csv``: index, true, predicted, correct, prob_<class>... (or error)."""
     if predictions.task == "regression":
         true, predicted = predictions.y_true[:, 0], predictions.raw[:, 0]
-        rows = [[i, _round(t), _round(p), _round(p - t)] for i, (t, p) in enumerate(zip(true, predicted, strict=True))]  # fmt: skip
+        rows = [[i, fixed_point(t), fixed_point(p), fixed_point(p - t)] for i, (t, p) in enumerate(zip(true, predicted, strict=True))]  # fmt: skip
         return ["index", "true", "predicted", "error"], rows
     names = predictions.class_names
     header = ["index", "true", "predicted", "correct", *(f"prob_{name}" for name in names)]
     true, predicted = predictions.true_index, predictions.predicted_index
     rows = [
-        [i, names[t], names[p], bool(t == p), *(_round(v) for v in probabilities)]
+        [i, names[t], names[p], bool(t == p), *(fixed_point(v) for v in probabilities)]
         for i, (t, p, probabilities) in enumerate(zip(true, predicted, predictions.probabilities, strict=True))
     ]  # fmt: skip
     return header, rows
@@ -167,5 +167,12 @@ def loss_first(values: dict[str, Any]) -> dict[str, float]:
     return {k: float(values[k]) for k in sorted(values, key=lambda k: k != "loss")}
 
 
-def _round(value: Any) -> float:
-    return round(float(value), 6)
+DECIMALS = 6  # predicted values in CSV files: predictions.csv and dltool predict's output
+
+
+def fixed_point(values: Any) -> Any:
+    """Numbers as CSV text with :data:`DECIMALS` decimals, never ``1e-06``: one value or a
+    numpy array (of strings, then)."""
+    if isinstance(values, np.ndarray):
+        return np.char.mod(f"%.{DECIMALS}f", values.astype("float64"))
+    return f"{float(values):.{DECIMALS}f}"

@@ -21,7 +21,7 @@ import numpy as np
 
 from dltool.config import ExperimentConfig
 from dltool.errors import InputError
-from dltool.evaluation import Predictions
+from dltool.evaluation import Predictions, fixed_point
 from dltool.inputs import (
     IMAGE_SUFFIXES,
     Chunk,
@@ -225,7 +225,7 @@ def predict_file(run: TrainedRun, input_path: Path, output: Path | None, batch_s
             raw = predict_array(model, chunk.x, batch_size)
             lap("predict")
             frame = pd.DataFrame({**chunk.ids, **_prediction_columns(raw, run)})
-            frame.to_csv(handle, header=not header, index=False)  # floats already rounded
+            frame.to_csv(handle, header=not header, index=False)  # values already text
             header = header or [str(c) for c in frame.columns]
             if "prob_" in "".join(header):
                 counts.update(frame["predicted"].value_counts().to_dict())
@@ -254,16 +254,17 @@ def _nothing_left_on_failure(target: Path) -> Iterator[Path]:
 def _prediction_columns(raw: np.ndarray, run: TrainedRun) -> dict[str, np.ndarray]:
     """Output columns for a chunk: prob_<class>... then predicted (or just predicted).
 
-    Values are rounded to 6 decimals, as in the run's predictions.csv; rounding in
-    numpy and printing the shortest repr is ~1.5x faster than to_csv's float_format.
+    Values are fixed-point text with 6 decimals, as in the run's predictions.csv
+    (``0.000001``, never ``1e-06``), formatted here so that the input's own id
+    columns are written as they were read.
     """
     task = run.task
     if task == "regression":
-        return {"predicted": np.round(raw[:, 0].astype("float64"), 6)}
+        return {"predicted": fixed_point(raw[:, 0])}
     read = Predictions(
         task=task, raw=raw, y_true=np.zeros((len(raw), 1)), class_names=_names(run, raw)
     )
-    probabilities = np.round(read.probabilities.astype("float64"), 6)
+    probabilities = fixed_point(read.probabilities)
     columns = {f"prob_{name}": probabilities[:, i] for i, name in enumerate(read.class_names)}
     columns["predicted"] = np.asarray(read.class_names, dtype=object)[read.predicted_index]
     return columns

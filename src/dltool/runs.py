@@ -3,18 +3,90 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dltool.errors import InputError
-from dltool.messages import did_you_mean
+from dltool.messages import describe_validation_error, did_you_mean, show
 from dltool.metrics import SPLITS as METRIC_SPLITS
 from dltool.metrics import higher_is_better
-from dltool.rundir import CONFIG, METRICS, RUN_JSON, RunDir, read_json_object
+from dltool.rundir import CONFIG, METRICS, RUN_JSON, RunDir
 from dltool.yamlio import YamlProblem, read_yaml_mapping
 
 SPLITS = tuple(reversed(METRIC_SPLITS))  # test first: the number people look for
+MAX_PID = 4_194_304  # Linux's largest pid_max (2**22)
+
+
+class RunFields(BaseModel):
+    """The run.json fields that ``dltool runs`` shows, with their types. A run folder
+    may come from anywhere: a field that does not fit is left out and named as a
+    problem of that run, and the other fields and runs are still listed."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    status: str = "unknown"
+    name: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    epochs_completed: Annotated[int, Field(ge=0)] | None = None
+    params: Annotated[int, Field(ge=0)] | None = None
+    seed: int | None = None
+    overrides: list[str] = []
+    pid: Annotated[int, Field(gt=0, le=MAX_PID)] | None = None
+    host: str | None = None
+    versions: dict[str, str | None] | None = None
+    error: str | None = None
+
+
+def _checked_info(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """run.json's fields, each bad one left out, and one problem line per bad field."""
+    problems: list[str] = []
+    for _ in range(len(RunFields.model_fields) + 1):  # each round leaves out at least one field
+        try:
+            RunFields.model_validate(data)
+        except ValidationError as error:
+            described = describe_validation_error(error, RunFields)
+            problems += [f"{RUN_JSON}: {key}: {text}" for key, text in described]
+            bad = {str(item["loc"][0]) for item in error.errors() if item["loc"]}
+            data = {k: v for k, v in data.items() if k not in bad}
+            continue
+        break
+    return data, problems
+
+
+def _checked_metrics(data: dict[str, Any]) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """metrics.json's splits as ``{split: {metric: number}}``, and one line per value left out."""
+    metrics: dict[str, dict[str, float]] = {}
+    problems: list[str] = []
+    for split in SPLITS:
+        values = data.get(split)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            problems.append(f"{METRICS}: {split}: not a mapping of metric names to numbers")
+            continue
+        metrics[split] = {}
+        for name, value in values.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                metrics[split][name] = float(value)
+            else:
+                problems.append(f"{METRICS}: {split}.{name}: not a number (received {show(value)})")
+    return metrics, problems
+
+
+def json_safe(data: Any) -> Any:
+    """``data`` as JSON can hold it: keys as text, YAML dates and the like as text."""
+    if isinstance(data, dict):
+        return {str(k) if not isinstance(k, str) else k: json_safe(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [json_safe(v) for v in data]
+    if data is None or isinstance(data, str | int | float | bool):
+        return data
+    return str(data)
 
 
 @dataclass
@@ -22,10 +94,11 @@ class RunInfo:
     """One run folder as listed: run.json, metrics.json and the flattened config."""
 
     path: Path
-    info: dict[str, Any]
-    metrics: dict[str, Any]
+    info: dict[str, Any]  # run.json, its bad fields left out
+    metrics: dict[str, dict[str, float]]  # split -> metric -> number
     config: dict[str, Any]  # dotted key -> value
-    problem: str | None = None  # why config.yaml could not be read (the config is then empty)
+    nested_config: dict[str, Any] = field(default_factory=dict)  # config.yaml as read
+    problems: list[str] = field(default_factory=list)  # one line per file or field left out
 
     @property
     def status(self) -> str:
@@ -54,14 +127,17 @@ class RunInfo:
             "name": self.info.get("name"),
             "status": self.status,
             "started_at": self.info.get("started_at"),
+            "finished_at": self.info.get("finished_at"),
             "duration_s": self.info.get("duration_s"),
+            "epochs_completed": self.info.get("epochs_completed"),
             "params": self.info.get("params"),
             "seed": self.info.get("seed"),
             "overrides": self.info.get("overrides", []),
-            "metrics": {
-                s: self.metrics[s] for s in SPLITS if isinstance(self.metrics.get(s), dict)
-            },
-            **({"config_problem": self.problem} if self.problem else {}),
+            "error": self.info.get("error"),
+            "versions": self.info.get("versions"),
+            "metrics": self.metrics,
+            "config": json_safe(self.nested_config),
+            "problems": self.problems,
         }
 
 
@@ -80,12 +156,6 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: data}
 
 
-def _read_metrics(path: Path) -> dict[str, Any]:
-    """metrics.json, keeping only splits that are mappings (``runs`` indexes into them)."""
-    data = read_json_object(path)
-    return {k: v for k, v in data.items() if k not in SPLITS or isinstance(v, dict)}
-
-
 def read_run(folder: Path) -> RunInfo:
     """A run folder; unreadable parts read as empty (a crashed run may lack them).
 
@@ -95,12 +165,16 @@ def read_run(folder: Path) -> RunInfo:
     run = RunDir.open(folder)
     # The strict reader: a config.yaml planted in a runs folder (an alias bomb, a
     # cycle, absurd nesting) is refused before flatten() walks it.
-    problem = None
+    problems = []
     try:
         config: dict[str, Any] = read_yaml_mapping(folder / CONFIG)
     except YamlProblem as error:
-        config, problem = {}, f"{CONFIG}: {error}"
-    return RunInfo(folder, run.info(), _read_metrics(folder / METRICS), flatten(config), problem)
+        config = {}
+        problems.append(f"{CONFIG}: {error}")
+    info, info_problems = _checked_info(run.info())
+    metrics, metric_problems = _checked_metrics(run.read_json(METRICS))
+    problems += info_problems + metric_problems
+    return RunInfo(folder, info, metrics, flatten(config), config, problems)
 
 
 def list_runs(runs_dir: Path) -> list[RunInfo]:
@@ -168,7 +242,7 @@ def compare(runs: list[RunInfo]) -> dict[str, Any]:
         key: [r.config.get(key) for r in runs]
         for key in keys
         if key not in ("name",)
-        and len({json.dumps(r.config.get(key), sort_keys=True) for r in runs}) > 1
+        and len({json.dumps(r.config.get(key), sort_keys=True, default=str) for r in runs}) > 1
     }
     metric_keys = [
         f"{s}.{m}"
@@ -177,8 +251,9 @@ def compare(runs: list[RunInfo]) -> dict[str, Any]:
     ]
     return {
         "runs": [r.path.name for r in runs],
-        "config_differences": differences,
+        "config_differences": json_safe(differences),
         "metrics": {key: [r.value(key) for r in runs] for key in metric_keys},
         "status": [r.status for r in runs],
         "params": [r.info.get("params") for r in runs],
+        "problems": {str(r.path): r.problems for r in runs if r.problems},
     }

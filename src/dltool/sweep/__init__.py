@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
-from dltool import interrupts, locks
+from dltool import interrupts, locks, views
 from dltool.errors import ExitCode
 from dltool.rundir import STATUS_COMPLETED
 from dltool.sweep.executor import execute, run_trial
@@ -72,21 +71,24 @@ def run(directory: SweepDir, jobs: int, console: Console) -> ExitCode:
             exception's one line says how to continue.
     """
     total = len(directory.trials)
-    console.print(
-        f"[bold]{escape(directory.sweep.name)}[/bold]: {total} trials, {len(directory.results)} already finished, "
-        f"{jobs} at a time; folder {escape(str(directory.path))}",
-        highlight=False,
+    views.line(
+        console,
+        (directory.sweep.name, "bold"),
+        f": {total} trials, {len(directory.results)} already finished, {jobs} at a time; folder ",
+        str(directory.path),
     )
     metric = directory.sweep.metric
 
     def report(trial: Trial, outcome: dict[str, Any]) -> None:
         value = directory.metric_value(outcome, metric)
-        shown = f"{metric} {value:.4f}" if value is not None else outcome.get("error", "")
+        shown = f"{metric} {views.number(value)}" if value is not None else outcome.get("error", "")
         style = "green" if outcome["status"] == STATUS_COMPLETED else "red"
-        console.print(
-            f"trial {trial.number:>{len(str(total))}}/{total} [{style}]{outcome['status']}[/]  "
-            f"{escape(trial.label())}  {escape(shown)}  [dim]{outcome['duration_s']:.1f}s[/dim]",
-            highlight=False,
+        views.line(
+            console,
+            f"trial {trial.number:>{len(str(total))}}/{total} ",
+            (outcome["status"], style),
+            f"  {trial.label()}  {shown}  ",
+            (f"{outcome['duration_s']:.1f}s", "dim"),
         )
 
     try:
@@ -103,14 +105,15 @@ def run(directory: SweepDir, jobs: int, console: Console) -> ExitCode:
     picture = plot(directory)
     best = directory.best()
     if best:
-        console.print(
-            f"best: trial {best['trial']} ({metric} {best['value']:.4f}): {escape(json.dumps(best['values']))}",
-            highlight=False,
+        views.line(
+            console,
+            f"best: trial {best['trial']} ({metric} {views.number(best['value'])}): ",
+            json.dumps(best["values"]),
         )
-    console.print(
-        f"[green]trials.csv[/green] {escape(str(directory.trials_file))}"
-        + (f"; plot {escape(str(picture))}" if picture else ""),
-        highlight=False,
+    views.line(
+        console,
+        ("trials.csv", "green"),
+        f" {directory.trials_file}" + (f"; plot {picture}" if picture else ""),
     )
     failed = [n for n, o in directory.results.items() if o["status"] != STATUS_COMPLETED]
     return ExitCode.TRAINING_FAILED if failed else ExitCode.OK
