@@ -459,20 +459,23 @@ def test_cli_trains_a_cnn_on_an_image_folder(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
     root = _folder(tmp_path / "pictures", {"cat": 4, "dog": 4, "emu": 4})
-    (root / "dog" / "notes.txt").write_text("not an image", encoding="utf-8")
+    planted = "[bold red]notes\x1b]0;title\x07.txt"  # a file name is data: never markup
+    (root / "dog" / planted).write_text("not an image", encoding="utf-8")
     config = write_config(_experiment("pictures", test_split=0.25))
     result = run_cli("train", config, "--runs-dir", tmp_path / "runs")
 
     assert result.exit_code == 0, result.stderr + result.stdout
     assert "skipped 1" in result.stdout
+    assert f"({root / 'dog'}/[bold red]notes]0;title.txt)" in result.stdout
+    assert "\x1b" not in result.stdout
     (run,) = (tmp_path / "runs").iterdir()
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "completed"
     assert info["class_names"] == ["cat", "dog", "emu"]
-    assert info["data"]["skipped"] == {"count": 1, "examples": [str(root / "dog" / "notes.txt")]}
+    assert info["data"]["skipped"] == {"count": 1, "examples": [str(root / "dog" / planted)]}
     assert f"every one, with the reason: {run / 'skipped.txt'}" in " ".join(result.stdout.split())
     (line,) = (run / "skipped.txt").read_text().splitlines()
-    assert line.startswith(f"{root / 'dog' / 'notes.txt'}: ")
+    assert line.startswith(f"{root / 'dog' / planted}: ")
     assert info["data"]["resized"] == 12
     predictions = (run / "predictions.csv").read_text().splitlines()
     assert len(predictions) == 1 + 3  # header + a stratified quarter of 12 images

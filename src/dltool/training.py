@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 
 from dltool import __version__
 from dltool.backend import import_keras
@@ -78,6 +79,7 @@ from dltool.rundir import (  # noqa: E402
     write_text,
     write_yaml,
 )
+from dltool.views import printable  # noqa: E402
 
 
 @dataclass
@@ -234,7 +236,8 @@ def resume_training(folder: Path, console: Console | None = None) -> RunResult:
             f"[bold]{config.name}[/bold]: resuming {folder} after epoch {epoch} of {config.training.epochs}",
             highlight=False,
         )
-        previous = float(info.get("duration_s") or 0.0)
+        recorded = info.get("duration_s")  # run.json may have been edited: never trust its type
+        previous = float(recorded) if isinstance(recorded, int | float) and recorded >= 0 else 0.0
         return _train_and_finish(
             run,
             prepared,
@@ -400,7 +403,7 @@ def _announce(
     sizes = [f"{len(x)} {name}" for name, (x, _) in dataset.splits().items()]
     console.print(
         f"[bold]{config.name}[/bold]: {', '.join(sizes)} examples; {params:,} parameters; "
-        f"seed {config.seed}; run folder {run.path}",
+        f"seed {config.seed}; run folder {escape(str(run.path))}",
         highlight=False,
     )
     if dataset.skipped:
@@ -408,7 +411,8 @@ def _announce(
         examples = ", ".join(str(e) for e in dataset.notes["skipped"]["examples"])
         console.print(
             f"[yellow]note[/yellow]: skipped {len(dataset.skipped)} unreadable files "
-            f"({examples}); every one, with the reason: {run.file(SKIPPED)}",
+            f"({escape(printable(examples))}); every one, with the reason: "
+            f"{escape(str(run.file(SKIPPED)))}",
             highlight=False,
         )
 
