@@ -13,6 +13,7 @@ from conftest import tiny_config
 from dltool.errors import ConfigError
 
 
+@pytest.mark.slow
 def test_python_api(tmp_path: Path) -> None:
     config = tiny_config()
     before = copy.deepcopy(config)

@@ -38,6 +38,7 @@ def test_fixed_epochs_agree_between_the_two_sides(compare: Any, name: str) -> No
     assert "EarlyStopping" not in script
 
 
+@pytest.mark.slow
 def test_timing_measures_a_child_without_gnu_time(compare: Any, tmp_path: Path) -> None:
     timing = importlib.import_module("timing")
     measured = timing.run_timed(

@@ -40,6 +40,7 @@ print(json.dumps({"exit": result.exit_code, "heavy": heavy}))
         pytest.param(["train", "--help"], id="train-help"),
     ],
 )
+@pytest.mark.slow
 def test_instant_commands_do_not_import_tensorflow(args: list[str]) -> None:
     output = subprocess.run(
         [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True, timeout=60
@@ -92,6 +93,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
 
 
+@pytest.mark.slow
 def test_console_script_trains_end_to_end(tmp_path: Path) -> None:
     """The installed `dltool` executable, as a user runs it (one real TensorFlow start-up)."""
     import yaml
@@ -112,6 +114,7 @@ def test_console_script_trains_end_to_end(tmp_path: Path) -> None:
     assert json.loads((run / "run.json").read_text())["command"][1:3] == ["train", str(config)]
 
 
+@pytest.mark.slow
 def test_console_script_refuses_bad_config(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("name: x\ndata: {source: student}\nmodel: {input_shape: [3], layers: []}\n")
@@ -128,6 +131,7 @@ def test_console_script_refuses_bad_config(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_python_dash_m(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "dltool", "--version"],

@@ -35,6 +35,7 @@ def test_bundled_datasets(name: str) -> None:
     assert len(np.unique(dataset.y_test)) == classes
 
 
+@pytest.mark.slow
 def test_mnist_cnn_from_keras_cache(
     run_cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -455,6 +455,7 @@ def _experiment(path: str, **data: Any) -> dict[str, Any]:
     return config
 
 
+@pytest.mark.slow
 def test_cli_trains_a_cnn_on_an_image_folder(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:

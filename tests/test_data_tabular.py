@@ -399,6 +399,7 @@ def test_cli_refuses_pickled_npz(
     assert not runs.exists()
 
 
+@pytest.mark.slow
 def test_cli_trains_on_a_csv_with_class_names(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -18,6 +18,7 @@ from dltool.errors import ConfigError
 Cli = Callable[..., Any]
 
 
+@pytest.mark.slow
 def test_set_overrides_are_validated_and_recorded(
     run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -50,6 +50,7 @@ def run_copy(student_run: tuple[Path, Path], tmp_path: Path) -> Path:
     return Path(shutil.copytree(student_run[0], tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_predict_raw_csv_matches_training(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -79,6 +80,7 @@ def test_predict_raw_csv_matches_training(
     assert "predicted classes: fail" in result.stdout
 
 
+@pytest.mark.slow
 def test_default_output_never_overwrites(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -103,6 +105,7 @@ def test_default_output_never_overwrites(
     )  # other columns kept
 
 
+@pytest.mark.slow
 def test_model_file_as_run(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -154,6 +157,7 @@ def test_model_file_as_run(
         ),
     ],
 )
+@pytest.mark.slow
 def test_predict_refuses_bad_csv(
     run_cli: Cli, run_copy: Path, tmp_path: Path, content: str | None, message: str
 ) -> None:
@@ -167,6 +171,7 @@ def test_predict_refuses_bad_csv(
     assert not (run_copy / "predictions").exists()  # not even an empty folder
 
 
+@pytest.mark.slow
 def test_bad_row_after_the_first_chunk_leaves_nothing(
     run_cli: Cli, run_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -200,6 +205,7 @@ def test_hint_never_names_a_column_the_run_uses(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_folder_input_for_a_table_run_names_the_path(
     run_cli: Cli, run_copy: Path, tmp_path: Path
 ) -> None:
@@ -216,6 +222,7 @@ def test_folder_input_for_a_table_run_names_the_path(
     assert not (run_copy / "evaluations").exists()
 
 
+@pytest.mark.slow
 def test_predict_arrays(run_cli: Cli, run_copy: Path, tmp_path: Path) -> None:
     rows = np.array([[21, 12.5, 71], [25, 2, 35]], dtype="float64")
     np.save(tmp_path / "x.npy", rows)
@@ -252,6 +259,7 @@ def test_predict_arrays(run_cli: Cli, run_copy: Path, tmp_path: Path) -> None:
         ),
     ],
 )
+@pytest.mark.slow
 def test_predict_refuses_bad_arrays(
     run_cli: Cli, run_copy: Path, tmp_path: Path, make: Callable[[Path], Any], message: str
 ) -> None:
@@ -279,6 +287,7 @@ def _assert_same_as_training(folder: Path, run: Path) -> dict[str, Any]:
     return matrix
 
 
+@pytest.mark.slow
 def test_evaluate_matches_training_metrics(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path]
 ) -> None:
@@ -293,6 +302,7 @@ def test_evaluate_matches_training_metrics(
     assert re.search(rf"│ pass +│ +{pass_[0]} │ +{pass_[1]} │", result.stdout), result.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_streams_chunks_with_the_same_result(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -306,6 +316,7 @@ def test_evaluate_streams_chunks_with_the_same_result(
     _assert_same_as_training(folder, run_copy)
 
 
+@pytest.mark.slow
 def test_evaluate_npz(run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], tmp_path: Path) -> None:  # fmt: skip
     rows = _rows(student_run[1] / "test.csv")
     features = [[float(r[c]) for c in ("age", "hours_studied", "previous_score")] for r in rows]
@@ -325,6 +336,7 @@ def test_evaluate_npz(run_cli: Cli, run_copy: Path, student_run: tuple[Path, Pat
     assert len(list((run_copy / "evaluations").iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_unknown_labels(run_cli: Cli, run_copy: Path, tmp_path: Path) -> None:
     data = tmp_path / "labelled.csv"
     data.write_text("age,hours_studied,previous_score,label\n20,3,50,pass\n20,3,50,maybe\n")
@@ -337,6 +349,7 @@ def test_evaluate_refuses_unknown_labels(run_cli: Cli, run_copy: Path, tmp_path:
     assert not (run_copy / "evaluations").exists()
 
 
+@pytest.mark.slow
 def test_refuses_runs_that_cannot_be_used(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -371,6 +384,7 @@ def test_refuses_runs_that_cannot_be_used(
 
 
 @pytest.mark.parametrize(("command", "option"), [("predict", "--input"), ("evaluate", "--data")])
+@pytest.mark.slow
 def test_incomplete_run_is_refused(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], command: str, option: str
 ) -> None:
@@ -384,6 +398,7 @@ def test_incomplete_run_is_refused(
     assert sorted(p.name for p in run_copy.iterdir()) == before  # nothing written
 
 
+@pytest.mark.slow
 def test_refuses_unsafe_and_broken_models(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path]
 ) -> None:
@@ -428,6 +443,7 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_exported_digit_images_evaluate_like_training(
     run_cli: Cli, digits_run: Path, tmp_path: Path
 ) -> None:
@@ -466,6 +482,7 @@ def _digit_pngs(folder: Path, count: int = 6, size: int = 8) -> None:
         image.save(folder / label / f"{i}.png")
 
 
+@pytest.mark.slow
 def test_predict_and_evaluate_images(run_cli: Cli, digits_run: Path, tmp_path: Path) -> None:
     _digit_pngs(tmp_path / "images")
     result = run_cli(
@@ -487,6 +504,7 @@ def test_predict_and_evaluate_images(run_cli: Cli, digits_run: Path, tmp_path: P
     assert "6 examples from" in evaluated.stdout
 
 
+@pytest.mark.slow
 def test_images_of_another_size_are_resized(run_cli: Cli, digits_run: Path, tmp_path: Path) -> None:
     _digit_pngs(tmp_path / "big", count=2, size=32)
     result = run_cli(
@@ -496,6 +514,7 @@ def test_images_of_another_size_are_resized(run_cli: Cli, digits_run: Path, tmp_
     assert "note: 2 image(s) were resized to 8x8 (bilinear), as in training" in result.stdout
 
 
+@pytest.mark.slow
 def test_unreadable_image_refused(run_cli: Cli, digits_run: Path, tmp_path: Path) -> None:
     _digit_pngs(tmp_path / "images", count=2)
     broken = tmp_path / "images" / "0" / "broken.png"
@@ -508,6 +527,7 @@ def test_unreadable_image_refused(run_cli: Cli, digits_run: Path, tmp_path: Path
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.slow
 def test_csv_run_predicts_raw_rows_like_training(run_cli: Cli, tmp_path: Path) -> None:
     """Train on a CSV file, then predict its raw test rows: the same probabilities as in the run."""
     import yaml

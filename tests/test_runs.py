@@ -73,6 +73,7 @@ def test_list_sort_filter(run_cli: Cli, runs: Path) -> None:
     assert "failed" in table.stdout
 
 
+@pytest.mark.slow
 def test_crashed_runs(run_cli: Cli, tmp_path: Path) -> None:
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],

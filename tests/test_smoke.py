@@ -7,11 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import tiny_config
 
 Cli = Callable[..., Any]
 
 
+@pytest.mark.slow
 def test_smoke_runs(run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path) -> None:
     path = write_config(tiny_config(data={"n_train": 1000, "n_test": 600}, training={"epochs": 50}))
     result = run_cli("train", path, "--smoke", "--runs-dir", tmp_path / "runs")

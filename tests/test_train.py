@@ -38,6 +38,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_run_folder_is_complete(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -110,6 +111,7 @@ def test_run_folder_is_complete(
     assert not list(run.glob("**/*.tmp")), "temporary files left behind"
 
 
+@pytest.mark.slow
 def test_saved_model_takes_raw_inputs(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -140,6 +142,7 @@ def test_saved_model_takes_raw_inputs(
     assert accuracy >= 0.8, accuracy  # right on raw inputs, not only self-consistent
 
 
+@pytest.mark.slow
 def test_notebook_config_reproduced(run_cli: Callable[..., Any], tmp_path: Path) -> None:
     config = yaml.safe_load((CONFIGS / "student_pass.yaml").read_text())
     config["training"]["epochs"] = 1
@@ -157,6 +160,7 @@ def test_notebook_config_reproduced(run_cli: Callable[..., Any], tmp_path: Path)
     assert len(_rows(run / "predictions.csv")) == 500
 
 
+@pytest.mark.slow
 def test_rule_labels_are_learnable(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -169,6 +173,7 @@ def test_rule_labels_are_learnable(
     assert metrics["test"]["accuracy"] >= 0.9, metrics
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -179,6 +184,7 @@ def test_same_seed_same_numbers(
     assert (first / "predictions.csv").read_text() == (second / "predictions.csv").read_text()
 
 
+@pytest.mark.slow
 def test_missing_seed_is_drawn_and_recorded(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -190,6 +196,7 @@ def test_missing_seed_is_drawn_and_recorded(
     assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == seed
 
 
+@pytest.mark.slow
 def test_runs_never_overwrite(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -202,6 +209,7 @@ def test_runs_never_overwrite(
     assert all(name.startswith("tiny-") for name in folders)
 
 
+@pytest.mark.slow
 def test_name_option(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -267,6 +275,7 @@ def _only_run(runs: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_several_configs_go_on_after_a_failure(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -289,6 +298,7 @@ def _seconds(run: Path) -> dict[str, Any]:
     return seconds
 
 
+@pytest.mark.slow
 def test_profile_flag_writes_every_phase(write_config: Callable[..., Path], tmp_path: Path) -> None:
     # A real process: the import phase is TensorFlow's first import, which only a fresh
     # process has (in-process, another test may have imported it already).
@@ -310,6 +320,7 @@ def test_profile_flag_writes_every_phase(write_config: Callable[..., Path], tmp_
     assert info["timings"] == seconds  # run.json keeps the same figures
 
 
+@pytest.mark.slow
 def test_training_profile_key_and_auto_steps(tmp_path: Path) -> None:
     # 256 rows in batches of 1: 256 batches an epoch, so auto (0) resolves to 32 steps per call.
     config = tiny_config(
@@ -326,6 +337,7 @@ def test_training_profile_key_and_auto_steps(tmp_path: Path) -> None:
     assert all(value >= 0 for value in seconds.values()), seconds
 
 
+@pytest.mark.slow
 def test_no_profile_json_by_default(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -338,6 +350,7 @@ def test_no_profile_json_by_default(
     )
 
 
+@pytest.mark.slow
 def test_jit_compile_and_steps_per_execution_train_and_are_recorded(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -355,6 +368,7 @@ def test_jit_compile_and_steps_per_execution_train_and_are_recorded(
     assert json.loads((run / "run.json").read_text())["epochs_completed"] == 2
 
 
+@pytest.mark.slow
 def test_speed_option_defaults_are_recorded(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -369,6 +383,7 @@ def test_speed_option_defaults_are_recorded(
     assert training["profile"] is False
 
 
+@pytest.mark.slow
 def test_non_finite_loss_fails_the_run(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -396,6 +411,7 @@ def test_non_finite_loss_fails_the_run(
     assert not (run / "model.keras").exists()
 
 
+@pytest.mark.slow
 def test_early_stopping_and_best_checkpoint(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -436,6 +452,7 @@ def test_early_stopping_and_best_checkpoint(
         ),
     ],
 )
+@pytest.mark.slow
 def test_learning_rate_schedules(
     run_cli: Callable[..., Any],
     write_config: Callable[..., Path],
@@ -450,6 +467,7 @@ def test_learning_rate_schedules(
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
+@pytest.mark.slow
 def test_every_optimizer_trains(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path, optimizer: str
 ) -> None:
@@ -459,6 +477,7 @@ def test_every_optimizer_trains(
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_batch_larger_than_data(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -498,6 +517,7 @@ def test_labels_checked_against_outputs() -> None:
         check_labels(Dataset(x_train=np.zeros((2, 3)), y_train=np.array([0, 2])), binary, outputs=1)
 
 
+@pytest.mark.slow
 def test_categorical_crossentropy_and_top_k(run_cli: Callable[..., Any], tmp_path: Path) -> None:
     config = yaml.safe_load((CONFIGS / "digits_cnn.yaml").read_text())
     config["training"].update(
