@@ -153,6 +153,19 @@ def _install_slow_guard() -> None:
         sys.meta_path.insert(0, _WrapTrainingOnImport())
 
 
+# Module fixtures that train a run once for many tests (test_predict.py): under
+# `--dist loadgroup` the tests sharing one run on one worker, so it is trained once, not
+# once per worker.
+SHARED_RUNS = ("student_run", "digits_run")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        shared = [name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+
+
 # ------------------------------------------------------------------ runs/ guard
 
 # A file that lists the pids of this session's processes: pytest, its xdist workers and
