@@ -14,6 +14,7 @@ import pytest
 
 from conftest import CONFIGS, REPO, tiny_config
 from dltool import __version__
+from dltool.errors import ConfigError
 from dltool.layers import LAYERS
 
 DLTOOL = Path(sys.executable).with_name("dltool")
@@ -67,9 +68,15 @@ def test_layers_lists_the_registry(run_cli: Callable[..., Any]) -> None:
 
 
 def test_debug_shows_the_traceback(run_cli: Callable[..., Any], tmp_path: Path) -> None:
-    result = run_cli("--debug", "validate", tmp_path / "missing.yaml")
-    assert result.exit_code != 0
-    assert type(result.exception).__name__ == "ConfigError"
+    missing = tmp_path / "missing.yaml"
+    plain = run_cli("validate", missing)
+    assert plain.exit_code == 2
+    assert isinstance(plain.exception, SystemExit)  # one line, no traceback
+    assert plain.stderr.startswith(f"error: {missing}: ")
+    result = run_cli("--debug", "validate", missing)
+    assert isinstance(result.exception, ConfigError)  # raised on, so Python prints its traceback
+    assert result.exception.lines == [plain.stderr.removeprefix("error: ").rstrip("\n")]
+    assert result.stderr == ""  # not reported twice
 
 
 def test_internal_error_is_one_line(
