@@ -218,6 +218,7 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[PIDS_ENV] = name
         config.add_cleanup(lambda: Path(name).unlink(missing_ok=True))
     record_pid(os.getpid())
+    platform.processor()  # runs `uname -p` once and caches it: not a test's process
     _install_slow_guard()
 
 
@@ -253,6 +254,25 @@ def tiny_config(**sections: Any) -> dict[str, Any]:
         else:
             config[key] = value
     return config
+
+
+def assert_stratified(part: Any, whole: Any) -> None:
+    """Each class has its share of ``whole`` in ``part``, to within one row.
+
+    That is what a stratified split of ``whole`` gives (sklearn rounds each class's count
+    down or up); a plain shuffled split is usually off by more.
+    """
+    import numpy as np
+
+    part, whole = np.asarray(part).ravel(), np.asarray(whole).ravel()
+    classes, counts = np.unique(whole, return_counts=True)
+    expected = counts * len(part) / len(whole)
+    got = np.array([(part == label).sum() for label in classes])
+    assert set(np.unique(part)) <= set(classes), "part has classes that whole lacks"
+    assert np.all(np.abs(got - expected) < 1), (
+        f"class counts {dict(zip(classes.tolist(), got.tolist(), strict=True))}; a stratified split "
+        f"gives {dict(zip(classes.tolist(), np.round(expected, 2).tolist(), strict=True))}"
+    )
 
 
 def fake_mnist_cache(keras_home: Path) -> None:
