@@ -460,6 +460,7 @@ def test_model_naming_a_module_outside_keras_is_refused(
 
 UNSAFE = {
     "safe_mode set to anything but True": re.compile(r"safe_mode\s*=\s*(?!True\b)"),
+    "safe_mode in a dict, not True": re.compile(r"""["']safe_mode["']\s*:\s*(?!True\b)"""),
     "enable_unsafe_deserialization": re.compile(r"enable_unsafe_deserialization"),
     "allow_pickle not False": re.compile(r"allow_pickle\s*=\s*(?!False\b)"),
     "yaml.load": re.compile(r"yaml\s*\.\s*(load|load_all|unsafe_load|full_load)\s*\("),
@@ -468,6 +469,8 @@ UNSAFE = {
 
 
 def test_safe_mode_is_never_turned_off() -> None:
+    """A tripwire for the source, not the proof: a name or value built at run time gets past
+    any grep. test_predict.py::test_refuses_unsafe_and_broken_models loads a Lambda layer."""
     offenders = [
         f"{path.relative_to(REPO)}:{number}: {what}: {line.strip()}"
         for path in sorted((REPO / "src").rglob("*.py"))
@@ -484,6 +487,7 @@ def test_safe_mode_is_never_turned_off() -> None:
         "keras.saving.load_model(path, safe_mode=False)",
         "load_model(path, safe_mode = flag)",
         "load_model(path, safe_mode=0)",
+        'load_model(path, **{"safe_mode": False})',
         "keras.config.enable_unsafe_deserialization()",
         "np.load(f, allow_pickle=True)",
         "yaml.load(text)",
