@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dltool-installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test test-fast lint format bench clean
 
 install: $(STAMP)
 
@@ -19,8 +19,14 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/dltool train configs/student_pass.yaml
 
+# --dist loadgroup keeps the tests that share a trained run on one worker (conftest.py:
+# SHARED_RUNS), so that run is trained once.
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# Everything but the tests marked slow (those that train or start a process).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" -n 2
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import CONFIGS, REPO, tiny_config
 from dltool import __version__
+from dltool.errors import ConfigError
 from dltool.layers import LAYERS
 
 DLTOOL = Path(sys.executable).with_name("dltool")
@@ -41,6 +42,7 @@ print(json.dumps({"exit": result.exit_code, "heavy": heavy}))
         pytest.param(["train", "--help"], id="train-help"),
     ],
 )
+@pytest.mark.slow
 def test_instant_commands_do_not_import_tensorflow(args: list[str]) -> None:
     output = subprocess.run(
         [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True, timeout=60
@@ -67,9 +69,15 @@ def test_layers_lists_the_registry(run_cli: Callable[..., Any]) -> None:
 
 
 def test_debug_shows_the_traceback(run_cli: Callable[..., Any], tmp_path: Path) -> None:
-    result = run_cli("--debug", "validate", tmp_path / "missing.yaml")
-    assert result.exit_code != 0
-    assert type(result.exception).__name__ == "ConfigError"
+    missing = tmp_path / "missing.yaml"
+    plain = run_cli("validate", missing)
+    assert plain.exit_code == 2
+    assert isinstance(plain.exception, SystemExit)  # one line, no traceback
+    assert plain.stderr.startswith(f"error: {missing}: ")
+    result = run_cli("--debug", "validate", missing)
+    assert isinstance(result.exception, ConfigError)  # raised on, so Python prints its traceback
+    assert result.exception.lines == [plain.stderr.removeprefix("error: ").rstrip("\n")]
+    assert result.stderr == ""  # not reported twice
 
 
 def test_internal_error_is_one_line(
@@ -93,6 +101,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
 
 
+@pytest.mark.slow
 def test_console_script_trains_end_to_end(tmp_path: Path) -> None:
     """The installed `dltool` executable, as a user runs it (one real TensorFlow start-up)."""
     import yaml
@@ -113,6 +122,7 @@ def test_console_script_trains_end_to_end(tmp_path: Path) -> None:
     assert json.loads((run / "run.json").read_text())["command"][1:3] == ["train", str(config)]
 
 
+@pytest.mark.slow
 def test_console_script_refuses_bad_config(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("name: x\ndata: {source: student}\nmodel: {input_shape: [3], layers: []}\n")
@@ -129,6 +139,7 @@ def test_console_script_refuses_bad_config(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_python_dash_m(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "dltool", "--version"],

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import assert_stratified
 from dltool.config import StudentData
-from dltool.data import Dataset, load_dataset, split_validation
+from dltool.data import Dataset, hold_out, load_dataset, split_validation
 from dltool.data.student import notebook_arrays, pass_score, rule_arrays
 from dltool.errors import DataError
 
@@ -65,12 +66,26 @@ def test_validation_split_is_shuffled_and_seeded() -> None:
     assert split.x_val is not None
     assert split.y_val is not None
     assert (len(split.x_train), len(split.x_val)) == (80, 20)
-    assert 0 < split.y_val.mean() < 1  # Keras' own split would give one class only
+    assert_stratified(split.y_val, sorted_labels)  # Keras' own split would give one class only
+    assert_stratified(split.y_train, sorted_labels)
     assert sorted(np.concatenate([split.x_train, split.x_val]).ravel()) == list(np.arange(100.0))
     again = split_validation(
         Dataset(x_train=np.arange(100.0).reshape(-1, 1), y_train=sorted_labels), 0.2, seed=1
     )
     np.testing.assert_array_equal(split.x_val, again.x_val)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.2, 0.25, 0.5])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hold_out_keeps_each_class_share(fraction: float, seed: int) -> None:
+    labels = np.repeat([0, 1, 2, 3], [70, 20, 8, 2]).reshape(-1, 1)  # sorted, uneven
+    x_kept, y_kept, x_held, y_held = hold_out(labels * 10.0, labels, fraction, seed, "test_split")
+    assert len(y_held) == round(100 * fraction)
+    assert_stratified(y_held, labels)
+    assert_stratified(y_kept, labels)
+    np.testing.assert_array_equal(x_held, y_held * 10.0)  # rows stay with their labels
+    np.testing.assert_array_equal(x_kept, y_kept * 10.0)
+    assert sorted(np.concatenate([y_kept, y_held]).ravel()) == sorted(labels.ravel())
 
 
 def test_validation_split_too_small() -> None:

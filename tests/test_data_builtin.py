@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import CONFIGS, fake_mnist_cache
+from conftest import CONFIGS, assert_stratified, fake_mnist_cache
 from dltool.config import BUILTIN_SHAPES, BuiltinData
 from dltool.data import load_dataset
 from dltool.errors import DataError, ExitCode
@@ -30,11 +30,14 @@ def test_bundled_datasets(name: str) -> None:
     assert dataset.x_val is not None
     total = len(dataset.x_train) + len(dataset.x_val) + len(dataset.x_test)
     assert len(dataset.x_test) == round(total * 0.2)
-    # stratified: every class is in the test split
     assert dataset.y_test is not None
-    assert len(np.unique(dataset.y_test)) == classes
+    assert dataset.y_val is not None
+    kept = np.concatenate([dataset.y_train, dataset.y_val])  # validation comes from these
+    assert_stratified(dataset.y_val, kept)
+    assert_stratified(dataset.y_test, np.concatenate([kept, dataset.y_test]))
 
 
+@pytest.mark.slow
 def test_mnist_cnn_from_keras_cache(
     run_cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import tiny_config
+from conftest import assert_stratified, tiny_config
 from dltool.config import ImageFolderData, ShapesData
 from dltool.data import images, load_dataset, shapes
 from dltool.errors import DataError
@@ -143,6 +143,7 @@ def test_without_test_path_a_stratified_share_is_held_out(tmp_path: Path) -> Non
     assert dataset.x_test is not None
     assert len(dataset.x_train) == len(dataset.x_test) == 6
     assert sorted(dataset.y_test.tolist()) == [0, 0, 0, 1, 1, 1]
+    assert_stratified(dataset.y_test, np.concatenate([dataset.y_train, dataset.y_test]))
 
 
 # ------------------------------------------------------------------------ pre-scan
@@ -455,6 +456,7 @@ def _experiment(path: str, **data: Any) -> dict[str, Any]:
     return config
 
 
+@pytest.mark.slow
 def test_cli_trains_a_cnn_on_an_image_folder(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:

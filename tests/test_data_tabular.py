@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import assert_stratified, tiny_config
 from dltool.config import CsvData, NumpyData
 from dltool.data import load_dataset
 from dltool.data.tabular import load
@@ -126,6 +126,10 @@ def test_csv_without_test_file_holds_out_stratified(tmp_path: Path) -> None:
     dataset = load_dataset(config, 3, "multiclass")
     assert dataset.y_test is not None
     assert np.bincount(dataset.y_test).tolist() == [5, 5, 5]
+    assert dataset.y_val is not None
+    kept = np.concatenate([dataset.y_train, dataset.y_val])  # validation comes from these
+    assert_stratified(dataset.y_val, kept)
+    assert_stratified(dataset.y_test, np.concatenate([kept, dataset.y_test]))
     assert [len(x) for x, _ in dataset.splits().values()] == [36, 9, 15]
 
 
@@ -399,6 +403,7 @@ def test_cli_refuses_pickled_npz(
     assert not runs.exists()
 
 
+@pytest.mark.slow
 def test_cli_trains_on_a_csv_with_class_names(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ EXAMPLES = sorted(CONFIGS.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+@pytest.mark.slow
 def test_example_trains_one_epoch(
     run_cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: Path
 ) -> None:
@@ -36,6 +37,7 @@ def test_example_trains_one_epoch(
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_smoke_command_over_every_config(
     run_cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

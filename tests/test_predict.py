@@ -51,6 +51,7 @@ def run_copy(student_run: tuple[Path, Path], tmp_path: Path) -> Path:
     return Path(shutil.copytree(student_run[0], tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_predict_raw_csv_matches_training(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -80,6 +81,7 @@ def test_predict_raw_csv_matches_training(
     assert "predicted classes: fail" in result.stdout
 
 
+@pytest.mark.slow
 def test_default_output_never_overwrites(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -104,6 +106,7 @@ def test_default_output_never_overwrites(
     )  # other columns kept
 
 
+@pytest.mark.slow
 def test_model_file_as_run(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -155,6 +158,7 @@ def test_model_file_as_run(
         ),
     ],
 )
+@pytest.mark.slow
 def test_predict_refuses_bad_csv(
     run_cli: Cli, run_copy: Path, tmp_path: Path, content: str | None, message: str
 ) -> None:
@@ -168,6 +172,7 @@ def test_predict_refuses_bad_csv(
     assert not (run_copy / "predictions").exists()  # not even an empty folder
 
 
+@pytest.mark.slow
 def test_bad_row_after_the_first_chunk_leaves_nothing(
     run_cli: Cli, run_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,6 +206,7 @@ def test_hint_never_names_a_column_the_run_uses(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_folder_input_for_a_table_run_names_the_path(
     run_cli: Cli, run_copy: Path, tmp_path: Path
 ) -> None:
@@ -217,6 +223,7 @@ def test_folder_input_for_a_table_run_names_the_path(
     assert not (run_copy / "evaluations").exists()
 
 
+@pytest.mark.slow
 def test_predict_arrays(run_cli: Cli, run_copy: Path, tmp_path: Path) -> None:
     rows = np.array([[21, 12.5, 71], [25, 2, 35]], dtype="float64")
     np.save(tmp_path / "x.npy", rows)
@@ -253,6 +260,7 @@ def test_predict_arrays(run_cli: Cli, run_copy: Path, tmp_path: Path) -> None:
         ),
     ],
 )
+@pytest.mark.slow
 def test_predict_refuses_bad_arrays(
     run_cli: Cli, run_copy: Path, tmp_path: Path, make: Callable[[Path], Any], message: str
 ) -> None:
@@ -280,6 +288,7 @@ def _assert_same_as_training(folder: Path, run: Path) -> dict[str, Any]:
     return matrix
 
 
+@pytest.mark.slow
 def test_evaluate_matches_training_metrics(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path]
 ) -> None:
@@ -294,6 +303,7 @@ def test_evaluate_matches_training_metrics(
     assert re.search(rf"│ pass +│ +{pass_[0]} │ +{pass_[1]} │", result.stdout), result.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_streams_chunks_with_the_same_result(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -307,6 +317,7 @@ def test_evaluate_streams_chunks_with_the_same_result(
     _assert_same_as_training(folder, run_copy)
 
 
+@pytest.mark.slow
 def test_evaluate_npz(run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], tmp_path: Path) -> None:  # fmt: skip
     rows = _rows(student_run[1] / "test.csv")
     features = [[float(r[c]) for c in ("age", "hours_studied", "previous_score")] for r in rows]
@@ -326,6 +337,7 @@ def test_evaluate_npz(run_cli: Cli, run_copy: Path, student_run: tuple[Path, Pat
     assert len(list((run_copy / "evaluations").iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_evaluate_takes_the_label_column_by_name(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -345,6 +357,7 @@ def test_evaluate_takes_the_label_column_by_name(
     _assert_same_as_training(folder, run_copy)
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_unknown_labels(run_cli: Cli, run_copy: Path, tmp_path: Path) -> None:
     data = tmp_path / "labelled.csv"
     data.write_text("age,hours_studied,previous_score,label\n20,3,50,pass\n20,3,50,maybe\n")
@@ -357,6 +370,7 @@ def test_evaluate_refuses_unknown_labels(run_cli: Cli, run_copy: Path, tmp_path:
     assert not (run_copy / "evaluations").exists()
 
 
+@pytest.mark.slow
 def test_refuses_runs_that_cannot_be_used(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -391,6 +405,7 @@ def test_refuses_runs_that_cannot_be_used(
 
 
 @pytest.mark.parametrize(("command", "option"), [("predict", "--input"), ("evaluate", "--data")])
+@pytest.mark.slow
 def test_incomplete_run_is_refused(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path], command: str, option: str
 ) -> None:
@@ -404,6 +419,7 @@ def test_incomplete_run_is_refused(
     assert sorted(p.name for p in run_copy.iterdir()) == before  # nothing written
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("command", "option", "names"),
     [
@@ -434,6 +450,7 @@ def test_class_names_that_do_not_fit_the_model_are_refused(
     assert sorted(p.name for p in run_copy.iterdir()) == before  # nothing written
 
 
+@pytest.mark.slow
 def test_refuses_unsafe_and_broken_models(
     run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path]
 ) -> None:
@@ -459,6 +476,7 @@ def test_refuses_unsafe_and_broken_models(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", ["../../evil.txt", "/etc/evil", "assets/../../evil", "C:/evil"])
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
 def test_refuses_a_model_archive_with_an_entry_outside_it(
@@ -498,6 +516,7 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_exported_digit_images_evaluate_like_training(
     run_cli: Cli, digits_run: Path, tmp_path: Path
 ) -> None:
@@ -536,6 +555,7 @@ def _digit_pngs(folder: Path, count: int = 6, size: int = 8) -> None:
         image.save(folder / label / f"{i}.png")
 
 
+@pytest.mark.slow
 def test_predict_and_evaluate_images(run_cli: Cli, digits_run: Path, tmp_path: Path) -> None:
     _digit_pngs(tmp_path / "images")
     result = run_cli(
@@ -557,6 +577,7 @@ def test_predict_and_evaluate_images(run_cli: Cli, digits_run: Path, tmp_path: P
     assert "6 examples from" in evaluated.stdout
 
 
+@pytest.mark.slow
 def test_images_of_another_size_are_resized(run_cli: Cli, digits_run: Path, tmp_path: Path) -> None:
     _digit_pngs(tmp_path / "big", count=2, size=32)
     result = run_cli(
@@ -566,6 +587,7 @@ def test_images_of_another_size_are_resized(run_cli: Cli, digits_run: Path, tmp_
     assert "note: 2 image(s) were resized to 8x8 (bilinear), as in training" in result.stdout
 
 
+@pytest.mark.slow
 def test_unreadable_image_refused(run_cli: Cli, digits_run: Path, tmp_path: Path) -> None:
     _digit_pngs(tmp_path / "images", count=2)
     broken = tmp_path / "images" / "0" / "broken.png"
@@ -578,6 +600,7 @@ def test_unreadable_image_refused(run_cli: Cli, digits_run: Path, tmp_path: Path
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.slow
 def test_csv_run_predicts_raw_rows_like_training(run_cli: Cli, tmp_path: Path) -> None:
     """Train on a CSV file, then predict its raw test rows: the same probabilities as in the run."""
     import yaml

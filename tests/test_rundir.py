@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +37,39 @@ def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
         fail_midway()
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+@pytest.fixture
+def file_size_limit() -> Iterator[int]:
+    """Writes past 64 KiB fail with EFBIG, the way a full disk fails a write halfway."""
+    limit = 64 * 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+@pytest.mark.parametrize(
+    ("write", "content"),
+    [
+        pytest.param(write_text, "x" * 200_000, id="write_text"),
+        pytest.param(write_json, {"rows": ["x" * 1000] * 200}, id="write_json"),
+    ],
+)
+def test_a_write_that_fails_halfway_keeps_the_old_file(
+    tmp_path: Path, file_size_limit: int, write: Callable[[Path, Any], None], content: Any
+) -> None:
+    target = tmp_path / "metrics.json"
+    write(target, {"old": True} if write is write_json else "old")
+    old = target.read_bytes()
+    with pytest.raises(RunDirError, match=rf"^{target}: cannot write: File too large$"):
+        write(target, content)
+    assert target.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # no temporary left
 
 
 def test_unwritable_runs_dir(tmp_path: Path) -> None:

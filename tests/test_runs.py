@@ -74,6 +74,7 @@ def test_list_sort_filter(run_cli: Cli, runs: Path) -> None:
     assert [line.split("\t")[:2] for line in lines] == [["a", "completed"], ["b", "completed"], ["c", "failed"], ["d", "completed"]]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_crashed_runs(run_cli: Cli, tmp_path: Path) -> None:
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],

@@ -40,6 +40,7 @@ def _files(tmp_path: Path, sweep: dict[str, Any], **config: Any) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_grid_sweep_with_two_jobs(run_cli: Cli, tmp_path: Path) -> None:
     path = _files(tmp_path, {"metric": "validation.accuracy", "grid": {"model.layers[1].units": [2, 4], "training.batch_size": [16, 32]}}, data={"validation_split": 0.25})  # fmt: skip
     result = run_cli("sweep", path, "--jobs", "2", "--runs-dir", tmp_path / "runs")
@@ -78,6 +79,7 @@ def test_grid_sweep_with_two_jobs(run_cli: Cli, tmp_path: Path) -> None:
     assert "best: trial" in result.stdout
 
 
+@pytest.mark.slow
 def test_failing_trial_does_not_stop_the_others(run_cli: Cli, tmp_path: Path) -> None:
     model = {
         "input_shape": [3],
@@ -212,6 +214,7 @@ def test_shipped_regularization_sweep_plans() -> None:
     assert trials[0].values == {"model.layers[2].rate": 0.0, "training.regularization.l2": 0.0}
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes(tmp_path: Path) -> None:
     """A real Ctrl-C (SIGINT) to a running `dltool sweep`, then --resume."""
     path = _files(tmp_path, {"grid": {"training.batch_size": [8, 16, 24, 32, 40, 48]}}, training={"epochs": 10}, data={"n_train": 2000})  # fmt: skip
@@ -306,6 +309,7 @@ def _run_folders(sweep_folder: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_parallel_sweep_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     """A real Ctrl-C (SIGINT to the process group, as a terminal sends it) to `--jobs 2`:
     no trial starts after it, every run folder is accounted for, --resume finishes."""
@@ -360,6 +364,7 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+@pytest.mark.slow
 def test_a_killed_worker_fails_its_trial_and_the_sweep_goes_on(tmp_path: Path) -> None:
     """A worker process killed mid-trial (as the out-of-memory killer would): its trial is
     failed, the executor is replaced, and the trials not yet started still run."""

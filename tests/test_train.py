@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,12 +14,16 @@ import numpy as np
 import pytest
 import yaml
 
+import dltool
 from conftest import CONFIGS, tiny_config
 from dltool.backend import import_keras
 from dltool.config import load_config, validate_config
 from dltool.rundir import RUN_FILES
 
 keras = import_keras()
+
+DLTOOL = Path(sys.executable).with_name("dltool")
+PHASES = ("import", "data", "build", "fit", "evaluate", "save")  # profile.json's phases
 
 
 def _train(run_cli: Callable[..., Any], config_path: Path, runs: Path, *extra: str) -> Path:
@@ -32,6 +38,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_run_folder_is_complete(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -104,6 +111,7 @@ def test_run_folder_is_complete(
     assert not list(run.glob("**/*.tmp")), "temporary files left behind"
 
 
+@pytest.mark.slow
 def test_saved_model_takes_raw_inputs(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -134,6 +142,7 @@ def test_saved_model_takes_raw_inputs(
     assert accuracy >= 0.8, accuracy  # right on raw inputs, not only self-consistent
 
 
+@pytest.mark.slow
 def test_notebook_config_reproduced(run_cli: Callable[..., Any], tmp_path: Path) -> None:
     config = yaml.safe_load((CONFIGS / "student_pass.yaml").read_text())
     config["training"]["epochs"] = 1
@@ -151,6 +160,7 @@ def test_notebook_config_reproduced(run_cli: Callable[..., Any], tmp_path: Path)
     assert len(_rows(run / "predictions.csv")) == 500
 
 
+@pytest.mark.slow
 def test_rule_labels_are_learnable(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -163,6 +173,7 @@ def test_rule_labels_are_learnable(
     assert metrics["test"]["accuracy"] >= 0.9, metrics
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -173,6 +184,7 @@ def test_same_seed_same_numbers(
     assert (first / "predictions.csv").read_text() == (second / "predictions.csv").read_text()
 
 
+@pytest.mark.slow
 def test_missing_seed_is_drawn_and_recorded(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -184,6 +196,7 @@ def test_missing_seed_is_drawn_and_recorded(
     assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == seed
 
 
+@pytest.mark.slow
 def test_runs_never_overwrite(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -196,6 +209,7 @@ def test_runs_never_overwrite(
     assert all(name.startswith("tiny-") for name in folders)
 
 
+@pytest.mark.slow
 def test_name_option(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -256,6 +270,120 @@ def test_refused_before_any_run_folder(
     assert not runs.exists()
 
 
+def _only_run(runs: Path) -> Path:
+    (folder,) = runs.iterdir()
+    return folder
+
+
+@pytest.mark.slow
+def test_several_configs_go_on_after_a_failure(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    good = write_config(tiny_config(name="first"), "first.yaml")
+    bad = write_config(tiny_config(training={"epochs": 0}), "bad.yaml")
+    other = write_config(tiny_config(name="second"), "second.yaml")
+    result = run_cli("train", good, bad, other, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert "training.epochs: out of range" in result.stderr
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "runs").iterdir()) == [
+        "first",
+        "second",
+    ]
+    assert "failed (exit 2)" in result.stdout
+    assert result.stdout.count("\tok\t") == 2
+
+
+def _seconds(run: Path) -> dict[str, Any]:
+    seconds: dict[str, Any] = json.loads((run / "profile.json").read_text())["seconds"]
+    return seconds
+
+
+@pytest.mark.slow
+def test_profile_flag_writes_every_phase(write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # A real process: the import phase is TensorFlow's first import, which only a fresh
+    # process has (in-process, another test may have imported it already).
+    runs = tmp_path / "runs"
+    done = subprocess.run(
+        [str(DLTOOL), "train", str(write_config(tiny_config())), "--runs-dir", str(runs), "--profile"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run = _only_run(runs)
+    seconds = _seconds(run)
+    assert set(PHASES) <= set(seconds)
+    assert all(isinstance(seconds[k], float) and seconds[k] >= 0 for k in PHASES), seconds
+    assert seconds["import"] > 0
+    assert "profile (seconds): import" in done.stdout
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["training"]["profile"] is True
+    info = json.loads((run / "run.json").read_text())
+    assert info["timings"] == seconds  # run.json keeps the same figures
+
+
+@pytest.mark.slow
+def test_training_profile_key_and_auto_steps(tmp_path: Path) -> None:
+    # 256 rows in batches of 1: 256 batches an epoch, so auto (0) resolves to 32 steps per call.
+    config = tiny_config(
+        data={"n_train": 256},
+        training={"batch_size": 1, "profile": True},
+    )
+    result = dltool.train(config, runs_dir=tmp_path / "runs", quiet=True)
+
+    profile = json.loads((result.path / "profile.json").read_text())
+    assert profile["steps_per_execution"] == 32
+    assert profile["epochs"] == 1
+    seconds = profile["seconds"]
+    assert set(PHASES) - {"import"} <= set(seconds)  # import: only when this process imported TF
+    assert all(value >= 0 for value in seconds.values()), seconds
+
+
+@pytest.mark.slow
+def test_no_profile_json_by_default(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    result = run_cli("train", write_config(tiny_config()), "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    run = _only_run(tmp_path / "runs")
+    assert not (run / "profile.json").exists()
+    assert {"data", "build", "fit", "evaluate", "save"} <= set(
+        json.loads((run / "run.json").read_text())["timings"]
+    )
+
+
+@pytest.mark.slow
+def test_jit_compile_and_steps_per_execution_train_and_are_recorded(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = tiny_config(
+        training={"jit_compile": True, "steps_per_execution": 4, "profile": True, "epochs": 2}
+    )
+    result = run_cli("train", write_config(config), "--runs-dir", tmp_path / "runs")
+
+    assert result.exit_code == 0, result.output
+    run = _only_run(tmp_path / "runs")
+    training = yaml.safe_load((run / "config.yaml").read_text())["training"]
+    assert training["jit_compile"] is True
+    assert training["steps_per_execution"] == 4
+    assert json.loads((run / "profile.json").read_text())["steps_per_execution"] == 4
+    assert json.loads((run / "run.json").read_text())["epochs_completed"] == 2
+
+
+@pytest.mark.slow
+def test_speed_option_defaults_are_recorded(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    result = run_cli("train", write_config(tiny_config()), "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    training = yaml.safe_load((_only_run(tmp_path / "runs") / "config.yaml").read_text())[
+        "training"
+    ]
+    assert training["steps_per_execution"] == 0  # auto
+    assert training["jit_compile"] is False
+    assert training["backend"] == "tensorflow"
+    assert training["profile"] is False
+
+
+@pytest.mark.slow
 def test_non_finite_loss_fails_the_run(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -283,6 +411,7 @@ def test_non_finite_loss_fails_the_run(
     assert not (run / "model.keras").exists()
 
 
+@pytest.mark.slow
 def test_early_stopping_and_best_checkpoint(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -323,6 +452,7 @@ def test_early_stopping_and_best_checkpoint(
         ),
     ],
 )
+@pytest.mark.slow
 def test_learning_rate_schedules(
     run_cli: Callable[..., Any],
     write_config: Callable[..., Path],
@@ -337,6 +467,7 @@ def test_learning_rate_schedules(
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
+@pytest.mark.slow
 def test_every_optimizer_trains(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path, optimizer: str
 ) -> None:
@@ -346,6 +477,7 @@ def test_every_optimizer_trains(
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_batch_larger_than_data(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -385,6 +517,7 @@ def test_labels_checked_against_outputs() -> None:
         check_labels(Dataset(x_train=np.zeros((2, 3)), y_train=np.array([0, 2])), binary, outputs=1)
 
 
+@pytest.mark.slow
 def test_categorical_crossentropy_and_top_k(run_cli: Callable[..., Any], tmp_path: Path) -> None:
     config = yaml.safe_load((CONFIGS / "digits_cnn.yaml").read_text())
     config["training"].update(

@@ -1,8 +1,7 @@
-"""Overrides, extends, several configs in one process, smoke runs and the Python API."""
+"""`--set key=value` overrides and `extends: base.yaml` (overrides.py)."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Callable
@@ -12,7 +11,6 @@ from typing import Any
 import pytest
 import yaml
 
-import dltool
 from conftest import tiny_config
 from dltool.config import load_config
 from dltool.errors import ConfigError
@@ -20,6 +18,7 @@ from dltool.errors import ConfigError
 Cli = Callable[..., Any]
 
 
+@pytest.mark.slow
 def test_set_overrides_are_validated_and_recorded(
     run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -161,81 +160,3 @@ def test_bad_extends(tmp_path: Path, files: dict[str, str], message: str) -> Non
         load_config(tmp_path / "a.yaml")
     (line,) = caught.value.lines
     assert re.search(message, line), line
-
-
-def test_several_configs_go_on_after_a_failure(
-    run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path
-) -> None:
-    good = write_config(tiny_config(name="first"), "first.yaml")
-    bad = write_config(tiny_config(training={"epochs": 0}), "bad.yaml")
-    other = write_config(tiny_config(name="second"), "second.yaml")
-    result = run_cli("train", good, bad, other, "--runs-dir", tmp_path / "runs")
-    assert result.exit_code == 2
-    assert "training.epochs: out of range" in result.stderr
-    assert sorted(p.name.split("-")[0] for p in (tmp_path / "runs").iterdir()) == [
-        "first",
-        "second",
-    ]
-    assert "failed (exit 2)" in result.stdout
-    assert result.stdout.count("\tok\t") == 2  # the summary, as plain lines (not a terminal)
-
-
-def test_smoke_runs(run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path) -> None:
-    path = write_config(tiny_config(data={"n_train": 1000, "n_test": 600}, training={"epochs": 50}))
-    result = run_cli("train", path, "--smoke", "--runs-dir", tmp_path / "runs")
-    assert result.exit_code == 0, result.stderr
-    (run,) = (tmp_path / "runs").iterdir()
-    info = json.loads((run / "run.json").read_text())
-    assert (info["smoke"], info["epochs_completed"]) == (True, 1)
-    assert len((run / "predictions.csv").read_text().splitlines()) == 256 + 1  # rows capped
-    failing = write_config(tiny_config(model={"input_shape": [3], "layers": [{"type": "dense", "units": 8}, {"type": "dense", "units": 1}]}, training={"loss": "mean_squared_error", "metrics": [], "optimizer": {"name": "sgd", "learning_rate": 10.0}}), "nan.yaml")  # fmt: skip
-    result = run_cli("smoke", path, failing)
-    assert result.exit_code == 3  # the NaN run fails; the good one still ran
-    assert "the loss became" in result.stderr
-    assert "smoke runs" in result.stdout
-
-
-def test_python_api(tmp_path: Path) -> None:
-    config = tiny_config()
-    before = copy.deepcopy(config)
-    run = dltool.train(
-        config,
-        overrides=["training.epochs=2", "model.layers[1].units=3"],
-        runs_dir=tmp_path / "runs",
-        quiet=True,
-    )
-    assert config == before  # overrides change the run, never the caller's mapping
-    resolved = yaml.safe_load((run.path / "config.yaml").read_text())
-    assert resolved["model"]["layers"][1]["units"] == 3
-    assert run.path.parent == tmp_path / "runs"
-    assert run.epochs_run == 2
-    assert 0.0 <= run.metrics["test"]["accuracy"] <= 1.0
-    with pytest.raises(
-        ConfigError, match=r"--set training.epochs=-1: training.epochs: out of range"
-    ):
-        dltool.train(
-            tiny_config(), overrides=["training.epochs=-1"], runs_dir=tmp_path / "runs", quiet=True
-        )
-
-
-def test_backend_choice(run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path) -> None:
-    import importlib.util
-
-    path = write_config(tiny_config(training={"backend": "jax"}))
-    result = run_cli("train", path, "--runs-dir", tmp_path / "runs")
-    assert result.exit_code == 2
-    if importlib.util.find_spec("jax") is None:
-        assert result.stderr == (
-            f"error: {path}: training.backend: 'jax' is not installed (received 'jax'; "
-            "expected tensorflow, or install it: pip install 'dltool[jax]')\n"
-        )
-    else:  # this test process already runs Keras on TensorFlow
-        assert (
-            "training.backend: Keras already runs on 'tensorflow' in this process" in result.stderr
-        )
-    assert not (tmp_path / "runs").exists()
-    bad = run_cli("validate", write_config(tiny_config(training={"backend": "torch"}), "t.yaml"))
-    assert (
-        "training.backend: unknown value (received 'torch'; expected one of tensorflow, jax)"
-        in bad.stderr
-    )

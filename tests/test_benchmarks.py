@@ -1,0 +1,49 @@
+"""The benchmark suite in benchmarks/: its pairs of dltool and plain-Keras scripts, and its timer."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import CONFIGS, REPO
+
+
+@pytest.fixture
+def compare(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """benchmarks/compare.py as a module (it imports its sibling timing.py)."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    return importlib.import_module("compare")
+
+
+def test_every_example_config_has_a_plain_script_or_a_reason(compare: Any) -> None:
+    shipped = {path.stem for path in CONFIGS.glob("*.yaml")}
+    assert shipped == set(compare.PAIRS) | set(compare.NOT_COMPARED)
+    for name in compare.PAIRS:
+        assert (REPO / "benchmarks" / "plain" / f"{name}.py").is_file(), name
+
+
+@pytest.mark.parametrize("name", ["student_pass_rule", "breast_cancer", "digits_cnn"])
+def test_fixed_epochs_agree_between_the_two_sides(compare: Any, name: str) -> None:
+    overrides = dict(a.split("=", 1) for a in compare.PAIRS[name].overrides)
+    assert overrides["training.early_stopping"] == "null"
+    script = (REPO / "benchmarks" / "plain" / f"{name}.py").read_text()
+    found = re.search(r"^EPOCHS = (\d+)", script, flags=re.MULTILINE)
+    assert found, f"{name}.py has no EPOCHS constant"
+    assert overrides["training.epochs"] == found.group(1)
+    assert "EarlyStopping" not in script
+
+
+@pytest.mark.slow
+def test_timing_measures_a_child_without_gnu_time(compare: Any, tmp_path: Path) -> None:
+    timing = importlib.import_module("timing")
+    measured = timing.run_timed(
+        [sys.executable, "-c", "b = b'x' * (64 * 2**20); print('done')"], tmp_path
+    )
+    assert measured.stdout.strip() == "done"
+    assert measured.wall > 0
+    assert measured.peak_mib >= 64  # the child's own peak, not the parent's
