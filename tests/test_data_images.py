@@ -511,6 +511,6 @@ def test_cli_strict_lists_each_unusable_file(
     _assert_lines(
         result.stderr.splitlines(),
         [re.escape(f"error: {path}: ") + ".*" for path in bad]
-        + [r"error: data\.strict: 3 unusable files refused .*"],
+        + [re.escape(f"error: {config}: data.strict: 3 unusable files refused ") + ".*"],
     )
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -662,13 +662,19 @@ def test_predicted_values_are_fixed_point_text() -> None:
 
     raw = np.array([[1e-6], [0.5], [1.0], [2e-7]], dtype="float32")
     run = SimpleNamespace(
-        info={"task": "binary"}, config=SimpleNamespace(task="binary"), class_names=["fail", "pass"]
+        info={"task": "binary"},
+        config=SimpleNamespace(task="binary"),
+        task="binary",
+        class_names=["fail", "pass"],
     )
     columns = _prediction_columns(raw, run)  # type: ignore[arg-type]
     assert list(columns["prob_pass"]) == ["0.000001", "0.500000", "1.000000", "0.000000"]
     assert list(columns["prob_fail"]) == ["0.999999", "0.500000", "0.000000", "1.000000"]
     regression = SimpleNamespace(
-        info={"task": "regression"}, config=SimpleNamespace(task="regression"), class_names=None
+        info={"task": "regression"},
+        config=SimpleNamespace(task="regression"),
+        task="regression",
+        class_names=None,
     )
     assert list(_prediction_columns(np.array([[3e-7], [-12.5]]), regression)["predicted"]) == ["0.000000", "-12.500000"]  # type: ignore[arg-type]  # fmt: skip
     tested = Predictions("binary", raw, np.array([[0], [1], [1], [0]]), ["fail", "pass"])
