@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -227,3 +228,41 @@ def test_planted_files_never_hang_or_break_runs(
     compared = run_cli("runs", "compare", runs / "good", planted, "--json")
     assert (compared.exit_code, compared.stderr) == (0, "")
     assert not (tmp_path / "pwned").exists()
+
+
+def _plant(folder: Path, file: str, kind: str) -> None:
+    """Replace ``folder/file`` with a FIFO, or a link to the endless device /dev/zero."""
+    (folder / file).unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(folder / file)
+    else:
+        (folder / file).symlink_to("/dev/zero")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+@pytest.mark.parametrize("file", ["config.yaml", "metrics.json"])
+def test_fifos_and_devices_in_a_run_folder_are_noted_not_read(
+    tmp_path: Path, file: str, kind: str
+) -> None:
+    """A FIFO blocked `dltool runs` forever; /dev/zero grew memory until MemoryError.
+    Each view returns at once, listing the run with a note."""
+    runs = tmp_path / "runs"
+    _fake_run(runs, "good", 0.9)
+    planted = _fake_run(runs, "planted", 0.8)
+    _plant(planted, file, kind)
+    dltool = str(Path(sys.executable).with_name("dltool"))
+    for args in (
+        ["runs", "--runs-dir", str(runs), "--json"],
+        ["runs", "--runs-dir", str(runs)],
+        ["runs", "--runs-dir", str(runs), "--sort", "test.accuracy"],
+        ["runs", "compare", str(runs / "good"), str(planted)],
+    ):
+        done = subprocess.run([dltool, *args], capture_output=True, text=True, timeout=30)
+        assert (done.returncode, done.stderr) == (0, ""), args
+    listed = subprocess.run(
+        [dltool, "runs", "--runs-dir", str(runs), "--json"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    rows = {row["run"]: row for row in json.loads(listed.stdout)}
+    assert rows["planted"]["config_problem"] == f"{file}: not a regular file"

@@ -11,7 +11,7 @@ from dltool.errors import InputError
 from dltool.messages import did_you_mean
 from dltool.metrics import SPLITS as METRIC_SPLITS
 from dltool.metrics import higher_is_better
-from dltool.rundir import CONFIG, METRICS, RUN_JSON, RunDir, read_json_object
+from dltool.rundir import CONFIG, METRICS, RUN_JSON, RunDir, json_object
 from dltool.yamlio import YamlProblem, read_yaml_mapping
 
 SPLITS = tuple(reversed(METRIC_SPLITS))  # test first: the number people look for
@@ -25,7 +25,7 @@ class RunInfo:
     info: dict[str, Any]
     metrics: dict[str, Any]
     config: dict[str, Any]  # dotted key -> value
-    problem: str | None = None  # why config.yaml could not be read (the config is then empty)
+    problem: str | None = None  # files that could not be read, "config.yaml: why; ..."
 
     @property
     def status(self) -> str:
@@ -80,10 +80,11 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: data}
 
 
-def _read_metrics(path: Path) -> dict[str, Any]:
-    """metrics.json, keeping only splits that are mappings (``runs`` indexes into them)."""
-    data = read_json_object(path)
-    return {k: v for k, v in data.items() if k not in SPLITS or isinstance(v, dict)}
+def _read_metrics(path: Path) -> tuple[dict[str, Any], str | None]:
+    """metrics.json, keeping only splits that are mappings (``runs`` indexes into them),
+    and why the file was refused, if it was."""
+    data, refused = json_object(path)
+    return {k: v for k, v in data.items() if k not in SPLITS or isinstance(v, dict)}, refused
 
 
 def read_run(folder: Path) -> RunInfo:
@@ -94,13 +95,20 @@ def read_run(folder: Path) -> RunInfo:
     """
     run = RunDir.open(folder)
     # The strict reader: a config.yaml planted in a runs folder (an alias bomb, a
-    # cycle, absurd nesting) is refused before flatten() walks it.
-    problem = None
+    # cycle, absurd nesting, a FIFO, a device) is refused before flatten() walks it.
+    problems = []
     try:
         config: dict[str, Any] = read_yaml_mapping(folder / CONFIG)
     except YamlProblem as error:
-        config, problem = {}, f"{CONFIG}: {error}"
-    return RunInfo(folder, run.info(), _read_metrics(folder / METRICS), flatten(config), problem)
+        config = {}
+        problems.append(f"{CONFIG}: {error}")
+    info, refused = json_object(folder / RUN_JSON)
+    if refused:
+        problems.append(f"{RUN_JSON}: {refused}")
+    metrics, refused = _read_metrics(folder / METRICS)
+    if refused:
+        problems.append(f"{METRICS}: {refused}")
+    return RunInfo(folder, info, metrics, flatten(config), "; ".join(problems) or None)
 
 
 def list_runs(runs_dir: Path) -> list[RunInfo]:
