@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dltool.config import StudentData
 from dltool.data import Dataset, load_dataset, split_validation
-from dltool.data.student import notebook_arrays, pass_score, rule_arrays
+from dltool.data.student import StudentData, notebook_arrays, pass_score, rule_arrays
 from dltool.errors import DataError
 
 

@@ -102,11 +102,13 @@ def read_limited(path: Path, limit: int, folder_hint: str = "a file") -> bytes:
 
 def available_memory() -> int | None:
     """Bytes of memory available to a new allocation (Linux' MemAvailable), None if unknown."""
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+    with (
+        contextlib.suppress(OSError, ValueError),
+        open("/proc/meminfo", encoding="ascii") as meminfo,
+    ):
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
     with contextlib.suppress(OSError, ValueError, AttributeError):
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return None
@@ -116,9 +118,7 @@ def _gigabytes(size: int) -> str:
     return f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
 
 
-def check_fits_memory(
-    path: Path, factor: int, error: type[DltoolError], advice: str = ""
-) -> None:
+def check_fits_memory(path: Path, factor: int, error: type[DltoolError], advice: str = "") -> None:
     """Refuse a data file that needs more memory to read than is available, before reading.
 
     Args:
@@ -130,7 +130,10 @@ def check_fits_memory(
     Raises:
         error: ``factor`` times the file's size exceeds the available memory.
     """
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # the reader reports a missing or unreadable file
     available = available_memory()
     if available is not None and size * factor > available:
         raise error(
@@ -166,8 +169,6 @@ def csv_problem(path: Path, problem: BaseException, error: type[DltoolError]) ->
     if isinstance(problem, pd.errors.ParserError):
         reason = one_line(problem).removeprefix("Error tokenizing data. C error: ")
         return error(f"{path}: not a readable CSV file ({reason})")
-    if isinstance(problem, OSError) and problem.strerror:
-        return error(f"{path}: cannot be read ({problem.strerror})")
     return error(f"{path}: cannot be read ({type(problem).__name__}: {one_line(problem)})")
 
 

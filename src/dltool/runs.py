@@ -93,7 +93,7 @@ def read_run(folder: Path) -> RunInfo:
     Raises:
         InputError: ``folder`` is not a run folder.
     """
-    run = RunDir.open(folder)
+    RunDir.open(folder)  # refuses a folder without run.json
     # The strict reader: a config.yaml planted in a runs folder (an alias bomb, a
     # cycle, absurd nesting, a FIFO, a device) is refused before flatten() walks it.
     problems = []
