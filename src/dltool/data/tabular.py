@@ -109,11 +109,14 @@ class NumpyData(SplitSource):
 
 def _load_csv(config: CsvData, task: str) -> Dataset:
     path, target = Path(config.path), config.target
+    test_path = Path(config.test_path) if config.test_path is not None else None
+    for table in (path, test_path):  # before the header: a 2 GB file may have no newline
+        if table is not None:
+            files.check_fits_memory(table, files.CSV_MEMORY_FACTOR, DataError, TOO_BIG_ADVICE)
     columns = _header(path, config.delimiter)
     features = _feature_columns(path, columns, target, config.features)
     frame = _read_rows(path, config.delimiter, target)
     x, labels, problems = _table(frame, path, features, target, task)
-    test_path = Path(config.test_path) if config.test_path is not None else None
     x_test = test_labels = None
     if test_path is not None:  # both files' cell problems are reported together
         _same_columns(test_path, _header(test_path, config.delimiter), path, columns)
@@ -216,7 +219,6 @@ def _same_columns(path: Path, columns: list[str], train_path: Path, train: list[
 
 def _read_rows(path: Path, delimiter: str, target: str) -> Any:
     """Every data row (trailing blank lines dropped); the target column stays text."""
-    files.check_fits_memory(path, files.CSV_MEMORY_FACTOR, DataError, TOO_BIG_ADVICE)
     import numpy as np
 
     frame = _read(path, sep=delimiter, dtype={target: str})
