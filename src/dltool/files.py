@@ -240,7 +240,9 @@ def pickled(path: Path, error: type[DltoolError], name: str | None = None) -> Dl
 
 
 def _is_pickle_refusal(problem: BaseException) -> bool:
-    return isinstance(problem, ValueError) and "allow_pickle" in str(problem)
+    """numpy's refusal of an object array: "allow_pickle", or with a memory map "Python objects"."""
+    text = str(problem)
+    return isinstance(problem, ValueError) and ("allow_pickle" in text or "Python objects" in text)
 
 
 def load_npy(path: Path, error: type[DltoolError], memory_map: bool = False) -> np.ndarray:
