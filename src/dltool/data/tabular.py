@@ -13,7 +13,11 @@ unpickled (``allow_pickle=False``).
 
 Classification labels become class indices 0..k-1 (int64) with ``class_names``;
 regression labels stay float32. Every problem is a :class:`DataError` line that
-names its file (and, for a cell, its line and column).
+names its file (and, for a cell, its line and column). Files are read through
+:mod:`dltool.files` (regular files only; a file too large for memory is refused first).
+
+Longer than 400 lines: it holds both of your own table sources, each with its schema,
+and they share the listing and class-label rules; split it by source if either grows.
 """
 
 from __future__ import annotations
