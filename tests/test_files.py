@@ -153,21 +153,40 @@ def test_a_table_larger_than_memory_is_refused_before_reading(
 ) -> None:
     """A 2 GB CSV gave MemoryError after 32 s; now a one-line refusal before any read."""
     monkeypatch.setattr(files, "available_memory", lambda: 3_000_000_000)
-    table = _sparse(tmp_path / "big.csv", 2_000_000_000)
+    table = _sparse(tmp_path / "big.csv", 2_000_000_000)  # no line ends: at least its text, twice
     config = CsvData.model_validate({"source": "csv", "path": str(table), "target": "y"})
     with pytest.raises(DataError) as caught:
         load_dataset(config, 0, "multiclass")
     assert caught.value.lines == [
-        f"{table}: the file is 2.0 GB; reading it needs about 4x its size in memory and "
-        "3.0 GB is available (train on a sample of the rows, or on a machine with more "
-        "memory; dltool reads a training table whole)"
+        f"{table}: the file is 2.0 GB; reading it needs about 4.0 GB of memory and 3.0 GB is "
+        "available (train on a sample of the rows, or on a machine with more memory; dltool "
+        "reads a training table whole)"
     ]
     arrays = _sparse(tmp_path / "big.npz", 2_000_000_000)
     config_arrays = NumpyData.model_validate({"source": "numpy", "path": str(arrays)})
     with pytest.raises(
-        DataError, match=r"big\.npz: the file is 2\.0 GB; reading it needs about 2x"
+        DataError, match=r"big\.npz: the file is 2\.0 GB; reading it needs about 4\.0 GB"
     ):
         load_dataset(config_arrays, 0, "multiclass")
+
+
+def test_a_narrow_table_is_estimated_by_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Short rows take far more memory than their text (a label string per row): 1,001 rows of
+    2 columns are estimated at 1,001 x (2 x 16 + 100) bytes, 33 times the file's 4,004."""
+    table = tmp_path / "narrow.csv"
+    table.write_text("a,y\n" + "1,0\n1,1\n" * 500)
+    assert files.table_memory(table) == 1001 * (2 * 16 + 100)
+    monkeypatch.setattr(files, "available_memory", lambda: 100_000)
+    config = CsvData.model_validate({"source": "csv", "path": str(table), "target": "y"})
+    with pytest.raises(
+        DataError,
+        match=r"the file is 4,004 bytes; reading it needs about 132,132 bytes of memory and 100,000 bytes is available",
+    ):
+        config.load(0, "binary")
+    monkeypatch.setattr(files, "available_memory", lambda: 200_000)
+    assert len(config.load(0, "binary").x_train) == 1000
 
 
 def test_predict_input_fifo_is_refused(fifo: Path) -> None:

@@ -116,7 +116,8 @@ def _load_csv(config: CsvData, task: str) -> Dataset:
     test_path = Path(config.test_path) if config.test_path is not None else None
     for table in (path, test_path):  # before the header: a 2 GB file may have no newline
         if table is not None:
-            files.check_fits_memory(table, files.CSV_MEMORY_FACTOR, DataError, TOO_BIG_ADVICE)
+            needed = files.table_memory(table, config.delimiter)
+            files.check_fits_memory(table, needed, DataError, TOO_BIG_ADVICE)
     columns = _header(path, config.delimiter)
     features = _feature_columns(path, columns, target, config.features)
     frame = _read_rows(path, config.delimiter, target)
@@ -436,13 +437,13 @@ def _load_numpy(config: NumpyData, task: str) -> Dataset:
 
 def _npy_array(path: Path) -> np.ndarray:
     """One .npy array, never unpickled."""
-    files.check_fits_memory(path, files.ARRAY_MEMORY_FACTOR, DataError, TOO_BIG_ADVICE)
+    files.check_fits_memory(path, files.array_memory(path), DataError, TOO_BIG_ADVICE)
     return files.load_npy(path, DataError)
 
 
 def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
     """x_train, y_train and (both or neither) x_test, y_test from an .npz archive."""
-    files.check_fits_memory(path, files.ARRAY_MEMORY_FACTOR, DataError, TOO_BIG_ADVICE)
+    files.check_fits_memory(path, files.array_memory(path), DataError, TOO_BIG_ADVICE)
     with files.open_npz(path, DataError) as archive:
         keys = list(archive.keys())
         found = _listing(keys) or "no arrays"
