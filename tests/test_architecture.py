@@ -56,3 +56,17 @@ def test_no_import_circle(module: str) -> None:
 @pytest.mark.parametrize("user", ["dltool.predict", "dltool.runs", "dltool.sweep", "dltool.cli"])
 def test_using_runs_does_not_import_training(user: str) -> None:
     assert not {"dltool.training", "dltool.prepare", "dltool.callbacks"} & _reachable(user)
+
+
+@pytest.mark.slow
+def test_the_experiment_schema_imports_no_numpy() -> None:
+    """Each data source's schema sits beside its loader; the loaders import NumPy, pandas and
+    Pillow inside their functions, so `dltool validate` still starts without them."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, dltool.config; print(sorted({'numpy', 'pandas', 'PIL'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import assert_stratified
-from dltool.config import StudentData
 from dltool.data import Dataset, hold_out, load_dataset, split_validation
-from dltool.data.student import notebook_arrays, pass_score, rule_arrays
+from dltool.data.student import StudentData, notebook_arrays, pass_score, rule_arrays
 from dltool.errors import DataError
 
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from conftest import CONFIGS, assert_stratified, fake_mnist_cache
-from dltool.config import BUILTIN_SHAPES, BuiltinData
 from dltool.data import load_dataset
+from dltool.data.builtin import SHAPES, BuiltinData
 from dltool.errors import DataError, ExitCode
 
 
@@ -22,7 +22,7 @@ def test_bundled_datasets(name: str) -> None:
     dataset = load_dataset(
         BuiltinData(source="builtin", name=name, validation_split=0.1), 0, "multiclass"
     )
-    shape, classes = BUILTIN_SHAPES[name]
+    shape, classes = SHAPES[name]
     assert list(dataset.x_train.shape[1:]) == shape
     assert dataset.class_names is not None
     assert len(dataset.class_names) == classes

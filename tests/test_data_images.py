@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from conftest import assert_stratified, tiny_config
-from dltool.config import ImageFolderData, ShapesData
-from dltool.data import images, load_dataset, shapes
+from dltool.data import load_dataset
+from dltool.data.images import ImageFolderData
+from dltool.data.shapes import ShapesData
 from dltool.errors import DataError
 
 COLOUR = (200, 100, 50)
@@ -46,9 +47,8 @@ def _config(root: Path, **settings: Any) -> ImageFolderData:
 
 
 def _problems(config: Any, task: str = "multiclass") -> list[str]:
-    loader = shapes.load if config.source == "shapes" else images.load
     with pytest.raises(DataError) as caught:
-        loader(config, 0, task)
+        config.load(0, task)
     return caught.value.lines
 
 
@@ -74,7 +74,7 @@ def _bad_files(classes: Path) -> list[Path]:
 
 def test_rgb_images_are_resized_and_labelled(tmp_path: Path) -> None:
     root = _folder(tmp_path / "train", {"dog": 2, "cat": 3, "bird": 2})
-    dataset = images.load(_config(root), 0, "multiclass")
+    dataset = _config(root).load(0, "multiclass")
 
     assert dataset.class_names == ["bird", "cat", "dog"]  # sorted, not creation order
     assert dataset.x_train.shape == (7, 6, 8, 3)  # image_size is [height, width]
@@ -98,7 +98,7 @@ def test_rgb_images_are_resized_and_labelled(tmp_path: Path) -> None:
 def test_grayscale_has_one_channel_and_keeps_sizes(tmp_path: Path) -> None:
     root = _folder(tmp_path, {"a": 1, "b": 1}, size=(8, 6))  # already 6 high, 8 wide
     _png(root / "b" / "wide.png", (16, 3))
-    dataset = images.load(_config(root, color_mode="grayscale"), 0, "multiclass")
+    dataset = _config(root, color_mode="grayscale").load(0, "multiclass")
 
     assert dataset.x_train.shape == (3, 6, 8, 1)
     assert dataset.x_train[2].min() == dataset.x_train[2].max() == GREY
@@ -115,7 +115,7 @@ def test_nested_images_count_and_hidden_files_are_ignored(tmp_path: Path) -> Non
     _png(root / "b" / ".cache" / "1.png")
     _png(root / ".git" / "1.png")  # a hidden folder is not a class
     _png(root / "loose.png")  # beside the class folders: in no class
-    dataset = images.load(_config(root), 0, "multiclass")
+    dataset = _config(root).load(0, "multiclass")
 
     assert dataset.class_names == ["a", "b"]
     np.testing.assert_array_equal(dataset.y_train, [0, 0, 1])
@@ -152,7 +152,7 @@ def test_without_test_path_a_stratified_share_is_held_out(tmp_path: Path) -> Non
 def test_unusable_files_are_skipped_and_counted(tmp_path: Path) -> None:
     root = _folder(tmp_path, {"a": 2, "b": 2})
     bad = _bad_files(root / "b")
-    dataset = images.load(_config(root), 0, "multiclass")
+    dataset = _config(root).load(0, "multiclass")
 
     assert len(dataset.x_train) == 4
     np.testing.assert_array_equal(dataset.y_train, [0, 0, 1, 1])
@@ -164,11 +164,11 @@ def test_skipped_examples_stop_at_five(tmp_path: Path) -> None:
     root = _folder(tmp_path, {"a": 1, "b": 1})
     for number in range(7):
         (root / "a" / f"{number}.txt").write_text("x", encoding="utf-8")
-    skipped = images.load(_config(root), 0, "multiclass").notes["skipped"]
+    skipped = _config(root).load(0, "multiclass").notes["skipped"]
 
     assert skipped["count"] == 7
     assert skipped["examples"] == [str(root / "a" / f"{n}.txt") for n in range(5)]
-    every = images.load(_config(root), 0, "multiclass").skipped  # all 7, for skipped.txt
+    every = _config(root).load(0, "multiclass").skipped  # all 7, for skipped.txt
     assert [line.split(": ")[0] for line in every] == [
         str(root / "a" / f"{n}.txt") for n in range(7)
     ]
@@ -218,7 +218,7 @@ def test_a_file_that_fails_to_decode_is_skipped_too(tmp_path: Path) -> None:
     truncated = root / "b" / "cut.jpg"
     truncated.write_bytes(buffer.read_bytes()[:400])
 
-    dataset = images.load(_config(root), 0, "multiclass")
+    dataset = _config(root).load(0, "multiclass")
     assert len(dataset.x_train) == 4
     np.testing.assert_array_equal(dataset.y_train, [0, 0, 1, 1])
     assert dataset.notes["skipped"] == {"count": 1, "examples": [str(truncated)]}
@@ -370,7 +370,7 @@ def _shapes(**settings: Any) -> ShapesData:
 
 @pytest.mark.parametrize(("color_mode", "channels"), [("grayscale", 1), ("rgb", 3)])
 def test_shapes_arrays(color_mode: str, channels: int) -> None:
-    dataset = shapes.load(_shapes(image_size=12, color_mode=color_mode), 5, "multiclass")
+    dataset = _shapes(image_size=12, color_mode=color_mode).load(5, "multiclass")
 
     assert dataset.x_train.shape == (30, 12, 12, channels)
     assert dataset.x_test is not None
@@ -385,7 +385,7 @@ def test_shapes_arrays(color_mode: str, channels: int) -> None:
 
 def test_shapes_are_deterministic_per_seed() -> None:
     config = _shapes(color_mode="rgb")
-    first, again, other = (shapes.load(config, seed, "multiclass") for seed in (1, 1, 2))
+    first, again, other = (config.load(seed, "multiclass") for seed in (1, 1, 2))
 
     np.testing.assert_array_equal(first.x_train, again.x_train)
     np.testing.assert_array_equal(first.y_train, again.y_train)
@@ -394,7 +394,7 @@ def test_shapes_are_deterministic_per_seed() -> None:
 
 
 def test_shapes_classes_are_balanced_in_config_order() -> None:
-    dataset = shapes.load(_shapes(n_train=31, shapes=["triangle", "circle"]), 0, "binary")
+    dataset = _shapes(n_train=31, shapes=["triangle", "circle"]).load(0, "binary")
 
     assert dataset.class_names == ["triangle", "circle"]
     assert sorted(np.bincount(dataset.y_train).tolist()) == [15, 16]
@@ -403,7 +403,7 @@ def test_shapes_classes_are_balanced_in_config_order() -> None:
 
 
 def test_shapes_are_drawn_bright_on_dark() -> None:
-    x = shapes.load(_shapes(noise=0.0, image_size=32), 0, "multiclass").x_train[..., 0]
+    x = _shapes(noise=0.0, image_size=32).load(0, "multiclass").x_train[..., 0]
 
     corners = x[:, [0, 0, -1, -1], [0, -1, 0, -1]]
     assert corners.max() <= 0.2 * 255 + 1e-3  # background: dark
@@ -414,8 +414,8 @@ def test_shapes_are_drawn_bright_on_dark() -> None:
 
 
 def test_shapes_noise_has_the_configured_spread() -> None:
-    clean = shapes.load(_shapes(noise=0.0), 3, "multiclass").x_train
-    noisy = shapes.load(_shapes(noise=0.05), 3, "multiclass").x_train
+    clean = _shapes(noise=0.0).load(3, "multiclass").x_train
+    noisy = _shapes(noise=0.05).load(3, "multiclass").x_train
     inside = (clean > 20) & (clean < 235)  # away from clipping
     assert np.std((noisy - clean)[inside]) == pytest.approx(0.05 * 255, rel=0.1)
 

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import assert_stratified, tiny_config
-from dltool.config import CsvData, NumpyData
 from dltool.data import load_dataset
-from dltool.data.tabular import load
+from dltool.data.tabular import CsvData, NumpyData
 from dltool.errors import DataError
 
 # ------------------------------------------------------------------------ helpers
@@ -45,7 +44,7 @@ def _npz(folder: Path, name: str = "data.npz", **arrays: Any) -> NumpyData:
 
 def _problems(config: Any, task: str = "multiclass") -> list[str]:
     with pytest.raises(DataError) as caught:
-        load(config, 0, task)
+        config.load(0, task)
     return caught.value.lines
 
 
@@ -59,7 +58,7 @@ def _assert_lines(lines: list[str], expected: list[str]) -> None:
 
 
 def test_csv_string_labels_become_sorted_classes(tmp_path: Path) -> None:
-    dataset = load(_csv(tmp_path), 0, "multiclass")
+    dataset = _csv(tmp_path).load(0, "multiclass")
     assert dataset.class_names == ["x", "y", "z"]
     assert dataset.y_train.tolist() == [1, 0, 1, 2]
     assert dataset.y_train.dtype == np.int64
@@ -79,7 +78,7 @@ def test_csv_numeric_labels_sort_numerically(tmp_path: Path) -> None:
     text = "kind,a\n10,0\n2,1\n3,2\n2,3\n10,4\n"
     test = _write(tmp_path, "test.csv", "a,kind\n0,3\n1,10.0\n")
     config = _csv(tmp_path, text, normalize=False, test_path=str(test))
-    dataset = load(config, 0, "multiclass")
+    dataset = config.load(0, "multiclass")
     assert dataset.class_names == ["2", "3", "10"]  # not "10", "2", "3"
     assert dataset.y_train.tolist() == [2, 0, 1, 0, 2]
     assert dataset.y_test is not None
@@ -89,21 +88,21 @@ def test_csv_numeric_labels_sort_numerically(tmp_path: Path) -> None:
 
 def test_csv_binary_and_delimiter(tmp_path: Path) -> None:
     config = _csv(tmp_path, "a;kind\n1;yes\n2;no\n3;yes\n", delimiter=";")
-    dataset = load(config, 0, "binary")
+    dataset = config.load(0, "binary")
     assert dataset.class_names == ["no", "yes"]
     assert dataset.y_train.tolist() == [1, 0, 1]
 
 
 def test_csv_features_subset_in_given_order(tmp_path: Path) -> None:
     text = "id,a,b,kind,c\n100,1,2,p,3\n101,4,5,q,6\n"
-    dataset = load(_csv(tmp_path, text, features=["c", "a"]), 0, "multiclass")
+    dataset = _csv(tmp_path, text, features=["c", "a"]).load(0, "multiclass")
     assert dataset.feature_names == ["c", "a"]
     assert dataset.x_train.tolist() == [[3, 1], [6, 4]]
 
 
 def test_csv_test_path_uses_the_training_classes(tmp_path: Path) -> None:
     test = _write(tmp_path, "test.csv", "kind,b,a\nz,20,10\nz,40,30\n")  # columns reordered
-    dataset = load(_csv(tmp_path, test_path=str(test)), 0, "multiclass")
+    dataset = _csv(tmp_path, test_path=str(test)).load(0, "multiclass")
     assert dataset.x_test is not None
     assert dataset.y_test is not None
     assert dataset.x_test.tolist() == [[10, 20], [30, 40]]
@@ -114,7 +113,7 @@ def test_csv_test_path_uses_the_training_classes(tmp_path: Path) -> None:
 
 def test_csv_regression_target(tmp_path: Path) -> None:
     text = "a,kind\n1,0.5\n2,-1.25\n3,1e3\n\n\n"  # trailing blank lines are dropped
-    dataset = load(_csv(tmp_path, text), 0, "regression")
+    dataset = _csv(tmp_path, text).load(0, "regression")
     assert dataset.class_names is None
     assert dataset.y_train.dtype == np.float32
     assert dataset.y_train.tolist() == [0.5, -1.25, 1000.0]
@@ -230,7 +229,7 @@ def test_npz_with_test_arrays_keeps_image_shape(tmp_path: Path) -> None:
         x_test=images[:2],
         y_test=np.array([[2], [1]]),
     )
-    dataset = load(config, 0, "multiclass")
+    dataset = config.load(0, "multiclass")
     assert dataset.x_train.shape == (6, 4, 4, 1)
     assert dataset.x_train.dtype == np.float32
     assert dataset.y_train.dtype == np.int64
@@ -245,7 +244,7 @@ def test_npz_without_test_arrays_uses_class_names(tmp_path: Path) -> None:
     config = NumpyData.model_validate(
         {"source": "numpy", "path": str(tmp_path / "d.npz"), "class_names": ["cat", "dog"]}
     )
-    dataset = load(config, 0, "binary")
+    dataset = config.load(0, "binary")
     assert dataset.x_test is None
     assert dataset.class_names == ["cat", "dog"]
     assert dataset.y_train.tolist() == [0, 1, 1, 0]
@@ -257,7 +256,7 @@ def test_npy_pair_and_regression(tmp_path: Path) -> None:
     config = NumpyData.model_validate(
         {"source": "numpy", "path": str(tmp_path / "x.npy"), "labels_path": str(tmp_path / "y.npy")}
     )
-    dataset = load(config, 0, "regression")
+    dataset = config.load(0, "regression")
     assert dataset.x_train.dtype == np.float32
     assert dataset.x_train.shape == (4, 2)
     assert dataset.y_train.dtype == np.float32

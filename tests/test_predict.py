@@ -149,7 +149,11 @@ def test_model_file_as_run(
             r"no examples to predict \(the input is empty\)",
             id="header-only",
         ),
-        pytest.param("", r"not a readable CSV file", id="empty-file"),
+        pytest.param(
+            "",
+            r"bad.csv: no header line \(the file is empty; expected column names on line 1\)",
+            id="empty-file",
+        ),
         pytest.param(None, r"bad.csv: no such file or folder$", id="missing-file"),
         pytest.param(
             "hours_studied,previous_score,Age\n3,50,20\n",
@@ -596,7 +600,9 @@ def test_unreadable_image_refused(run_cli: Cli, digits_run: Path, tmp_path: Path
         "predict", digits_run, "--input", tmp_path / "images", "--output", tmp_path / "p.csv"
     )
     assert result.exit_code == 2
-    assert result.stderr == f"error: {broken}: not a readable image (UnidentifiedImageError)\n"
+    assert result.stderr == (
+        f"error: {broken}: not a readable image (Pillow does not recognise its contents)\n"
+    )
     assert not (tmp_path / "p.csv").exists()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -326,3 +327,42 @@ def test_planted_markup_and_escapes_never_reach_the_terminal(run_cli: Cli, tmp_p
         assert result.exit_code == 0, result.stderr
         assert "[bold red]boom[/]" in result.stdout
         assert not any(c in result.stdout for c in "\x1b\x07\x9b"), repr(result.stdout)
+
+
+def _plant(folder: Path, file: str, kind: str) -> None:
+    """Replace ``folder/file`` with a FIFO, or a link to the endless device /dev/zero."""
+    (folder / file).unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(folder / file)
+    else:
+        (folder / file).symlink_to("/dev/zero")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+@pytest.mark.parametrize("file", ["config.yaml", "metrics.json"])
+def test_fifos_and_devices_in_a_run_folder_are_noted_not_read(
+    tmp_path: Path, file: str, kind: str
+) -> None:
+    """A FIFO blocked `dltool runs` forever; /dev/zero grew memory until MemoryError.
+    Each view returns at once, listing the run with a note."""
+    runs = tmp_path / "runs"
+    _fake_run(runs, "good", 0.9)
+    planted = _fake_run(runs, "planted", 0.8)
+    _plant(planted, file, kind)
+    dltool = str(Path(sys.executable).with_name("dltool"))
+    for args in (
+        ["runs", "--runs-dir", str(runs), "--json"],
+        ["runs", "--runs-dir", str(runs)],
+        ["runs", "--runs-dir", str(runs), "--sort", "test.accuracy"],
+        ["runs", "compare", str(runs / "good"), str(planted)],
+    ):
+        done = subprocess.run([dltool, *args], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, (args, done.stderr)
+        assert done.stderr in ("", f"note: {planted}: {file}: not a regular file\n"), args
+    listed = subprocess.run(
+        [dltool, "runs", "--runs-dir", str(runs), "--json"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    rows = {row["run"]: row for row in json.loads(listed.stdout)}
+    assert rows["planted"]["problems"] == [f"{file}: not a regular file"]

@@ -10,17 +10,15 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import (
-    AfterValidator,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from dltool.data.builtin import BuiltinData
+from dltool.data.images import ImageFolderData
+from dltool.data.shapes import ShapesData
+from dltool.data.student import StudentData
+from dltool.data.tabular import CsvData, NumpyData
 from dltool.errors import ConfigError
-from dltool.layers import AnyLayer, Dense, Normalization, Pair, RegularizerSpec, weight_counts
+from dltool.layers import AnyLayer, Dense, Normalization, RegularizerSpec, weight_counts
 from dltool.messages import (
     CrossFieldError,
     annotation_at,
@@ -39,189 +37,7 @@ if TYPE_CHECKING:
 
 # --------------------------------------------------------------------------- data
 
-
-def _resolve_path(value: str, info: ValidationInfo) -> str:
-    """Relative data paths are relative to the config file's folder; stored absolute."""
-    path = Path(value).expanduser()
-    base = (info.context or {}).get("base_dir")
-    if base is not None and not path.is_absolute():
-        path = Path(base) / path
-    return str(path.absolute())
-
-
-DataPath = Annotated[str, Field(min_length=1), AfterValidator(_resolve_path)]
-ColorMode = Literal["grayscale", "rgb"]
-CHANNELS = {"grayscale": 1, "rgb": 3}
-
-
-class _Validation(Strict):
-    validation_split: float = Field(
-        0.0,
-        ge=0.0,
-        lt=1.0,
-        description="fraction of training rows held out for validation (seeded, stratified)",
-    )
-
-    def input_shape(self) -> list[int] | None:
-        """The shape of one example, where the config alone tells it."""
-        return None
-
-    def class_count(self) -> int | None:
-        """The number of classes, where the config alone tells it."""
-        return None
-
-
-class _Splits(_Validation):
-    test_split: float = Field(
-        0.2,
-        gt=0.0,  # every run is tested: metrics.json `test`, predictions.csv, confusion matrix
-        lt=1.0,
-        description="fraction held out for testing when no test set is given (seeded, stratified)",
-    )
-
-
-class StudentData(_Validation):
-    """The curriculum's synthetic students: age, hours studied, previous score -> pass/fail."""
-
-    source: Literal["student"]
-    n_train: int = Field(1000, ge=1, le=10_000_000, description="training rows")
-    n_test: int = Field(500, ge=1, le=10_000_000, description="test rows")
-    labels: Literal["random", "rule"] = Field(
-        "random",
-        description="'random': exactly the notebook (nothing to learn); "
-        "'rule': realistic columns and a learnable noisy pass/fail rule",
-    )
-    normalize: bool | None = Field(
-        None,
-        description="prepend a Normalization layer adapted on the training rows (skipped when "
-        "the model starts with one); default: true for labels 'rule' (raw ages, hours and "
-        "scores), false for 'random' (the notebook has none)",
-    )
-
-    def input_shape(self) -> list[int] | None:
-        return [3]
-
-    def class_count(self) -> int | None:
-        return 2
-
-
-class CsvData(_Splits):
-    """A table: one row per example, one column the label."""
-
-    source: Literal["csv"]
-    path: DataPath = Field(..., description="CSV file with a header row")
-    target: str = Field(..., min_length=1, description="the label column")
-    features: list[str] | None = Field(
-        None, min_length=1, description="input columns; default: every other column"
-    )
-    test_path: DataPath | None = Field(None, description="a separate test CSV (else test_split)")
-    normalize: bool = Field(
-        True, description="prepend a Normalization layer adapted on the training rows"
-    )
-    delimiter: str = Field(",", min_length=1, max_length=1)
-
-    @model_validator(mode="after")
-    def _target_is_not_a_feature(self) -> CsvData:
-        if self.features and self.target in self.features:
-            raise ValueError(
-                f"features: the target column {self.target!r} cannot also be a feature"
-            )
-        return self
-
-    def input_shape(self) -> list[int] | None:
-        return [len(self.features)] if self.features else None
-
-
-class NumpyData(_Splits):
-    """Arrays: an .npz with x_train, y_train[, x_test, y_test], or an .npy pair."""
-
-    source: Literal["numpy"]
-    path: DataPath = Field(..., description=".npz archive, or .npy features")
-    labels_path: DataPath | None = Field(None, description=".npy labels, with an .npy path")
-    class_names: list[str] | None = Field(
-        None, min_length=2, description="names of labels 0, 1, ..."
-    )
-
-    @model_validator(mode="after")
-    def _labels_for_npy(self) -> NumpyData:
-        if self.path.endswith(".npy") and self.labels_path is None:
-            raise ValueError("labels_path: required when path is an .npy file (the labels array)")
-        if self.path.endswith(".npz") and self.labels_path is not None:
-            raise ValueError("labels_path: not used with an .npz archive (it holds y_train)")
-        if not self.path.endswith((".npy", ".npz")):
-            raise ValueError(f"path: expected a .npz or .npy file (received {self.path!r})")
-        return self
-
-
-class ImageFolderData(_Splits):
-    """Images in one sub-folder per class: ``path/cat/1.png``, ``path/dog/2.jpg``."""
-
-    source: Literal["image_folder"]
-    path: DataPath = Field(..., description="folder with one sub-folder per class")
-    test_path: DataPath | None = Field(
-        None, description="same layout, for testing (else test_split)"
-    )
-    image_size: Pair = Field((64, 64), description="[height, width] every image is resized to")
-    color_mode: ColorMode = "rgb"
-    strict: bool = Field(
-        False, description="refuse unreadable files instead of skipping them (with a count)"
-    )
-
-    def input_shape(self) -> list[int] | None:
-        return [*self.image_size, CHANNELS[self.color_mode]]
-
-
-BUILTIN_SHAPES: dict[str, tuple[list[int], int]] = {  # name -> (example shape, classes)
-    "digits": ([8, 8, 1], 10),
-    "iris": ([4], 3),
-    "breast_cancer": ([30], 2),
-    "wine": ([13], 3),
-    "mnist": ([28, 28, 1], 10),
-    "fashion_mnist": ([28, 28, 1], 10),
-    "cifar10": ([32, 32, 3], 10),
-}
-
-
-class BuiltinData(_Splits):
-    """A known dataset: scikit-learn's bundled copies, or Keras' downloads (cached)."""
-
-    source: Literal["builtin"]
-    name: Literal["digits", "iris", "breast_cancer", "wine", "mnist", "fashion_mnist", "cifar10"]
-
-    def input_shape(self) -> list[int] | None:
-        return BUILTIN_SHAPES[self.name][0]
-
-    def class_count(self) -> int | None:
-        return BUILTIN_SHAPES[self.name][1]
-
-
-class ShapesData(_Validation):
-    """Generated images of circles, squares and triangles: a CNN exercise that runs anywhere."""
-
-    source: Literal["shapes"]
-    n_train: int = Field(1200, ge=2, le=1_000_000)
-    n_test: int = Field(300, ge=1, le=1_000_000)
-    image_size: int = Field(32, ge=8, le=256, description="square images, pixels per side")
-    shapes: list[Literal["circle", "square", "triangle"]] = Field(
-        ["circle", "square", "triangle"], min_length=2, description="the classes, in label order"
-    )
-    noise: float = Field(0.1, ge=0.0, le=1.0, description="pixel noise, as a fraction of 255")
-    color_mode: ColorMode = "grayscale"
-
-    @field_validator("shapes")
-    @classmethod
-    def _unique_shapes(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"each shape once (received {value})")
-        return value
-
-    def input_shape(self) -> list[int] | None:
-        return [self.image_size, self.image_size, CHANNELS[self.color_mode]]
-
-    def class_count(self) -> int | None:
-        return len(self.shapes)
-
-
+# Each source's schema sits beside its loader in dltool.data; a spec loads its own data.
 DataConfig = Annotated[
     Union[StudentData, CsvData, NumpyData, ImageFolderData, BuiltinData, ShapesData],  # noqa: UP007
     Field(discriminator="source"),

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from dltool import files
 from dltool.errors import InputError
+from dltool.files import IMAGE_SUFFIXES, read_image
 from dltool.messages import did_you_mean
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CSV_CHUNK_ROWS = 50_000  # rows read and predicted at a time: flat memory for any file size
 # Examples of an .npy/.npz predicted at a time, in float32 bytes: 349,525 rows of 3 features,
 # 1,337 28x28 images. Each model.predict call costs ~8 ms, so 50,000-row chunks left
@@ -69,24 +70,6 @@ def image_file_scale(dataset: Any, source: str) -> int:
     return int(max(1, 255 // peak)) if peak > 0 else 1
 
 
-def read_image(path: Path, image_size: tuple[int, int], color_mode: str) -> tuple[np.ndarray, bool]:
-    """Pixels as float32 (height, width, channels) in 0..255, and whether it was resized.
-
-    Raises:
-        OSError / ValueError: Pillow cannot read the file (callers report the path).
-    """
-    from PIL import Image
-
-    with Image.open(path) as image:
-        converted = image.convert("L" if color_mode == "grayscale" else "RGB")
-        height, width = image_size
-        resized = converted.size != (width, height)
-        if resized:
-            converted = converted.resize((width, height), Image.Resampling.BILINEAR)
-        pixels = np.asarray(converted, dtype="float32")
-    return (pixels[..., None] if pixels.ndim == 2 else pixels), resized
-
-
 def _numeric(frame: Any, columns: list[str], path: Path, first_line: int) -> np.ndarray:
     """``frame[columns]`` as float32; a non-numeric or empty cell is an error naming its line."""
     import pandas as pd
@@ -114,42 +97,17 @@ def _numeric(frame: Any, columns: list[str], path: Path, first_line: int) -> np.
 
 def csv_chunks(path: Path, spec: InputSpec, labelled: bool) -> Iterator[Chunk]:
     """Rows of a CSV file in chunks; feature columns by name, in any order; others kept."""
-    import pandas as pd
 
     if spec.feature_names is None:
         raise InputError(f"{path}: this run was not trained on a table, so it cannot read CSV rows")
-    try:
-        header = pd.read_csv(path, nrows=0).columns
-        # Features are parsed by pandas' C parser (fast); any other column stays text,
-        # so ids such as 007 come back as written.
-        text_columns = {c: str for c in header if c not in spec.feature_names}
-        reader = pd.read_csv(
-            path,
-            chunksize=CSV_CHUNK_ROWS,
-            dtype=text_columns,
-            keep_default_na=False,
-            na_values=[""],
-        )
-    except FileNotFoundError as error:
-        raise InputError(f"{path}: file not found") from error
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not UTF-8 text") from error
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
-        raise InputError(
-            f"{path}: not a readable CSV file ({' '.join(str(error).split())})"
-        ) from error
-    with reader:  # closes the file even when a chunk is refused
-        first_line = 2  # line 1 is the header
-        try:
-            for frame in reader:
-                yield _csv_chunk(frame, path, spec, labelled, first_line)
-                first_line += len(frame)
-        except UnicodeDecodeError as error:
-            raise InputError(f"{path}: not UTF-8 text") from error
-        except pd.errors.ParserError as error:
-            raise InputError(
-                f"{path}: not a readable CSV file ({' '.join(str(error).split())})"
-            ) from error
+    header = files.read_csv(path, InputError, nrows=0).columns
+    # Features are parsed by pandas' C parser (fast); any other column stays text,
+    # so ids such as 007 come back as written.
+    text_columns = {c: str for c in header if c not in spec.feature_names}
+    first_line = 2  # line 1 is the header
+    for frame in files.csv_chunks(path, InputError, CSV_CHUNK_ROWS, dtype=text_columns):
+        yield _csv_chunk(frame, path, spec, labelled, first_line)
+        first_line += len(frame)
 
 
 def _csv_chunk(frame: Any, path: Path, spec: InputSpec, labelled: bool, first_line: int) -> Chunk:
@@ -207,31 +165,18 @@ def array_chunks(path: Path, spec: InputSpec, labelled: bool) -> Iterator[Chunk]
 
 
 def _load_arrays(path: Path, labelled: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    try:
-        with open(path, "rb") as handle:
-            magic = handle.read(6)
-    except FileNotFoundError as error:
-        raise InputError(f"{path}: file not found") from error
-    # numpy calls any unknown file "pickled data"; tell the two apart by their first bytes.
-    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
-        raise InputError(f"{path}: not a NumPy .npy/.npz file (it does not start like one)")
-    try:
-        loaded = np.load(path, mmap_mode="r" if path.suffix == ".npy" else None, allow_pickle=False)
-    except FileNotFoundError as error:
-        raise InputError(f"{path}: file not found") from error
-    except ValueError as error:  # object arrays need pickle, which is never allowed
-        raise InputError(
-            f"{path}: holds Python objects (pickled data), which dltool never loads"
-        ) from error
-    except OSError as error:
-        raise InputError(f"{path}: not a NumPy .npy/.npz file") from error
-    if isinstance(loaded, np.ndarray):
+    """(x, y or None) of an .npy (memory-mapped: read chunk by chunk) or an .npz."""
+    start = files.magic(path, InputError)
+    if start == files.NPY_MAGIC:
         if labelled:
             raise InputError(
                 f"{path}: an .npy file holds no labels; use an .npz with arrays x and y"
             )
-        return loaded, None
-    with loaded as archive:
+        return files.load_npy(path, InputError, memory_map=True), None
+    # numpy calls any unknown file "pickled data"; tell the two apart by their first bytes.
+    if start[:4] not in files.ZIP_MAGICS:
+        raise InputError(f"{path}: not a NumPy .npy/.npz file (it does not start like one)")
+    with files.open_npz(path, InputError) as archive:
         keys = list(archive.keys())
         x_key = next((k for k in ("x", "x_test") if k in keys), None)
         if x_key is None:
@@ -243,18 +188,16 @@ def _load_arrays(path: Path, labelled: bool) -> tuple[np.ndarray, np.ndarray | N
             raise InputError(
                 f"{path}: no labels array {y_key!r} beside {x_key!r} (found {', '.join(keys)})"
             )
-        try:
-            return archive[x_key], (archive[y_key] if labelled else None)
-        except ValueError as error:
-            raise InputError(
-                f"{path}: holds Python objects (pickled data), which dltool never loads"
-            ) from error
+        x = files.npz_member(archive, x_key, path, InputError)
+        return x, (files.npz_member(archive, y_key, path, InputError) if labelled else None)
 
 
 def image_files(path: Path) -> list[Path]:
     """One image file, or every image under a folder (recursively, sorted, hidden files skipped)."""
     if path.is_file():
         return [path]
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: not a regular file")
     if not path.is_dir():
         raise InputError(f"{path}: no such file or folder")
     files = sorted(
@@ -268,7 +211,7 @@ def image_files(path: Path) -> list[Path]:
 
 
 def image_chunks(
-    files: list[Path], spec: InputSpec, batch: int, labels: list[Any] | None = None
+    image_paths: list[Path], spec: InputSpec, batch: int, labels: list[Any] | None = None
 ) -> Iterator[Chunk]:
     """Images resized to the run's image_size and colour mode, in the training pixel range, in chunks.
 
@@ -277,22 +220,18 @@ def image_chunks(
     """
     if spec.image_size is None:
         raise ValueError("image_chunks needs a run trained on images (spec.image_size)")
-    from PIL import Image
-
     bad = []
-    for file in files:
-        try:
-            with Image.open(file) as opened:
-                opened.verify()
-        except Exception as error:
-            bad.append(f"{file}: not a readable image ({type(error).__name__})")
+    for file in image_paths:
+        problem = files.image_problem(file, check_suffix=False)
+        if problem is not None:
+            bad.append(f"{file}: {problem}")
     if bad:
         raise InputError(
             *bad[:10], *([f"and {len(bad) - 10} more unreadable files"] if len(bad) > 10 else [])
         )
     resized = 0
-    for start in range(0, len(files), batch):
-        part = files[start : start + batch]
+    for start in range(0, len(image_paths), batch):
+        part = image_paths[start : start + batch]
         pixels = []
         for file in part:
             one, changed = read_image(file, spec.image_size, spec.color_mode)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dltool.errors import ConfigError
+from dltool.files import resolve_path
 from dltool.messages import did_you_mean, show
 from dltool.yamlio import YamlProblem, parse_yaml, read_yaml_mapping
 
@@ -122,8 +123,8 @@ def read_experiment(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     data = raw.get("data")
     if isinstance(data, dict):
         for key in DATA_PATH_KEYS:
-            if isinstance(data.get(key), str) and not Path(data[key]).expanduser().is_absolute():
-                data[key] = str((path.parent / data[key]).absolute())
+            if isinstance(data.get(key), str):
+                data[key] = str(resolve_path(data[key], path.parent))
     if "extends" not in raw:
         return raw
     reference = raw.pop("extends")
@@ -132,7 +133,7 @@ def read_experiment(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
             f"{path}: extends: expected the path of another experiment file (received {show(reference)})"
         )
     try:
-        base_path = (path.parent / reference).resolve()
+        base_path = resolve_path(reference, path.parent).resolve()
         here = path.resolve()
     except RuntimeError as error:  # Python < 3.13 raises this for a symlink loop
         raise ConfigError(f"{path}: extends: {reference} is a symlink loop") from error

@@ -22,8 +22,8 @@ import numpy as np
 from dltool.config import ExperimentConfig
 from dltool.errors import InputError
 from dltool.evaluation import Predictions, fixed_point
+from dltool.files import IMAGE_SUFFIXES
 from dltool.inputs import (
-    IMAGE_SUFFIXES,
     Chunk,
     InputSpec,
     array_chunks,

@@ -31,6 +31,7 @@ import yaml
 
 from dltool import locks
 from dltool.errors import InputError, RunDirError
+from dltool.files import FileRefused, read_limited
 
 if TYPE_CHECKING:
     from dltool.config import ExperimentConfig
@@ -226,14 +227,25 @@ def alive(pid: Any, host: Any) -> bool:
 
 
 def read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON object, or ``{}`` for a missing, broken, huge or absurdly nested file."""
+    """A JSON object, or ``{}`` for a missing, broken, huge, special or absurdly nested file."""
+    return json_object(path)[0]
+
+
+def json_object(path: Path) -> tuple[dict[str, Any], str | None]:
+    """(the JSON object, None), or (``{}``, why the file was refused).
+
+    A missing or broken file reads as ``{}`` with no reason (a crashed run may lack it);
+    a FIFO, a device or a file over MAX_JSON_BYTES is refused, with the reason.
+    """
     try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            return {}
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        text = read_limited(path, MAX_JSON_BYTES, "a JSON file")
+    except FileRefused as refused:
+        return {}, (None if str(refused) == "file not found" else str(refused))
+    try:
+        data = json.loads(text.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return {}, None
+    return (data if isinstance(data, dict) else {}), None
 
 
 class RunDir:

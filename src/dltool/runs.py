@@ -13,7 +13,7 @@ from dltool.errors import InputError
 from dltool.messages import describe_validation_error, did_you_mean, show
 from dltool.metrics import SPLITS as METRIC_SPLITS
 from dltool.metrics import higher_is_better
-from dltool.rundir import CONFIG, METRICS, RUN_JSON, RunDir
+from dltool.rundir import CONFIG, METRICS, RUN_JSON, RunDir, json_object
 from dltool.yamlio import YamlProblem, read_yaml_mapping
 
 SPLITS = tuple(reversed(METRIC_SPLITS))  # test first: the number people look for
@@ -162,17 +162,23 @@ def read_run(folder: Path) -> RunInfo:
     Raises:
         InputError: ``folder`` is not a run folder.
     """
-    run = RunDir.open(folder)
+    RunDir.open(folder)  # refuses a folder without run.json
     # The strict reader: a config.yaml planted in a runs folder (an alias bomb, a
-    # cycle, absurd nesting) is refused before flatten() walks it.
+    # cycle, absurd nesting, a FIFO, a device) is refused before flatten() walks it.
     problems = []
     try:
         config: dict[str, Any] = read_yaml_mapping(folder / CONFIG)
     except YamlProblem as error:
         config = {}
         problems.append(f"{CONFIG}: {error}")
-    info, info_problems = _checked_info(run.info())
-    metrics, metric_problems = _checked_metrics(run.read_json(METRICS))
+    raw_info, refused = json_object(folder / RUN_JSON)
+    if refused:
+        problems.append(f"{RUN_JSON}: {refused}")
+    raw_metrics, refused = json_object(folder / METRICS)
+    if refused:
+        problems.append(f"{METRICS}: {refused}")
+    info, info_problems = _checked_info(raw_info)
+    metrics, metric_problems = _checked_metrics(raw_metrics)
     problems += info_problems + metric_problems
     return RunInfo(folder, info, metrics, flatten(config), config, problems)
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from dltool.files import FileRefused, read_limited
+
 MAX_FILE_BYTES = 1_000_000  # an experiment file is a few KB; 1 MB is generous
 MAX_NODES = 100_000  # YAML nodes after expanding every alias
 MAX_DEPTH = 50  # nesting levels; real configs use fewer than 10
@@ -111,18 +113,14 @@ def parse_yaml(text: str) -> Any:
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    """Read a YAML file whose top level must be a mapping. Raises :class:`YamlProblem`."""
+    """Read a YAML file whose top level must be a mapping. Raises :class:`YamlProblem`.
+
+    Only a regular file of at most MAX_FILE_BYTES is read (a FIFO or a device is refused).
+    """
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise YamlProblem(f"file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}")
-        raw = path.read_bytes()
-    except FileNotFoundError as error:
-        raise YamlProblem("file not found") from error
-    except IsADirectoryError as error:
-        raise YamlProblem("is a folder, expected a YAML file") from error
-    except OSError as error:
-        raise YamlProblem(f"cannot read: {error.strerror}") from error
+        raw = read_limited(path, MAX_FILE_BYTES, "a YAML file")
+    except FileRefused as refused:
+        raise YamlProblem(str(refused)) from refused
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -1,7 +1,8 @@
-"""Data sources. Each returns a :class:`Dataset`; :func:`load_dataset` dispatches on ``source``.
+"""Data sources. Each returns a :class:`Dataset`; :func:`load_dataset` holds out test and validation rows.
 
-A loader is ``load(config, seed, task) -> Dataset``, where ``task`` is
-``"binary"``, ``"multiclass"`` or ``"regression"`` (from the loss). Loaders
+Each source module defines its ``data:`` spec beside its loader: the spec's
+``load(seed, task) -> Dataset`` (:class:`dltool.data.source.DataSource`) reads it,
+where ``task`` is ``"binary"``, ``"multiclass"`` or ``"regression"`` (from the loss). Loaders
 return raw values: tables as float32 columns, images as float32 pixels in
 0..255 with shape (n, height, width, channels); scaling belongs in the model
 (a ``rescaling`` or ``normalization`` layer), so the saved model takes raw input.
@@ -12,13 +13,15 @@ then holds out ``test_split`` of the rows (seeded, stratified).
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from dltool.errors import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from dltool.data.source import DataSource
 
 
 @dataclass
@@ -58,6 +61,7 @@ def hold_out(
     Raises:
         DataError: ``fraction`` leaves no row on one side.
     """
+    import numpy as np
     from sklearn.model_selection import train_test_split
 
     n = len(x)
@@ -89,28 +93,16 @@ def split_validation(dataset: Dataset, fraction: float, seed: int) -> Dataset:
     return dataset
 
 
-# source -> module in this package with ``load(config, seed, task) -> Dataset``
-LOADERS: dict[str, str] = {
-    "student": "dltool.data.student",
-    "csv": "dltool.data.tabular",
-    "numpy": "dltool.data.tabular",
-    "image_folder": "dltool.data.images",
-    "builtin": "dltool.data.builtin",
-    "shapes": "dltool.data.shapes",
-}
-
-
-def load_dataset(data_config: Any, seed: int, task: str = "binary") -> Dataset:
+def load_dataset(data_config: DataSource, seed: int, task: str = "binary") -> Dataset:
     """Load the data a config names, then hold out test and validation rows as configured.
 
     Raises:
         DataError: the data cannot be used, with one line per problem.
     """
-    module = importlib.import_module(LOADERS[data_config.source])
-    dataset: Dataset = module.load(data_config, seed, task)
-    if dataset.x_test is None and getattr(data_config, "test_split", 0) > 0:
+    dataset = data_config.load(seed, task)
+    if dataset.x_test is None and data_config.held_out_test() > 0:
         dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test = hold_out(
-            dataset.x_train, dataset.y_train, data_config.test_split, seed, "test_split"
+            dataset.x_train, dataset.y_train, data_config.held_out_test(), seed, "test_split"
         )
     for name, (x, y) in dataset.splits().items():
         if len(x) == 0:

@@ -15,13 +15,24 @@ import io
 import os
 import sys
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from dltool.data import Dataset
+from dltool.data.source import SplitSource
 from dltool.errors import DataError
 
+if TYPE_CHECKING:
+    import numpy as np
+
+SHAPES: dict[str, tuple[list[int], int]] = {  # name -> (example shape, classes)
+    "digits": ([8, 8, 1], 10),
+    "iris": ([4], 3),
+    "breast_cancer": ([30], 2),
+    "wine": ([13], 3),
+    "mnist": ([28, 28, 1], 10),
+    "fashion_mnist": ([28, 28, 1], 10),
+    "cifar10": ([32, 32, 3], 10),
+}
 KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 FASHION_FILES = (
     "train-labels-idx1-ubyte.gz",
@@ -69,6 +80,7 @@ def download_needed(name: str) -> str | None:
 
 
 def _sklearn(name: str) -> Dataset:
+    import numpy as np
     from sklearn import datasets
 
     bunch: Any = getattr(datasets, f"load_{name}")()
@@ -88,12 +100,16 @@ def _sklearn(name: str) -> Dataset:
 
 
 def _idx(path: Path, offset: int) -> np.ndarray:
+    import numpy as np
+
     with gzip.open(path, "rb") as handle:
         return np.frombuffer(handle.read(), np.uint8, offset=offset)
 
 
 def _from_cache(name: str) -> tuple[np.ndarray, ...] | None:
     """(x_train, y_train, x_test, y_test) from Keras' cache, or None when not cached."""
+    import numpy as np
+
     cache = keras_cache()
     if name == "mnist" and (cache / "mnist.npz").is_file():
         with np.load(cache / "mnist.npz", allow_pickle=False) as archive:
@@ -131,6 +147,8 @@ def _download(name: str) -> tuple[np.ndarray, ...]:
 
 
 def _keras(name: str) -> Dataset:
+    import numpy as np
+
     arrays = _from_cache(name) or _download(name)
     x_train, y_train, x_test, y_test = arrays
     if x_train.ndim == 3:  # grey images: add the channel axis Conv2D expects
@@ -145,13 +163,25 @@ def _keras(name: str) -> Dataset:
     )
 
 
-def load(config: Any, seed: int, task: str) -> Dataset:
-    if config.name in CLASS_NAMES:
-        return _keras(config.name)
-    dataset = _sklearn(config.name)
-    if task == "binary" and len(dataset.class_names or []) != 2:
-        raise DataError(
-            f"data.name: {config.name!r} has {len(dataset.class_names or [])} classes; "
-            f"binary_crossentropy needs 2 (expected loss: sparse_categorical_crossentropy)"
-        )
-    return dataset
+class BuiltinData(SplitSource):
+    """A known dataset: scikit-learn's bundled copies, or Keras' downloads (cached)."""
+
+    source: Literal["builtin"]
+    name: Literal["digits", "iris", "breast_cancer", "wine", "mnist", "fashion_mnist", "cifar10"]
+
+    def input_shape(self) -> list[int] | None:
+        return SHAPES[self.name][0]
+
+    def class_count(self) -> int | None:
+        return SHAPES[self.name][1]
+
+    def load(self, seed: int, task: str) -> Dataset:
+        if self.name in CLASS_NAMES:
+            return _keras(self.name)
+        dataset = _sklearn(self.name)
+        if task == "binary" and len(dataset.class_names or []) != 2:
+            raise DataError(
+                f"data.name: {self.name!r} has {len(dataset.class_names or [])} classes; "
+                f"binary_crossentropy needs 2 (expected loss: sparse_categorical_crossentropy)"
+            )
+        return dataset

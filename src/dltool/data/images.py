@@ -20,7 +20,7 @@ as ``dltool predict`` reads images. Pixels are float32 in 0..255, shape
 (n, height, width, channels), in one array allocated once.
 
 Before anything is decoded, a pre-scan checks every file: an image extension
-(:data:`dltool.inputs.IMAGE_SUFFIXES`), not empty, and Pillow can open and
+(:data:`dltool.files.IMAGE_SUFFIXES`), not empty, and Pillow can open and
 verify it. Files that fail are skipped and counted in ``Dataset.notes["skipped"]``
 (the count and up to 5 example paths); with ``strict: true`` they are refused
 with one line per file. This module prints nothing.
@@ -33,14 +33,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+from pydantic import Field
 
 from dltool.data import Dataset
+from dltool.data.source import CHANNELS, ColorMode, DataPath, SplitSource
 from dltool.errors import DataError
-from dltool.inputs import IMAGE_SUFFIXES, read_image
+from dltool.files import IMAGE_SUFFIXES, image_problem, read_image, unreadable_image
+from dltool.layers import Pair
 from dltool.messages import did_you_mean
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_BAD_SHOWN = 10  # strict mode: bad files listed one per line; the rest are counted
 MAX_SKIPPED_EXAMPLES = 5  # paths kept in notes["skipped"]["examples"]
@@ -66,39 +71,56 @@ class _Folder:
         return [name for name in self.present if self.class_names.index(name) not in used]
 
 
-def load(config: Any, seed: int, task: str) -> Dataset:
-    """The images of an ``image_folder`` data config (``seed`` is unused: no randomness).
+class ImageFolderData(SplitSource):
+    """Images in one sub-folder per class: ``path/cat/1.png``, ``path/dog/2.jpg``."""
 
-    Raises:
-        DataError: one line per problem: a missing folder, too few class folders,
-            an unknown test class, unusable files (``strict``), a class with no images.
-    """
-    layout = _layout(config, task)  # [(root, key, class folders found)]; the first is path
-    names = layout[0][2]
-    with _quiet():
-        folders = [_scan(root, key, present, names) for root, key, present in layout]
-    _check(folders, config.strict)
-    size, channels = tuple(config.image_size), 1 if config.color_mode == "grayscale" else 3
-    with _quiet():
-        arrays = [_decode(folder, size, config.color_mode, channels) for folder in folders]
-    _check(folders, config.strict)  # files that passed the pre-scan but failed to decode
+    source: Literal["image_folder"]
+    path: DataPath = Field(..., description="folder with one sub-folder per class")
+    test_path: DataPath | None = Field(
+        None, description="same layout, for testing (else test_split)"
+    )
+    image_size: Pair = Field((64, 64), description="[height, width] every image is resized to")
+    color_mode: ColorMode = "rgb"
+    strict: bool = Field(
+        False, description="refuse unreadable files instead of skipping them (with a count)"
+    )
 
-    (x_train, y_train, resized), *test = arrays
-    dataset = Dataset(x_train=x_train, y_train=y_train, class_names=names)
-    dataset.notes = {"path": config.path, "images": len(x_train)}
-    if test:
-        dataset.x_test, dataset.y_test, test_resized = test[0]
-        dataset.notes.update(test_path=config.test_path, test_images=len(dataset.x_test))
-        resized += test_resized
-    dataset.notes.update(image_size=list(size), color_mode=config.color_mode)
-    if resized:
-        dataset.notes["resized"] = resized  # images of another size, resized (bilinear)
-    bad = [(str(file), reason) for folder in folders for file, reason in folder.bad]
-    if bad:
-        examples = [file for file, _ in bad[:MAX_SKIPPED_EXAMPLES]]
-        dataset.notes["skipped"] = {"count": len(bad), "examples": examples}
-        dataset.skipped = [f"{file}: {reason}" for file, reason in bad]  # skipped.txt
-    return dataset
+    def input_shape(self) -> list[int] | None:
+        return [*self.image_size, CHANNELS[self.color_mode]]
+
+    def load(self, seed: int, task: str) -> Dataset:
+        """The images of an ``image_folder`` data config (``seed`` is unused: no randomness).
+
+        Raises:
+            DataError: one line per problem: a missing folder, too few class folders,
+                an unknown test class, unusable files (``strict``), a class with no images.
+        """
+        layout = _layout(self, task)  # [(root, key, class folders found)]; the first is path
+        names = layout[0][2]
+        with _quiet():
+            folders = [_scan(root, key, present, names) for root, key, present in layout]
+        _check(folders, self.strict)
+        size, channels = self.image_size, CHANNELS[self.color_mode]
+        with _quiet():
+            arrays = [_decode(folder, size, self.color_mode, channels) for folder in folders]
+        _check(folders, self.strict)  # files that passed the pre-scan but failed to decode
+
+        (x_train, y_train, resized), *test = arrays
+        dataset = Dataset(x_train=x_train, y_train=y_train, class_names=names)
+        dataset.notes = {"path": self.path, "images": len(x_train)}
+        if test:
+            dataset.x_test, dataset.y_test, test_resized = test[0]
+            dataset.notes.update(test_path=self.test_path, test_images=len(dataset.x_test))
+            resized += test_resized
+        dataset.notes.update(image_size=list(size), color_mode=self.color_mode)
+        if resized:
+            dataset.notes["resized"] = resized  # images of another size, resized (bilinear)
+        bad = [(str(file), reason) for folder in folders for file, reason in folder.bad]
+        if bad:
+            examples = [file for file, _ in bad[:MAX_SKIPPED_EXAMPLES]]
+            dataset.notes["skipped"] = {"count": len(bad), "examples": examples}
+            dataset.skipped = [f"{file}: {reason}" for file, reason in bad]  # skipped.txt
+        return dataset
 
 
 @contextmanager
@@ -112,7 +134,7 @@ def _quiet() -> Iterator[None]:
 # --------------------------------------------------------------------- structure
 
 
-def _layout(config: Any, task: str) -> list[tuple[Path, str, list[str]]]:
+def _layout(config: ImageFolderData, task: str) -> list[tuple[Path, str, list[str]]]:
     """(root, config key, class folder names) of ``path`` and, if given, ``test_path``."""
     roots = [(Path(config.path), "data.path")]
     if config.test_path is not None:
@@ -202,41 +224,12 @@ def _class_files(folder: Path) -> list[Path]:
     )  # fmt: skip
 
 
-def _file_problem(file: Path) -> str | None:
-    """Why ``file`` cannot be used as an image, or None when it can."""
-    from PIL import Image, UnidentifiedImageError
-
-    suffix = file.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        shown = repr(suffix) if suffix else "none"
-        return f"not an image file (extension {shown}; expected one of {', '.join(IMAGE_SUFFIXES)})"  # fmt: skip
-    try:
-        if file.stat().st_size == 0:
-            return "empty file (0 bytes)"
-        with Image.open(file) as image:
-            image.verify()  # reads the file through, checking its structure (PNG: checksums)
-    except UnidentifiedImageError:
-        return "not a readable image (Pillow does not recognise its contents)"
-    except OSError as error:
-        if error.strerror:  # the operating system refused (permissions, I/O)
-            return f"cannot be read ({error.strerror})"
-        return _unreadable(error)
-    except Exception as error:  # Pillow raises various types for damaged files
-        return _unreadable(error)
-    return None
-
-
-def _unreadable(error: Exception) -> str:
-    text = " ".join(str(error).split())[:200]
-    return f"not a readable image ({type(error).__name__}{': ' + text if text else ''})"
-
-
 def _scan(root: Path, key: str, present: list[str], class_names: list[str]) -> _Folder:
     """Check every file under each class folder of ``root``; nothing is decoded."""
     folder = _Folder(root, key, class_names, present)
     for name in present:
         for file in _class_files(root / name):
-            problem = _file_problem(file)
+            problem = image_problem(file)
             if problem is None:
                 folder.files.append(file)
                 folder.labels.append(class_names.index(name))
@@ -289,6 +282,8 @@ def _decode(
     A file that passed the pre-scan but fails to decode (e.g. a truncated JPEG,
     which ``verify`` does not read) moves to ``folder.bad``.
     """
+    import numpy as np
+
     height, width = size
     pixels = np.empty((len(folder.files), height, width, channels), dtype="float32")
     keep = np.ones(len(folder.files), dtype=bool)
@@ -297,7 +292,7 @@ def _decode(
         try:
             pixels[index], changed = read_image(file, size, color_mode)
         except Exception as error:  # Pillow raises various types for damaged files
-            folder.bad.append((file, _unreadable(error)))
+            folder.bad.append((file, unreadable_image(error)))
             keep[index] = False
             continue
         resized += changed

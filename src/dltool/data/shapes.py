@@ -21,12 +21,16 @@ Pixels are float32 in 0..255 with shape (n, side, side, channels).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+from pydantic import Field, field_validator
 
 from dltool.data import Dataset
+from dltool.data.source import CHANNELS, ColorMode, DataSource
 from dltool.errors import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CHUNK_PIXELS = 4_000_000  # images drawn per step x pixels per image: bounds temporary memory
 SIZE_RANGE = (0.25, 0.45)  # radius of the circle the shape fits in, as a fraction of the side
@@ -42,6 +46,8 @@ def _signed_distance(
     ``dx``, ``dy`` are pixel offsets from each shape's centre (n, side, side);
     ``radius`` and ``angle`` are per image, shaped (n, 1, 1).
     """
+    import numpy as np
+
     if kind == "circle":
         return np.sqrt(dx**2 + dy**2) - radius
     cos, sin = np.cos(angle), np.sin(angle)
@@ -65,6 +71,8 @@ def draw(
     generator: np.random.Generator,
 ) -> np.ndarray:
     """Images of ``kinds[label]`` for each label: float32 (n, side, side, channels) in 0..255."""
+    import numpy as np
+
     n = len(labels)
     # Every random number is drawn up front, in a fixed order, so chunking cannot change them.
     radius = generator.uniform(*SIZE_RANGE, size=n) * side
@@ -114,39 +122,69 @@ def draw(
 
 def balanced_labels(n: int, classes: int, generator: np.random.Generator) -> np.ndarray:
     """``n`` class indices in random order, each class ``n // classes`` or one more times."""
+    import numpy as np
+
     return generator.permutation(np.arange(n) % classes).astype("int64")
 
 
-def load(config: Any, seed: int, task: str) -> Dataset:
-    """The generated training and test images of a ``shapes`` data config.
+class ShapesData(DataSource):
+    """Generated images of circles, squares and triangles: a CNN exercise that runs anywhere."""
 
-    Raises:
-        DataError: ``binary_crossentropy`` with other than 2 shapes.
-    """
-    kinds = list(config.shapes)
-    if task == "binary" and len(kinds) != 2:
-        raise DataError(
-            f"data.shapes: binary_crossentropy needs exactly 2 classes, received {len(kinds)} "
-            f"({', '.join(kinds)}); expected 2 shapes, or loss: sparse_categorical_crossentropy"
-        )
-    channels = 1 if config.color_mode == "grayscale" else 3
-    generator = np.random.default_rng(seed)
-    splits = []
-    for n in (config.n_train, config.n_test):
-        labels = balanced_labels(n, len(kinds), generator)
-        images = draw(kinds, labels, config.image_size, channels, config.noise, generator)
-        splits.append((images, labels))
-    (x_train, y_train), (x_test, y_test) = splits
-    return Dataset(
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
-        class_names=kinds,
-        notes={
-            "origin": "generated (dltool.data.shapes)",
-            "image_size": config.image_size,
-            "color_mode": config.color_mode,
-            "noise": config.noise,
-        },
+    source: Literal["shapes"]
+    n_train: int = Field(1200, ge=2, le=1_000_000)
+    n_test: int = Field(300, ge=1, le=1_000_000)
+    image_size: int = Field(32, ge=8, le=256, description="square images, pixels per side")
+    shapes: list[Literal["circle", "square", "triangle"]] = Field(
+        ["circle", "square", "triangle"], min_length=2, description="the classes, in label order"
     )
+    noise: float = Field(0.1, ge=0.0, le=1.0, description="pixel noise, as a fraction of 255")
+    color_mode: ColorMode = "grayscale"
+
+    @field_validator("shapes")
+    @classmethod
+    def _unique_shapes(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"each shape once (received {value})")
+        return value
+
+    def input_shape(self) -> list[int] | None:
+        return [self.image_size, self.image_size, CHANNELS[self.color_mode]]
+
+    def class_count(self) -> int | None:
+        return len(self.shapes)
+
+    def load(self, seed: int, task: str) -> Dataset:
+        """The generated training and test images of a ``shapes`` data self.
+
+        Raises:
+            DataError: ``binary_crossentropy`` with other than 2 shapes.
+        """
+        import numpy as np
+
+        kinds: list[str] = list(self.shapes)
+        if task == "binary" and len(kinds) != 2:
+            raise DataError(
+                f"data.shapes: binary_crossentropy needs exactly 2 classes, received {len(kinds)} "
+                f"({', '.join(kinds)}); expected 2 shapes, or loss: sparse_categorical_crossentropy"
+            )
+        channels = CHANNELS[self.color_mode]
+        generator = np.random.default_rng(seed)
+        splits = []
+        for n in (self.n_train, self.n_test):
+            labels = balanced_labels(n, len(kinds), generator)
+            images = draw(kinds, labels, self.image_size, channels, self.noise, generator)
+            splits.append((images, labels))
+        (x_train, y_train), (x_test, y_test) = splits
+        return Dataset(
+            x_train=x_train,
+            y_train=y_train,
+            x_test=x_test,
+            y_test=y_test,
+            class_names=kinds,
+            notes={
+                "origin": "generated (dltool.data.shapes)",
+                "image_size": self.image_size,
+                "color_mode": self.color_mode,
+                "noise": self.noise,
+            },
+        )

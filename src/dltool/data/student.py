@@ -26,11 +26,15 @@ rows (unless it starts with one, or ``normalize: false``), so it takes raw value
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+from pydantic import Field
 
 from dltool.data import Dataset
+from dltool.data.source import DataSource
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FEATURES = ["age", "hours_studied", "previous_score"]
 CLASSES = ["fail", "pass"]
@@ -41,6 +45,8 @@ def notebook_arrays(
     n_train: int, n_test: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The notebook's random data: (x_train, y_train, x_test, y_test), in its draw order."""
+    import numpy as np
+
     # RandomState(seed) is the generator np.random.seed(seed) resets: same numbers,
     # without touching the global state other code may rely on.
     generator = np.random.RandomState(seed)
@@ -59,6 +65,8 @@ def pass_score(x: np.ndarray) -> np.ndarray:
 
 def rule_arrays(n: int, generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``n`` realistic students and their noisy pass (1) / fail (0) labels."""
+    import numpy as np
+
     age = generator.integers(17, 31, size=n).astype("float64")
     hours = generator.uniform(0.0, 40.0, size=n)
     previous = np.clip(generator.normal(65.0, 15.0, size=n), 0.0, 100.0)
@@ -67,23 +75,50 @@ def rule_arrays(n: int, generator: np.random.Generator) -> tuple[np.ndarray, np.
     return x, (noisy > 0).astype("int64").reshape(-1, 1)
 
 
-def load(config: Any, seed: int, task: str) -> Dataset:
-    if config.labels == "random":
-        x_train, y_train, x_test, y_test = notebook_arrays(config.n_train, config.n_test, seed)
-    else:
-        generator = np.random.default_rng(seed)
-        x_train, y_train = rule_arrays(config.n_train, generator)
-        x_test, y_test = rule_arrays(config.n_test, generator)
-    return Dataset(
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
-        feature_names=list(FEATURES),
-        class_names=list(CLASSES),
-        # rule: raw ages, hours and scores, standardized inside the model (see model.py)
-        notes={
-            "labels": config.labels,
-            "normalize": config.labels == "rule" if config.normalize is None else config.normalize,
-        },
+class StudentData(DataSource):
+    """The curriculum's synthetic students: age, hours studied, previous score -> pass/fail."""
+
+    source: Literal["student"]
+    n_train: int = Field(1000, ge=1, le=10_000_000, description="training rows")
+    n_test: int = Field(500, ge=1, le=10_000_000, description="test rows")
+    labels: Literal["random", "rule"] = Field(
+        "random",
+        description="'random': exactly the notebook (nothing to learn); "
+        "'rule': realistic columns and a learnable noisy pass/fail rule",
     )
+    normalize: bool | None = Field(
+        None,
+        description="prepend a Normalization layer adapted on the training rows (skipped when "
+        "the model starts with one); default: true for labels 'rule' (raw ages, hours and "
+        "scores), false for 'random' (the notebook has none)",
+    )
+
+    def input_shape(self) -> list[int] | None:
+        return [3]
+
+    def class_count(self) -> int | None:
+        return 2
+
+    def load(self, seed: int, task: str) -> Dataset:
+        """The notebook's random students, or rule-labelled ones (``task`` is unused)."""
+        import numpy as np
+
+        if self.labels == "random":
+            x_train, y_train, x_test, y_test = notebook_arrays(self.n_train, self.n_test, seed)
+        else:
+            generator = np.random.default_rng(seed)
+            x_train, y_train = rule_arrays(self.n_train, generator)
+            x_test, y_test = rule_arrays(self.n_test, generator)
+        return Dataset(
+            x_train=x_train,
+            y_train=y_train,
+            x_test=x_test,
+            y_test=y_test,
+            feature_names=list(FEATURES),
+            class_names=list(CLASSES),
+            # rule: raw ages, hours and scores, standardized inside the model (see model.py)
+            notes={
+                "labels": self.labels,
+                "normalize": self.labels == "rule" if self.normalize is None else self.normalize,
+            },
+        )

@@ -13,46 +13,115 @@ unpickled (``allow_pickle=False``).
 
 Classification labels become class indices 0..k-1 (int64) with ``class_names``;
 regression labels stay float32. Every problem is a :class:`DataError` line that
-names its file (and, for a cell, its line and column).
+names its file (and, for a cell, its line and column). Files are read through
+:mod:`dltool.files` (regular files only; a file too large for memory is refused first).
+
+Longer than 400 lines: it holds both of your own table sources, each with its schema,
+and they share the listing and class-label rules; split it by source if either grows.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
+from pydantic import Field, model_validator
 
+from dltool import files
 from dltool.data import Dataset
+from dltool.data.source import DataPath, SplitSource
 from dltool.errors import DataError
 from dltool.messages import did_you_mean
 
+if TYPE_CHECKING:
+    import numpy as np
+
 MAX_CELLS_SHOWN = 5  # bad cells listed one per line; the rest are counted
 MAX_NAMES_SHOWN = 20  # column or class names listed in a message
+TOO_BIG_ADVICE = (
+    " (train on a sample of the rows, or on a machine with more memory; "
+    "dltool reads a training table whole)"
+)
 
 
-def load(config: Any, seed: int, task: str) -> Dataset:
-    """The dataset of a ``csv`` or ``numpy`` data config (``seed`` is unused: no randomness).
+class CsvData(SplitSource):
+    """A table: one row per example, one column the label."""
 
-    Raises:
-        DataError: one line per problem, each naming its file.
-    """
-    if config.source == "csv":
-        return _load_csv(config, task)
-    return _load_numpy(config, task)
+    source: Literal["csv"]
+    path: DataPath = Field(..., description="CSV file with a header row")
+    target: str = Field(..., min_length=1, description="the label column")
+    features: list[str] | None = Field(
+        None, min_length=1, description="input columns; default: every other column"
+    )
+    test_path: DataPath | None = Field(None, description="a separate test CSV (else test_split)")
+    normalize: bool = Field(
+        True, description="prepend a Normalization layer adapted on the training rows"
+    )
+    delimiter: str = Field(",", min_length=1, max_length=1)
+
+    @model_validator(mode="after")
+    def _target_is_not_a_feature(self) -> CsvData:
+        if self.features and self.target in self.features:
+            raise ValueError(
+                f"features: the target column {self.target!r} cannot also be a feature"
+            )
+        return self
+
+    def input_shape(self) -> list[int] | None:
+        return [len(self.features)] if self.features else None
+
+    def load(self, seed: int, task: str) -> Dataset:
+        """The table's rows (``seed`` is unused: no randomness).
+
+        Raises:
+            DataError: one line per problem, each naming its file.
+        """
+        return _load_csv(self, task)
+
+
+class NumpyData(SplitSource):
+    """Arrays: an .npz with x_train, y_train[, x_test, y_test], or an .npy pair."""
+
+    source: Literal["numpy"]
+    path: DataPath = Field(..., description=".npz archive, or .npy features")
+    labels_path: DataPath | None = Field(None, description=".npy labels, with an .npy path")
+    class_names: list[str] | None = Field(
+        None, min_length=2, description="names of labels 0, 1, ..."
+    )
+
+    @model_validator(mode="after")
+    def _labels_for_npy(self) -> NumpyData:
+        if self.path.endswith(".npy") and self.labels_path is None:
+            raise ValueError("labels_path: required when path is an .npy file (the labels array)")
+        if self.path.endswith(".npz") and self.labels_path is not None:
+            raise ValueError("labels_path: not used with an .npz archive (it holds y_train)")
+        if not self.path.endswith((".npy", ".npz")):
+            raise ValueError(f"path: expected a .npz or .npy file (received {self.path!r})")
+        return self
+
+    def load(self, seed: int, task: str) -> Dataset:
+        """The arrays (``seed`` is unused: no randomness).
+
+        Raises:
+            DataError: one line per problem, each naming its file.
+        """
+        return _load_numpy(self, task)
 
 
 # ---------------------------------------------------------------------------- csv
 
 
-def _load_csv(config: Any, task: str) -> Dataset:
+def _load_csv(config: CsvData, task: str) -> Dataset:
     path, target = Path(config.path), config.target
+    test_path = Path(config.test_path) if config.test_path is not None else None
+    for table in (path, test_path):  # before the header: a 2 GB file may have no newline
+        if table is not None:
+            needed = files.table_memory(table, config.delimiter)
+            files.check_fits_memory(table, needed, DataError, TOO_BIG_ADVICE)
     columns = _header(path, config.delimiter)
     features = _feature_columns(path, columns, target, config.features)
     frame = _read_rows(path, config.delimiter, target)
     x, labels, problems = _table(frame, path, features, target, task)
-    test_path = Path(config.test_path) if config.test_path is not None else None
     x_test = test_labels = None
     if test_path is not None:  # both files' cell problems are reported together
         _same_columns(test_path, _header(test_path, config.delimiter), path, columns)
@@ -80,55 +149,16 @@ def _load_csv(config: Any, task: str) -> Dataset:
     return dataset
 
 
-def _csv_error(path: Path, error: BaseException) -> DataError:
-    """The one-line report for a file pandas could not open or tokenize."""
-    import pandas as pd
-
-    if isinstance(error, FileNotFoundError):
-        return DataError(f"{path}: file not found")
-    if isinstance(error, IsADirectoryError):
-        return DataError(f"{path}: is a folder, not a CSV file")
-    if isinstance(error, UnicodeDecodeError):
-        return DataError(f"{path}: not UTF-8 text (save it as UTF-8 CSV)")
-    if isinstance(error, pd.errors.EmptyDataError):
-        empty = path.stat().st_size == 0
-        what = "the file is empty" if empty else "line 1 is blank"
-        return DataError(f"{path}: no header line ({what}; expected column names on line 1)")
-    if isinstance(error, pd.errors.ParserWarning):  # first data row longer than the header
-        return DataError(
-            f"{path}: line 2: more fields than the header has columns "
-            f"(check data.delimiter and quoting)"
-        )
-    if isinstance(error, pd.errors.ParserError):
-        reason = _one_line(error).removeprefix("Error tokenizing data. C error: ")
-        return DataError(f"{path}: not a readable CSV file ({reason})")
-    return DataError(f"{path}: cannot be read ({type(error).__name__}: {_one_line(error)})")
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:200]
-
-
 def _read(path: Path, **options: Any) -> Any:
-    """``pandas.read_csv`` with every failure a DataError (and pandas' warnings as errors)."""
-    import pandas as pd
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(
-                path,
-                encoding="utf-8",
-                keep_default_na=False,  # only an empty cell is missing, never 'NA' or 'null'
-                na_values=[""],
-                skip_blank_lines=False,  # keeps row i on line i + 2
-                index_col=False,  # never turn the first column into an index silently
-                low_memory=False,  # one dtype per column, no DtypeWarning
-                **options,
-            )
-    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserWarning) as error:
-        # pandas' EmptyDataError and ParserError are ValueErrors
-        raise _csv_error(path, error) from error
+    """``pandas.read_csv`` of a training table, every failure a DataError."""
+    return files.read_csv(
+        path,
+        DataError,
+        skip_blank_lines=False,  # keeps row i on line i + 2
+        index_col=False,  # never turn the first column into an index silently
+        low_memory=False,  # one dtype per column, no DtypeWarning
+        **options,
+    )
 
 
 def _header(path: Path, delimiter: str) -> list[str]:
@@ -194,6 +224,8 @@ def _same_columns(path: Path, columns: list[str], train_path: Path, train: list[
 
 def _read_rows(path: Path, delimiter: str, target: str) -> Any:
     """Every data row (trailing blank lines dropped); the target column stays text."""
+    import numpy as np
+
     frame = _read(path, sep=delimiter, dtype={target: str})
     filled = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
     frame = frame.iloc[: filled[-1] + 1] if len(filled) else frame.iloc[:0]
@@ -209,6 +241,8 @@ def _table(
     frame: Any, path: Path, features: list[str], target: str, task: str
 ) -> tuple[np.ndarray, Any, list[str]]:
     """(features as float32, labels, problems): labels are float32 for regression, else text."""
+    import numpy as np
+
     blank = frame.isna().all(axis=1).to_numpy()  # ',,,' or an empty line between rows
     found: list[Cell] = [(int(row), -1, "an empty row") for row in np.flatnonzero(blank)[:MAX_CELLS_SHOWN]]  # fmt: skip
     count = int(blank.sum())
@@ -230,6 +264,7 @@ def _table(
 
 def _numbers(cells: Any, position: int, skip: np.ndarray) -> tuple[np.ndarray, list[Cell], int]:
     """``cells`` as float32, the first problem cells (rows in ``skip`` aside), and their count."""
+    import numpy as np
     import pandas as pd
 
     if pd.api.types.is_numeric_dtype(cells):  # the fast case: pandas parsed every cell
@@ -277,6 +312,8 @@ def _classes(
     Labels that are all numbers are ordered numerically (names as first written);
     any other labels are ordered alphabetically.
     """
+    import numpy as np
+
     numbers = _as_numbers(cells)
     if numbers is not None:
         values, first, indices = np.unique(numbers, return_index=True, return_inverse=True)
@@ -302,6 +339,7 @@ def _classes(
 
 def _as_numbers(cells: np.ndarray) -> np.ndarray | None:
     """The labels as float64 when every one is a finite number, else None."""
+    import numpy as np
     import pandas as pd
 
     numbers = pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce").to_numpy(
@@ -314,6 +352,8 @@ def _map_test_labels(
     cells: np.ndarray, path: Path, target: str, mapping: dict[Any, int], names: list[str]
 ) -> np.ndarray:
     """Test labels as the training classes' indices; an unknown class is an error."""
+    import numpy as np
+
     numeric = bool(mapping) and isinstance(next(iter(mapping)), float)
     keys = _as_numbers(cells) if numeric else None
     if numeric and keys is None:  # some text label among numeric classes: map one by one
@@ -344,7 +384,7 @@ def _number_or_text(cell: Any) -> Any:
 # -------------------------------------------------------------------------- numpy
 
 
-def _load_numpy(config: Any, task: str) -> Dataset:
+def _load_numpy(config: NumpyData, task: str) -> Dataset:
     path = Path(config.path)
     if config.labels_path is None:  # an .npz archive (the schema makes sure)
         arrays = _npz_arrays(path)
@@ -395,76 +435,32 @@ def _load_numpy(config: Any, task: str) -> Dataset:
     return dataset
 
 
-def _magic(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(6)
-    except FileNotFoundError as error:
-        raise DataError(f"{path}: file not found") from error
-    except IsADirectoryError as error:
-        raise DataError(f"{path}: is a folder, not a NumPy file") from error
-    except OSError as error:
-        raise DataError(f"{path}: cannot be read ({error.strerror or _one_line(error)})") from error
-
-
-def _pickled(path: Path, name: str | None = None) -> DataError:
-    what = f"array {name!r} " if name else ""
-    return DataError(
-        f"{path}: {what}holds Python objects (pickled data), which dltool never loads "
-        f"(save plain numbers, e.g. np.save(path, x.astype('float32')))"
-    )
-
-
 def _npy_array(path: Path) -> np.ndarray:
     """One .npy array, never unpickled."""
-    if _magic(path) != b"\x93NUMPY":
-        # numpy would call this "pickled data"; it is simply not an .npy file.
-        zipped = " (it is a zip archive: an .npz?)" if _magic(path).startswith(b"PK") else ""
-        raise DataError(f"{path}: not a NumPy .npy file{zipped} (it does not start like one)")
-    try:
-        with open(path, "rb") as handle:  # our handle: closed even when numpy fails
-            array = np.load(handle, allow_pickle=False)
-    except Exception as error:  # a damaged file fails anywhere in numpy's reader
-        if isinstance(error, ValueError) and "allow_pickle" in str(error):
-            raise _pickled(path) from error
-        raise DataError(f"{path}: not a readable .npy file ({_one_line(error)})") from error
-    return np.asarray(array)
+    files.check_fits_memory(path, files.array_memory(path), DataError, TOO_BIG_ADVICE)
+    return files.load_npy(path, DataError)
 
 
 def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
     """x_train, y_train and (both or neither) x_test, y_test from an .npz archive."""
-    if _magic(path)[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):  # numpy's own zip test
-        raise DataError(f"{path}: not a NumPy .npz archive (it does not start like a zip file)")
-    arrays: dict[str, np.ndarray] = {}
-    try:
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
-            keys = list(archive.keys())
-            found = _listing(keys) or "no arrays"
-            missing = [k for k in ("x_train", "y_train") if k not in keys]
-            tests = [k for k in ("x_test", "y_test") if k in keys]
-            problems = [f"{path}: no array {k!r} (found {found})" for k in missing]
-            if len(tests) == 1:
-                other = "y_test" if tests[0] == "x_test" else "x_test"
-                problems.append(f"{path}: {tests[0]!r} without {other!r} (found {found}; expected both or neither)")  # fmt: skip
-            if problems:
-                raise DataError(*problems)
-            for key in ("x_train", "y_train", *tests):
-                try:
-                    arrays[key] = np.asarray(archive[key])
-                except Exception as error:  # a damaged member fails in zlib, zipfile or numpy
-                    if isinstance(error, ValueError) and "allow_pickle" in str(error):
-                        raise _pickled(path, key) from error
-                    raise DataError(
-                        f"{path}: array {key!r} is not readable ({_one_line(error)})"
-                    ) from error
-    except DataError:
-        raise
-    except Exception as error:  # a damaged archive fails in zipfile, zlib or numpy
-        raise DataError(f"{path}: not a readable .npz archive ({_one_line(error)})") from error
-    return arrays
+    files.check_fits_memory(path, files.array_memory(path), DataError, TOO_BIG_ADVICE)
+    with files.open_npz(path, DataError) as archive:
+        keys = list(archive.keys())
+        found = _listing(keys) or "no arrays"
+        missing = [k for k in ("x_train", "y_train") if k not in keys]
+        tests = [k for k in ("x_test", "y_test") if k in keys]
+        problems = [f"{path}: no array {k!r} (found {found})" for k in missing]
+        if len(tests) == 1:
+            other = "y_test" if tests[0] == "x_test" else "x_test"
+            problems.append(f"{path}: {tests[0]!r} without {other!r} (found {found}; expected both or neither)")  # fmt: skip
+        if problems:
+            raise DataError(*problems)
+        return {key: files.npz_member(archive, key, path, DataError) for key in ("x_train", "y_train", *tests)}  # fmt: skip
 
 
 def _pair_problems(x: np.ndarray, y: np.ndarray, x_where: str, y_where: str) -> list[str]:
+    import numpy as np
+
     problems = []
     for array, where in ((x, x_where), (y, y_where)):
         if array.ndim == 0 or len(array) == 0:
@@ -483,12 +479,16 @@ def _pair_problems(x: np.ndarray, y: np.ndarray, x_where: str, y_where: str) -> 
 
 def _features(x: np.ndarray) -> np.ndarray:
     """float32, one row per example; a 1-D array is one feature per example."""
+    import numpy as np
+
     with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused by _check_finite
         x = np.asarray(x, dtype="float32")
     return x.reshape(-1, 1) if x.ndim == 1 else x
 
 
 def _check_finite(array: np.ndarray, where: str) -> None:
+    import numpy as np
+
     with np.errstate(over="ignore"):
         finite = np.isfinite(np.asarray(array, dtype="float32"))
     if not finite.all():
@@ -500,9 +500,11 @@ def _check_finite(array: np.ndarray, where: str) -> None:
 
 
 def _class_indices(
-    labelled: list[tuple[str, np.ndarray]], where: dict[str, str], config: Any, task: str
+    labelled: list[tuple[str, np.ndarray]], where: dict[str, str], config: NumpyData, task: str
 ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """(y_train, y_test, class_names) with labels as int64 class indices, checked."""
+    import numpy as np
+
     problems: list[str] = []
     indices: dict[str, np.ndarray] = {}
     for name, y in labelled:

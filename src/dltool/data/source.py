@@ -1,0 +1,82 @@
+"""What every data source's schema shares: :class:`DataSource`, the base of each ``data:`` spec.
+
+Each source module (student, tabular, images, builtin, shapes) defines its spec
+class beside its loader; the spec's :meth:`DataSource.load` reads the data, the
+way :meth:`dltool.layers.LayerSpec.build` builds a layer. ``config.py`` joins
+the specs into one discriminated union on ``source``.
+
+No NumPy here: ``dltool validate`` imports every spec.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import AfterValidator, Field, ValidationInfo
+
+from dltool.files import resolve_path
+from dltool.schema import Strict
+
+if TYPE_CHECKING:
+    from dltool.data import Dataset
+
+
+def _config_path(value: str, info: ValidationInfo) -> str:
+    """Relative data paths are relative to the config file's folder; stored absolute."""
+    base = (info.context or {}).get("base_dir")
+    return str(resolve_path(value, base))
+
+
+DataPath = Annotated[str, Field(min_length=1), AfterValidator(_config_path)]
+ColorMode = Literal["grayscale", "rgb"]
+CHANNELS = {"grayscale": 1, "rgb": 3}
+
+
+class DataSource(Strict):
+    """A ``data:`` section: where the examples come from, and how many to validate on."""
+
+    validation_split: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="fraction of training rows held out for validation (seeded, stratified)",
+    )
+
+    def input_shape(self) -> list[int] | None:
+        """The shape of one example, where the config alone tells it."""
+        return None
+
+    def class_count(self) -> int | None:
+        """The number of classes, where the config alone tells it."""
+        return None
+
+    def held_out_test(self) -> float:
+        """The fraction of rows to hold out for testing when the source has no test set."""
+        return 0.0
+
+    @abstractmethod
+    def load(self, seed: int, task: str) -> Dataset:
+        """The source's examples, before test and validation rows are held out.
+
+        Args:
+            seed: the run's seed (sources that draw random numbers use it).
+            task: ``"binary"``, ``"multiclass"`` or ``"regression"``, as the loss implies.
+
+        Raises:
+            DataError: the data cannot be used, one line per problem.
+        """
+
+
+class SplitSource(DataSource):
+    """A source that may come without a test set: ``test_split`` of its rows are held out."""
+
+    test_split: float = Field(
+        0.2,
+        gt=0.0,  # every run is tested: metrics.json `test`, predictions.csv, confusion matrix
+        lt=1.0,
+        description="fraction held out for testing when no test set is given (seeded, stratified)",
+    )
+
+    def held_out_test(self) -> float:
+        return self.test_split

@@ -1,0 +1,212 @@
+"""files.py: only regular files are opened, dltool's own files have a size limit, data files
+that cannot fit in memory are refused before reading, and one resolver owns config paths."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from dltool import files
+from dltool.data import load_dataset
+from dltool.data.tabular import CsvData, NumpyData
+from dltool.errors import DataError, InputError
+from dltool.files import FileRefused, open_regular, read_limited, resolve_path
+from dltool.yamlio import MAX_FILE_BYTES
+
+Cli = Callable[..., Any]
+
+
+@pytest.fixture(autouse=True)
+def _no_hang() -> Iterator[None]:
+    """A FIFO blocks open() and read() for ever: fail after 20 s instead of hanging the suite."""
+
+    def timeout(*_: Any) -> None:
+        raise TimeoutError("blocked on a FIFO or device")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(20)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "pipe"
+    os.mkfifo(path)
+    return path
+
+
+def _sparse(path: Path, size: int) -> Path:
+    """A file of ``size`` bytes that takes no disk space (``truncate``)."""
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "link-to-device"])
+def test_only_regular_files_are_opened(tmp_path: Path, fifo: Path, kind: str) -> None:
+    path = {"fifo": fifo, "device": Path("/dev/zero"), "link-to-device": tmp_path / "zero"}[kind]
+    if kind == "link-to-device":
+        path.symlink_to("/dev/zero")
+    with pytest.raises(FileRefused, match=r"^not a regular file$"):
+        open_regular(path)
+    with pytest.raises(FileRefused, match=r"^not a regular file$"):
+        read_limited(path, 1000)
+
+
+def test_missing_folder_and_oversized_files(tmp_path: Path) -> None:
+    with pytest.raises(FileRefused, match=r"^file not found$"):
+        open_regular(tmp_path / "gone")
+    with pytest.raises(FileRefused, match=r"^is a folder, not a YAML file$"):
+        open_regular(tmp_path, "a YAML file")
+    big = _sparse(tmp_path / "big", 5000)
+    with pytest.raises(FileRefused, match=r"^file is 5,000 bytes; the limit is 4,999$"):
+        read_limited(big, 4999)
+    assert read_limited(big, 5000) == bytes(5000)
+
+
+def test_resolve_path_is_relative_to_the_config_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert resolve_path("data.csv", Path("/configs")) == Path("/configs/data.csv")
+    assert resolve_path("~/data.csv", Path("/configs")) == Path("/home/someone/data.csv")
+    assert resolve_path("/abs/data.csv", Path("/configs")) == Path("/abs/data.csv")
+
+
+def test_extends_and_data_paths_expand_home_alike(
+    run_cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`extends: ~/base.yaml` was looked for in CONFIG_FOLDER/~/base.yaml; `data.path: ~/x`
+    was expanded. One resolver now treats both alike."""
+    import yaml
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    (home / "t.csv").write_text("a,y\n1,0\n2,1\n")
+    base = tiny_config(model={"input_shape": [1]})
+    base["data"] = {"source": "csv", "path": "~/t.csv", "target": "y"}
+    (home / "base.yaml").write_text(yaml.safe_dump(base))
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: ~/base.yaml\ntraining: {epochs: 2}\n")
+    result = run_cli("validate", child)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert f"path: {home / 't.csv'}" in result.stdout
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_validate_refuses_a_fifo_or_device(run_cli: Cli, fifo: Path, kind: str) -> None:
+    """`dltool validate some.fifo` hung; /dev/zero grew memory until MemoryError."""
+    path = fifo if kind == "fifo" else Path("/dev/zero")
+    result = run_cli("validate", path)
+    assert (result.exit_code, result.stderr) == (2, f"error: {path}: not a regular file\n")
+
+
+def test_validate_refuses_an_oversized_file(run_cli: Cli, tmp_path: Path) -> None:
+    path = _sparse(tmp_path / "huge.yaml", MAX_FILE_BYTES * 3)
+    result = run_cli("validate", path)
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: {path}: file is {MAX_FILE_BYTES * 3:,} bytes; the limit is {MAX_FILE_BYTES:,}\n",
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"source": "csv", "path": "pipe", "target": "y"},
+        {"source": "csv", "path": "table.csv", "test_path": "pipe", "target": "y"},
+        {"source": "numpy", "path": "pipe.npz"},
+        {"source": "numpy", "path": "pipe.npy", "labels_path": "y.npy"},
+    ],
+    ids=["csv", "csv-test-path", "npz", "npy"],
+)
+def test_data_path_fifo_is_refused(
+    run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path, data: dict[str, Any]
+) -> None:
+    """`data.path: some.fifo` hung `dltool train` and `dltool data`."""
+    for name in ("pipe", "pipe.npz", "pipe.npy"):
+        os.mkfifo(tmp_path / name)
+    (tmp_path / "table.csv").write_text("a,y\n1,0\n2,1\n3,0\n4,1\n5,0\n")
+    np.save(tmp_path / "y.npy", np.zeros(4, dtype="int64"))
+    config = tiny_config(data=data, model={"input_shape": [1]})
+    config["data"] = data
+    path = write_config(config)
+    result = run_cli("data", path, "--out", tmp_path / "out")
+    pipe = tmp_path / ("pipe" if data["source"] == "csv" else data["path"])
+    assert (result.exit_code, result.stderr) == (2, f"error: {pipe}: not a regular file\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_table_larger_than_memory_is_refused_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 2 GB CSV gave MemoryError after 32 s; now a one-line refusal before any read."""
+    monkeypatch.setattr(files, "available_memory", lambda: 3_000_000_000)
+    table = _sparse(tmp_path / "big.csv", 2_000_000_000)  # no line ends: at least its text, twice
+    config = CsvData.model_validate({"source": "csv", "path": str(table), "target": "y"})
+    with pytest.raises(DataError) as caught:
+        load_dataset(config, 0, "multiclass")
+    assert caught.value.lines == [
+        f"{table}: the file is 2.0 GB; reading it needs about 4.0 GB of memory and 3.0 GB is "
+        "available (train on a sample of the rows, or on a machine with more memory; dltool "
+        "reads a training table whole)"
+    ]
+    arrays = _sparse(tmp_path / "big.npz", 2_000_000_000)
+    config_arrays = NumpyData.model_validate({"source": "numpy", "path": str(arrays)})
+    with pytest.raises(
+        DataError, match=r"big\.npz: the file is 2\.0 GB; reading it needs about 4\.0 GB"
+    ):
+        load_dataset(config_arrays, 0, "multiclass")
+
+
+def test_a_narrow_table_is_estimated_by_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Short rows take far more memory than their text (a label string per row): 1,001 rows of
+    2 columns are estimated at 1,001 x (2 x 16 + 100) bytes, 33 times the file's 4,004."""
+    table = tmp_path / "narrow.csv"
+    table.write_text("a,y\n" + "1,0\n1,1\n" * 500)
+    assert files.table_memory(table) == 1001 * (2 * 16 + 100)
+    monkeypatch.setattr(files, "available_memory", lambda: 100_000)
+    config = CsvData.model_validate({"source": "csv", "path": str(table), "target": "y"})
+    with pytest.raises(
+        DataError,
+        match=r"the file is 4,004 bytes; reading it needs about 132,132 bytes of memory and 100,000 bytes is available",
+    ):
+        config.load(0, "binary")
+    monkeypatch.setattr(files, "available_memory", lambda: 200_000)
+    assert len(config.load(0, "binary").x_train) == 1000
+
+
+def test_predict_input_fifo_is_refused(fifo: Path) -> None:
+    from dltool.inputs import InputSpec, array_chunks, csv_chunks
+
+    spec = InputSpec(input_shape=[3], feature_names=["a", "b", "c"])
+    with pytest.raises(InputError, match=rf"^{fifo}: not a regular file$"):
+        next(csv_chunks(fifo, spec, labelled=False))
+    with pytest.raises(InputError, match=rf"^{fifo}: not a regular file$"):
+        next(array_chunks(fifo, spec, labelled=False))
+
+
+@pytest.mark.slow
+def test_validate_fifo_in_a_real_process(fifo: Path) -> None:
+    """SIGTERM was only recorded while `dltool validate` blocked in open(): the process itself
+    must return, not merely the in-process runner."""
+    import sys
+
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dltool")), "validate", str(fifo)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (2, f"error: {fifo}: not a regular file\n")
