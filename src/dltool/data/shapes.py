@@ -28,6 +28,7 @@ from pydantic import Field, field_validator
 from dltool.data import Dataset
 from dltool.data.source import CHANNELS, ColorMode, DataSource
 from dltool.errors import DataError
+from dltool.schema import Int
 
 if TYPE_CHECKING:
     import numpy as np
@@ -131,9 +132,9 @@ class ShapesData(DataSource):
     """Generated images of circles, squares and triangles: a CNN exercise that runs anywhere."""
 
     source: Literal["shapes"]
-    n_train: int = Field(1200, ge=2, le=1_000_000)
-    n_test: int = Field(300, ge=1, le=1_000_000)
-    image_size: int = Field(32, ge=8, le=256, description="square images, pixels per side")
+    n_train: Int = Field(1200, ge=2, le=1_000_000)
+    n_test: Int = Field(300, ge=1, le=1_000_000)
+    image_size: Int = Field(32, ge=8, le=256, description="square images, pixels per side")
     shapes: list[Literal["circle", "square", "triangle"]] = Field(
         ["circle", "square", "triangle"], min_length=2, description="the classes, in label order"
     )

@@ -32,6 +32,7 @@ from pydantic import Field
 
 from dltool.data import Dataset
 from dltool.data.source import DataSource
+from dltool.schema import Int
 
 if TYPE_CHECKING:
     import numpy as np
@@ -79,8 +80,8 @@ class StudentData(DataSource):
     """The curriculum's synthetic students: age, hours studied, previous score -> pass/fail."""
 
     source: Literal["student"]
-    n_train: int = Field(1000, ge=1, le=10_000_000, description="training rows")
-    n_test: int = Field(500, ge=1, le=10_000_000, description="test rows")
+    n_train: Int = Field(1000, ge=1, le=10_000_000, description="training rows")
+    n_test: Int = Field(500, ge=1, le=10_000_000, description="test rows")
     labels: Literal["random", "rule"] = Field(
         "random",
         description="'random': exactly the notebook (nothing to learn); "
