@@ -516,6 +516,28 @@ def test_labels_checked_against_outputs() -> None:
     with pytest.raises(DataError, match=r"data: train labels \[2\] are not 0 or 1"):
         check_labels(Dataset(x_train=np.zeros((2, 3)), y_train=np.array([0, 2])), binary, outputs=1)
 
+    one_class = Dataset(x_train=np.zeros((3, 3)), y_train=np.array([1, 1, 1]), class_names=["fail", "pass"])  # fmt: skip
+    with pytest.raises(DataError) as caught:
+        check_labels(one_class, binary, outputs=1)
+    assert caught.value.lines == [
+        "data: the training labels have 1 class (pass); binary_crossentropy needs at least 2 "
+        "(every training label is the same)"
+    ]
+
+
+def test_a_single_class_npz_is_refused_like_a_csv(run_cli: Callable[..., Any], tmp_path: Path) -> None:  # fmt: skip
+    np.savez(tmp_path / "one.npz", x_train=np.random.default_rng(0).random((20, 3)), y_train=np.zeros(20, dtype=int))  # fmt: skip
+    config = tiny_config(training={"epochs": 1})
+    config["data"] = {"source": "numpy", "path": str(tmp_path / "one.npz")}
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(config))
+    result = run_cli("train", tmp_path / "one.yaml", "--runs-dir", tmp_path / "runs")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: {tmp_path / 'one.yaml'}: data: the training labels have 1 class (0); "
+        "binary_crossentropy needs at least 2 (every training label is the same)\n",
+    )
+    assert not (tmp_path / "runs").exists()
+
 
 @pytest.mark.slow
 def test_categorical_crossentropy_and_top_k(run_cli: Callable[..., Any], tmp_path: Path) -> None:

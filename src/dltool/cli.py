@@ -494,7 +494,7 @@ def data(
 ) -> None:
     """Write the dataset a config trains on (CSV for tables, PNG folders for images) and describe it."""
     from dltool.config import load_config
-    from dltool.data import load_dataset
+    from dltool.data import load_dataset, naming_config
     from dltool.data.export import export_dataset, seed_for_splits
 
     config = load_config(config_path)
@@ -502,7 +502,8 @@ def data(
     if note:
         _err().print(note, highlight=False)
     config = config.model_copy(update={"seed": split_seed})
-    dataset = load_dataset(config.data, split_seed, config.task)
+    with naming_config(str(config_path)):
+        dataset = load_dataset(config.data, split_seed, config.task)
     target = getattr(config.data, "target", "label")
     result = export_dataset(dataset, out, target, source=config.data.source)
     views.dataset(_out(), config, dataset, result)

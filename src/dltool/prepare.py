@@ -8,7 +8,6 @@ nothing behind. :mod:`dltool.training` takes a :class:`Prepared` from here.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,13 +22,10 @@ import_keras()  # quiet TensorFlow's start-up before the first ``import keras``
 import keras  # noqa: E402
 
 from dltool.config import ExperimentConfig  # noqa: E402
-from dltool.data import Dataset, load_dataset  # noqa: E402
+from dltool.data import Dataset, load_dataset, naming_config  # noqa: E402
 from dltool.errors import DataError  # noqa: E402
 from dltool.evaluation import model_labels  # noqa: E402
 from dltool.model import build_model  # noqa: E402
-
-# A data problem about a config key ("data.name: ..."), not about a file ("/data/x.csv: ...").
-CONFIG_KEY_LINE = re.compile(r"^data(\.[A-Za-z_]\w*)*: ")
 
 
 def check_inputs(dataset: Dataset, config: ExperimentConfig, source: str) -> None:
@@ -54,6 +50,16 @@ def check_labels(dataset: Dataset, config: ExperimentConfig, outputs: int) -> No
     """Refuse labels the loss cannot use (Keras gives NaN on GPU for out-of-range classes)."""
     problems: list[str] = []
     task = config.task
+    if task in ("binary", "multiclass"):  # whatever the source: a CSV refused this, an .npz did not
+        classes = np.unique(np.asarray(dataset.y_train).reshape(len(dataset.y_train), -1), axis=0)
+        if len(classes) < 2:
+            names = dataset.class_names or []
+            value = classes[0].tolist() if len(classes) else []
+            shown = names[value[0]] if len(value) == 1 and 0 <= value[0] < len(names) else value
+            problems.append(
+                f"data: the training labels have 1 class ({shown}); {config.training.loss} "
+                f"needs at least 2 (every training label is the same)"
+            )
     for split, (_, y) in dataset.splits().items():
         labels = np.asarray(y).reshape(len(y), -1)
         if task == "binary":
@@ -137,15 +143,8 @@ def prepare(
     keras.utils.set_random_seed(seed)
     clock = Clock()
     with clock.phase("data"):
-        try:
+        with naming_config(source):
             dataset = load_dataset(config.data, seed, config.task)
-        except DataError as error:  # a line about a config key names the config file too
-            raise DataError(
-                *(
-                    f"{source}: {line}" if CONFIG_KEY_LINE.match(line) else line
-                    for line in error.lines
-                )
-            ) from error
         if smoke:
             _shrink(dataset)
         check_inputs(dataset, config, source)
@@ -158,7 +157,8 @@ def prepare(
                 normalize_inputs=bool(dataset.notes.get("normalize")),
             )
     outputs = int(model.output_shape[-1])
-    check_labels(dataset, config, outputs)
+    with naming_config(source):
+        check_labels(dataset, config, outputs)
     batch_size = config.training.batch_size
     if batch_size > len(dataset.x_train):
         console.print(

@@ -13,6 +13,9 @@ then holds out ``test_split`` of the rows (seeded, stratified).
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -113,3 +116,18 @@ def load_dataset(data_config: DataSource, seed: int, task: str = "binary") -> Da
                 f"(expected the same number)"
             )
     return split_validation(dataset, data_config.validation_split, seed)
+
+
+# A data problem about a config key ("data.name: ..."), not about a file ("/data/x.csv: ...").
+CONFIG_KEY_LINE = re.compile(r"^data(\.[A-Za-z_]\w*)*: ")
+
+
+@contextlib.contextmanager
+def naming_config(source: str) -> Iterator[None]:
+    """Put the experiment file in front of each :class:`DataError` line that names one of
+    its keys, so that every refusal says which file to fix (a file's own line names it)."""
+    try:
+        yield
+    except DataError as error:
+        lines = (f"{source}: {line}" if CONFIG_KEY_LINE.match(line) else line for line in error.lines)  # fmt: skip
+        raise DataError(*lines) from error

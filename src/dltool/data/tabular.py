@@ -278,15 +278,20 @@ def _numbers(cells: Any, position: int, skip: np.ndarray) -> tuple[np.ndarray, l
     bad = np.flatnonzero(~np.isfinite(numbers) & ~skip)
     found: list[Cell] = []
     for row in bad[:MAX_CELLS_SHOWN]:  # only these can be among the first shown
-        text = texts.iloc[row] if texts is not None else f"{wide[row]:g}"
+        # Quote the cell only where its text survives; pandas' parsed float is not what
+        # the file says (a cell 1e400 reads as inf), so it is shown as "read as".
+        text = repr(texts.iloc[row]) if texts is not None else None
+        read = f"{wide[row]:g}"
         if pd.isna(cells.iloc[row]):
             problem = "empty cell"
         elif np.isnan(wide[row]):
-            problem = f"{text!r} is not a number"
+            problem = f"{text or read} is not a number"
         elif np.isfinite(wide[row]):
-            problem = f"{text!r} is too large (float32 ends near 3.4e38)"
+            problem = f"{text or 'the value'} is too large (read as {read}; float32 ends near 3.4e38)"  # fmt: skip
+        elif text is not None:
+            problem = f"{text} is not a finite number"
         else:
-            problem = f"{text!r} is not a finite number"
+            problem = f"not a finite number (read as {read}: the cell holds inf or a value beyond float64's range)"  # fmt: skip
         found.append((int(row), position, problem))
     return numbers, found, len(bad)
 
