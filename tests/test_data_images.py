@@ -514,3 +514,20 @@ def test_cli_strict_lists_each_unusable_file(
         + [re.escape(f"error: {config}: data.strict: 3 unusable files refused ") + ".*"],
     )
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_strict_lists_a_truncated_file_with_the_others(tmp_path: Path) -> None:
+    """Every problem at once: the truncated JPEG (found while decoding) is listed with
+    the files the pre-scan refused, not only after they are removed."""
+    root = _folder(tmp_path, {"a": 2, "b": 2})
+    empty, notes, corrupt = _bad_files(root / "b")
+    buffer = tmp_path / "whole.jpg"
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer)
+    truncated = root / "a" / "cut.jpg"
+    truncated.write_bytes(buffer.read_bytes()[:400])
+    lines = _problems(_config(root, strict=True))
+    assert sorted(line.split(": ")[0] for line in lines[:-1]) == sorted(
+        str(path) for path in (empty, notes, corrupt, truncated)
+    )
+    assert lines[-1].startswith("data.strict: 4 unusable files refused")

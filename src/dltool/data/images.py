@@ -99,11 +99,13 @@ class ImageFolderData(SplitSource):
         names = layout[0][2]
         with _quiet():
             folders = [_scan(root, key, present, names) for root, key, present in layout]
-        _check(folders, self.strict)
+        _check(folders, strict=False)  # the layout; strict waits for the decode's verdicts
         size, channels = self.image_size, CHANNELS[self.color_mode]
         with _quiet():
             arrays = [_decode(folder, size, self.color_mode, channels) for folder in folders]
-        _check(folders, self.strict)  # files that passed the pre-scan but failed to decode
+        # Every unusable file at once: those the pre-scan found and those that failed to
+        # decode (a truncated JPEG passes the pre-scan).
+        _check(folders, self.strict)
 
         (x_train, y_train, resized), *test = arrays
         dataset = Dataset(x_train=x_train, y_train=y_train, class_names=names)
