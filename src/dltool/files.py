@@ -20,6 +20,7 @@ No NumPy, pandas or Pillow at module level: ``dltool validate`` and ``runs`` imp
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import stat
 import warnings
@@ -223,7 +224,7 @@ def read_csv(path: Path, error: type[DltoolError], **options: Any) -> Any:
     import pandas as pd
 
     try:
-        with open_regular(path, "a CSV file") as handle, warnings.catch_warnings():
+        with _text(path) as handle, warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
             return pd.read_csv(handle, **_csv_options(options))
     except _csv_failures() as problem:
@@ -239,7 +240,7 @@ def csv_chunks(path: Path, error: type[DltoolError], rows: int, **options: Any) 
 
     try:
         with (
-            open_regular(path, "a CSV file") as handle,
+            _text(path) as handle,
             pd.read_csv(handle, chunksize=rows, **_csv_options(options)) as reader,
         ):
             yield from reader
@@ -247,8 +248,13 @@ def csv_chunks(path: Path, error: type[DltoolError], rows: int, **options: Any) 
         raise csv_problem(path, problem, error) from problem
 
 
+def _text(path: Path) -> io.TextIOWrapper:
+    """A regular file as UTF-8 text; ours to close (a wrapper pandas made would leak)."""
+    return io.TextIOWrapper(open_regular(path, "a CSV file"), encoding="utf-8", newline="")
+
+
 def _csv_options(options: dict[str, Any]) -> dict[str, Any]:
-    return {"encoding": "utf-8", "keep_default_na": False, "na_values": [""], **options}
+    return {"keep_default_na": False, "na_values": [""], **options}
 
 
 # -------------------------------------------------------------------------- numpy
