@@ -463,3 +463,11 @@ def test_a_missing_key_does_not_hide_rules_between_sections(tmp_path: Path) -> N
         "training.early_stopping.monitor",
     ]
     assert "needs validation data (received 'val_loss'" in caught.value.lines[1]
+
+
+def test_extends_a_fifo_says_so(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.yaml")
+    (tmp_path / "a.yaml").write_text("extends: pipe.yaml\n")
+    assert _refusal(tmp_path / "a.yaml").endswith("a.yaml: extends: pipe.yaml is not a regular file")

@@ -150,6 +150,8 @@ def read_experiment(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: extends: {reference} is a folder (expected the path of another experiment file)"
         )
+    if base_path.exists() and not base_path.is_file():  # a FIFO or a device: never opened
+        raise ConfigError(f"{path}: extends: {reference} is not a regular file")
     if not base_path.is_file():
         raise ConfigError(f"{path}: extends: {reference} not found (looked for {base_path})")
     base = read_experiment(base_path, (*chain, here))
