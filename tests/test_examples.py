@@ -46,4 +46,4 @@ def test_smoke_command_over_every_config(
     fake_mnist_cache(tmp_path / "keras")
     result = run_cli("smoke", *EXAMPLES)
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.count(" ok ") == len(EXAMPLES)
+    assert result.stdout.count("\tok\t") == len(EXAMPLES)
