@@ -101,6 +101,13 @@ def test_crashed_runs(run_cli: Cli, tmp_path: Path) -> None:
             id="sort",
         ),
         pytest.param(["--filter", "status"], r"--filter status: expected KEY=VALUE", id="filter"),
+        pytest.param(
+            ["--filter", "data.lables=rule"],
+            r"^error: --filter data.lables=rule: no run has the key 'data.lables', did you mean "
+            r"'data.labels'\? \(expected a config key such as data.labels, a metric such as "
+            r"test.accuracy, or a run.json field such as status\)\n$",
+            id="filter-typo",  # was "0 runs", exit 0
+        ),
     ],
 )
 def test_list_errors(run_cli: Cli, runs: Path, args: list[str], message: str) -> None:

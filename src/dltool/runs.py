@@ -226,7 +226,21 @@ def select(
     Raises:
         InputError: a filter is not ``KEY=VALUE``, or no run has the sort key.
     """
-    chosen = [r for r in runs if all(_matches(r, k, v) for k, v in parse_filters(filters))]
+    pairs = parse_filters(filters)
+    for key, wanted in pairs:  # a misspelled key would match nothing, silently
+        if runs and all(r.value(key) is None for r in runs):
+            known = sorted(
+                {k for r in runs for k in r.config}
+                | {f"{s}.{m}" for r in runs for s in SPLITS for m in r.metrics.get(s, {})}
+                | {k for r in runs for k, v in r.info.items() if not isinstance(v, dict | list)}
+                | {"status"}
+            )
+            raise InputError(
+                f"--filter {key}={wanted}: no run has the key {key!r}{did_you_mean(key, known)} "
+                "(expected a config key such as data.labels, a metric such as test.accuracy, or "
+                "a run.json field such as status)"
+            )
+    chosen = [r for r in runs if all(_matches(r, k, v) for k, v in pairs)]
     if sort is None:
         return list(reversed(chosen)) if reverse else chosen
     with_value = [r for r in chosen if isinstance(r.value(sort), int | float)]
