@@ -470,4 +470,6 @@ def test_extends_a_fifo_says_so(tmp_path: Path) -> None:
 
     os.mkfifo(tmp_path / "pipe.yaml")
     (tmp_path / "a.yaml").write_text("extends: pipe.yaml\n")
-    assert _refusal(tmp_path / "a.yaml").endswith("a.yaml: extends: pipe.yaml is not a regular file")
+    assert _refusal(tmp_path / "a.yaml").endswith(
+        "a.yaml: extends: pipe.yaml is not a regular file"
+    )
