@@ -2,6 +2,10 @@
 
 Every model forbids unknown keys. :func:`load_config` reports every problem of a
 file at once, one line each: ``FILE: dotted.key: problem (received X; expected Y)``.
+
+Longer than 400 lines because it holds the model and training sections, the rules between
+sections (checked even when another part of the file is wrong) and the loading entry points;
+each data source's schema lives beside its loader in :mod:`dltool.data`.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Order matters: everything that can refuse the experiment (data, labels, model
 shapes) happens before the run folder is created, so a refused config leaves
 nothing behind (that part is :mod:`dltool.prepare`). From then on the folder
 always says where the run got to.
+
+Longer than 400 lines because it is the one writer of a run folder through its whole life:
+create, train, checkpoint, interrupt, resume and finish.
 """
 
 from __future__ import annotations

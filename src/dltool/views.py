@@ -11,6 +11,8 @@ The one owner of two rules (STYLE.md, "Output for people and for pipes"):
   row, that grep, cut and awk can use.
 
 Kept apart from cli.py, which only parses arguments and maps errors to exit codes.
+Longer than 400 lines because it renders every table dltool prints (runs, compare, the
+train and smoke summaries, predictions, evaluations, datasets) in both forms.
 Nothing here imports TensorFlow.
 """
 
