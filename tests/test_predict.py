@@ -501,6 +501,20 @@ def test_refuses_a_model_archive_with_an_entry_outside_it(
     assert sorted(p.name for p in run_copy.iterdir()) == before
 
 
+@pytest.mark.slow
+def test_refuses_a_model_archive_with_a_corrupt_directory(
+    run_cli: Cli, run_copy: Path, student_run: tuple[Path, Path]
+) -> None:
+    """is_zipfile reads only the end record: a damaged central directory was an internal error."""
+    model = run_copy / "model.keras"
+    model.write_bytes(model.read_bytes().replace(b"PK\x01\x02", b"XXXX", 1))
+    result = run_cli("predict", run_copy, "--input", student_run[1] / "test.csv")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: {model}: not a .keras model archive (truncated or corrupt)\n",
+    )
+
+
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CNN on 8x8 digit images (1 epoch)."""

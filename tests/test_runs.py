@@ -373,3 +373,13 @@ def test_fifos_and_devices_in_a_run_folder_are_noted_not_read(
     )  # fmt: skip
     rows = {row["run"]: row for row in json.loads(listed.stdout)}
     assert rows["planted"]["problems"] == [f"{file}: not a regular file"]
+
+
+def test_filter_on_a_key_that_is_null_in_every_run(run_cli: Cli, runs: Path) -> None:
+    """A key every run has, as null, is a key: no 'did you mean' it, just no match."""
+    for folder in runs.iterdir():
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config["seed"] = None
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_cli("runs", "--runs-dir", runs, "--filter", "seed=null")
+    assert (result.exit_code, result.stderr) == (0, "")

@@ -134,14 +134,18 @@ def load_trained_model(path: Path) -> keras.Model:
         )
     if not zipfile.is_zipfile(path):
         raise InputError(f"{path}: not a .keras model archive (truncated, or another kind of file)")
-    with zipfile.ZipFile(path) as archive:
-        for name in archive.namelist():
-            parts = name.replace("\\", "/").split("/")
-            if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
-                raise InputError(
-                    f"{path}: refused: the archive has an entry that points outside it ({name!r}); "
-                    "a .keras file saved by Keras never does"
-                )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as error:  # is_zipfile reads only the end record
+        raise InputError(f"{path}: not a .keras model archive (truncated or corrupt)") from error
+    for name in names:
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+            raise InputError(
+                f"{path}: refused: the archive has an entry that points outside it ({name!r}); "
+                "a .keras file saved by Keras never does"
+            )
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except (ValueError, TypeError, KeyError, zipfile.BadZipFile, OSError) as error:

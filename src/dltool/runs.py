@@ -105,6 +105,17 @@ class RunInfo:
         """run.json's status, or ``crashed`` for a run whose process died while running."""
         return RunDir.status_of(self.info, self.path)
 
+    def has(self, key: str) -> bool:
+        """Whether :meth:`value` finds ``key`` at all (a null value counts as found)."""
+        split, _, name = key.partition(".")
+        return (
+            key == "status"
+            or key in self.config
+            or key in self.info
+            or (bool(name) and split in SPLITS and name in self.metrics.get(split, {}))
+            or any(key in self.metrics.get(s, {}) for s in SPLITS)
+        )
+
     def value(self, key: str) -> Any:
         """A metric (``test.accuracy``, or ``accuracy`` = the first split that has it),
         a run.json field (``status``, ``params``) or a config key (``data.labels``)."""
@@ -228,7 +239,7 @@ def select(
     """
     pairs = parse_filters(filters)
     for key, wanted in pairs:  # a misspelled key would match nothing, silently
-        if runs and all(r.value(key) is None for r in runs):
+        if runs and not any(r.has(key) for r in runs):
             known = sorted(
                 {k for r in runs for k in r.config}
                 | {f"{s}.{m}" for r in runs for s in SPLITS for m in r.metrics.get(s, {})}
