@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from dltool.errors import DltoolError
+from dltool.messages import size_in_bytes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -117,13 +118,6 @@ def available_memory() -> int | None:
     return None
 
 
-def _amount(size: int) -> str:
-    """``2.0 GB``, ``37.3 MB`` or ``4,004 bytes``."""
-    if size >= 1e8:
-        return f"{size / 1e9:.1f} GB"
-    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size:,} bytes"
-
-
 def check_fits_memory(path: Path, needed: int, error: type[DltoolError], advice: str = "") -> None:
     """Refuse a data file that needs more memory to read than is available, before reading.
 
@@ -139,8 +133,8 @@ def check_fits_memory(path: Path, needed: int, error: type[DltoolError], advice:
     available = available_memory()
     if available is not None and needed > available:
         raise error(
-            f"{path}: the file is {_amount(_size(path))}; reading it needs about "
-            f"{_amount(needed)} of memory and {_amount(available)} is available{advice}"
+            f"{path}: the file is {size_in_bytes(_size(path))}; reading it needs about "
+            f"{size_in_bytes(needed)} of memory and {size_in_bytes(available)} is available{advice}"
         )
 
 

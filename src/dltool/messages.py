@@ -46,12 +46,16 @@ def show(value: Any) -> str:
 
 
 def size_in_bytes(count: float) -> str:
-    """``1.6e9`` -> ``'1.6 GB'`` (decimal units, as disks and ``ls -h --si`` count)."""
-    for unit in ("bytes", "kB", "MB", "GB", "TB"):
-        if count < 1000 or unit == "TB":
-            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
-        count /= 1000
-    raise AssertionError("unreachable")
+    """``4004`` -> ``'4,004 bytes'``, ``3.73e7`` -> ``'37.3 MB'``, ``1.6e9`` -> ``'1.6 GB'``.
+
+    Decimal units, as disks and ``ls -h --si`` count; under a megabyte the exact count.
+    """
+    if count < 1e6:
+        return f"{count:,.0f} bytes"
+    for unit, scale in (("MB", 1e6), ("GB", 1e9)):
+        if count < scale * 1000:
+            return f"{count / scale:,.1f} {unit}"
+    return f"{count / 1e12:,.1f} TB"
 
 
 _TYPE_NOUNS = {
