@@ -336,8 +336,12 @@ def test_streamed_and_in_memory_runs_report_the_same_metrics(
 
 @pytest.mark.slow
 def test_files_that_fail_while_streaming_are_reported_not_dropped(
-    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+    run_cli: Callable[..., Any],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr("dltool.training.TRAIN_EVALUATED_ROWS", 5)  # a streamed train: sampled
     root = _images(tmp_path / "pictures", {"cat": 8, "dog": 7, "emu": 9})
     tests = _images(tmp_path / "tests", {"cat": 2, "dog": 2, "emu": 2})
     cuts = sorted([_truncated_jpeg(root / "emu"), _truncated_jpeg(tests / "dog")])
@@ -355,6 +359,14 @@ def test_files_that_fail_while_streaming_are_reported_not_dropped(
     assert len(predictions) == 1 + 6  # ... but it has no prediction
     assert [row.split(",")[0] for row in predictions[1:]] == ["0", "1", "2", "3", "5", "6"]  # dog/cut.jpg was 5th  # fmt: skip
     metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["evaluated"] == {
+        "train": {"rows": 5, "of": info["examples"]["train"]},
+        "validation": {
+            "rows": info["examples"]["validation"],
+            "of": info["examples"]["validation"],
+        },
+        "test": {"rows": 7, "of": 7},
+    }
     assert sum(metrics["test_classes"]["confusion_matrix"]["rows_true_columns_predicted"][1]) == 2
 
 
@@ -402,3 +414,36 @@ def test_a_folder_bigger_than_the_memory_limit_trains(write_config: Callable[...
     assert info["status"] == "completed"
     assert info["examples"]["train"] == 1120
     assert train("memory").returncode != 0  # the limit is real
+
+
+@pytest.mark.slow
+def test_a_streamed_run_interrupted_mid_epoch_resumes_to_the_uninterrupted_result(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """SIGINT lands mid-epoch; the resumed run redoes that epoch in the same order."""
+    import signal
+
+    from test_faults import _start, _wait_for_epochs
+
+    rng = np.random.default_rng(2)
+    x = rng.random((3200, 3))
+    rows = [f"{a:.5f},{b:.5f},{c:.5f},{'pass' if a + b > c else 'fail'}" for a, b, c in x]
+    (tmp_path / "t.csv").write_text("\n".join(["age,hours,score,result", *rows]) + "\n")
+    config = tiny_config(training={"epochs": 12, "batch_size": 16, "checkpoint_seconds": 0})
+    config["data"] = {"source": "csv", "path": "t.csv", "target": "result", "loading": "stream", "validation_split": 0.2}  # fmt: skip
+    path = write_config(config)
+    process = _start(path, tmp_path / "runs")
+    run = _wait_for_epochs(process, tmp_path / "runs", 2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert json.loads((run / "run.json").read_text())["data"]["loading"]["mode"] == "stream"
+    resumed = run_cli("train", "--resume", run)
+    assert resumed.exit_code == 0, resumed.stderr
+    straight = run_cli("train", path, "--runs-dir", tmp_path / "straight")
+    assert straight.exit_code == 0, straight.stderr
+    (reference,) = (tmp_path / "straight").iterdir()
+    got, expected = (json.loads((r / "metrics.json").read_text()) for r in (run, reference))
+    for split in ("train", "validation", "test"):
+        for name, value in expected[split].items():
+            assert got[split][name] == pytest.approx(value, abs=1e-4), (split, name)

@@ -374,14 +374,29 @@ def read_image(path: Path, image_size: tuple[int, int], color_mode: str) -> tupl
     Raises:
         FileRefused / OSError / ValueError: the file cannot be read (callers report the path).
     """
+
+    pixels, resized = read_pixels(path, image_size, color_mode)
+    return pixels.astype("float32"), resized
+
+
+def read_pixels(
+    path: Path, image_size: tuple[int, int], color_mode: str
+) -> tuple[np.ndarray, bool]:
+    """Pixels as uint8 (height, width, channels), and whether it was resized: converted to
+    ``color_mode`` (Pillow ``L`` or ``RGB``), then resized bilinearly if its size differs.
+
+    Raises:
+        FileRefused / OSError / ValueError: the file cannot be read (callers report the path).
+    """
     import numpy as np
     from PIL import Image
 
+    mode = "L" if color_mode == "grayscale" else "RGB"
     with open_regular(path, "an image file") as handle, Image.open(handle) as image:
-        converted = image.convert("L" if color_mode == "grayscale" else "RGB")
+        converted = image if image.mode == mode else image.convert(mode)
         height, width = image_size
         resized = converted.size != (width, height)
         if resized:
             converted = converted.resize((width, height), Image.Resampling.BILINEAR)
-        pixels = np.asarray(converted, dtype="float32")
+        pixels = np.asarray(converted)
     return (pixels[..., None] if pixels.ndim == 2 else pixels), resized

@@ -166,6 +166,16 @@ _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
 
+def _forget_pool() -> None:
+    """In a forked child the pool's threads are gone: make a new pool on first use."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def pool() -> ThreadPoolExecutor:
     """The process's decoding thread pool, made on first use."""
     global _POOL
@@ -194,7 +204,7 @@ class ImageReader:
         return (*self.size, self.channels)
 
     def read(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from dltool.files import read_image, unreadable_image
+        from dltool.files import read_pixels, unreadable_image
 
         pixels = np.zeros((len(positions), *self.example_shape), dtype="float32")
         usable = np.ones(len(positions), dtype=bool)
@@ -202,7 +212,9 @@ class ImageReader:
         def decode(slot: int) -> None:
             position = int(positions[slot])
             try:
-                pixels[slot], changed = read_image(self.files[position], self.size, self.color_mode)
+                pixels[slot], changed = read_pixels(
+                    self.files[position], self.size, self.color_mode
+                )
             except Exception as error:  # Pillow raises various types for damaged files
                 usable[slot] = False
                 with self._lock:
