@@ -47,6 +47,8 @@ from dltool.data import Dataset  # noqa: E402
 from dltool.data.rows import Rows, failures, usable  # noqa: E402
 from dltool.errors import DltoolError, TrainingError  # noqa: E402
 from dltool.evaluation import (  # noqa: E402
+    Predictions,
+    StreamingScores,
     class_report,
     loss_first,
     predict,
@@ -270,8 +272,10 @@ def _train_and_finish(
     training = config.training
     seed = config.seed if config.seed is not None else 0
     evaluated = _evaluated_rows(dataset, prepared.labels, seed)
-    evaluation_pipelines = {
-        name: make_pipeline(x, y, batch_size) for name, (x, y, _) in evaluated.items()
+    evaluation_pipelines = {  # the test split's numbers come from its predictions: one pass
+        name: make_pipeline(x, y, batch_size)
+        for name, (x, y, _) in evaluated.items()
+        if name != "test"
     }
     # fit validates on the whole validation split, not a sample
     validation = dataset.splits().get("validation")
@@ -390,6 +394,7 @@ def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[s
                 prepared.batch_size,
             )
             tested = tested.subset(usable(dataset.x_test))  # a file that failed to decode
+            metrics["test"] = _scores(model, tested, config)
             if config.task != "regression":
                 report = class_report(tested)
                 metrics["test_classes"] = report
@@ -410,6 +415,16 @@ def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[s
         if log.rows:
             plots.learning_curves(log.rows, run.file(LEARNING_CURVES))
     return metrics
+
+
+def _scores(model: keras.Model, tested: Predictions, config: ExperimentConfig) -> dict[str, float]:
+    """Loss and metrics of the test predictions, as ``model.evaluate`` gives them, without a
+    second pass over the test split (for a streamed folder: decoding every image again)."""
+    scores = StreamingScores(
+        model, config.task, tested.class_names, config.training.loss == "categorical_crossentropy"
+    )
+    scores.add(tested.raw, tested.y_true if config.task == "regression" else tested.y_true[:, 0])
+    return scores.metrics()
 
 
 # A streamed training split's final metrics come from at most this many rows, drawn with the
