@@ -122,13 +122,12 @@ class ImageFolderData(StreamingSource):
         with _quiet():
             if mode == "disk cache":
                 xs = [_cached(folder, size, self.color_mode, channels) for folder in folders]
-            elif mode == "memory" or self.strict:
-                # strict streaming decodes every file once here, so that a refusal comes
-                # before the run starts; then the pixels are dropped
+            elif mode == "memory":
                 xs = [_decoded(folder, size, self.color_mode, channels) for folder in folders]
-                if mode == "stream":
-                    xs = [_streamed(folder, size, self.color_mode, channels) for folder in folders]  # fmt: skip
             else:
+                if self.strict:  # every file decoded once now, so that a refusal comes first
+                    for folder in folders:
+                        _decodes(folder, size, self.color_mode, channels)
                 xs = [_streamed(folder, size, self.color_mode, channels) for folder in folders]
         decode_s = round(time.perf_counter() - started, 3)
         # Every unusable file at once: those the pre-scan found and those that failed to
@@ -347,6 +346,17 @@ def _decoded(folder: _Folder, size: tuple[int, int], color_mode: str, channels: 
     pixels, usable = Rows.of(reader, len(folder.files)).load()
     _keep(folder, reader, usable)
     return pixels if usable.all() else pixels[usable]  # rare: one copy of the usable rows
+
+
+def _decodes(folder: _Folder, size: tuple[int, int], color_mode: str, channels: int) -> None:
+    """Decode every scanned file, a chunk at a time, keeping nothing but the verdicts."""
+    import numpy as np
+
+    from dltool.data.rows import Rows
+
+    reader = _reader(folder, size, color_mode, channels)
+    usable = np.concatenate([ok for _, ok in Rows.of(reader, len(folder.files)).chunks()])
+    _keep(folder, reader, usable)
 
 
 def _streamed(folder: _Folder, size: tuple[int, int], color_mode: str, channels: int) -> Rows:
