@@ -33,8 +33,8 @@ from dltool.data.tabular import (
     _classes,
     _feature_columns,
     _header,
-    _listing,
     _same_columns,
+    refuse_unknown,
 )
 from dltool.errors import DataError
 
@@ -191,16 +191,7 @@ def _test_classes(labels: dict[str, Any], path: Path, target: str, train: dict[s
     numeric = numbers if all(isinstance(key, float) for key in numbers) else {}
     mapping = [known.get(text, numeric.get(_number(text), -1)) for text in labels["texts"]]
     test = np.append(np.asarray(mapping, dtype="int64"), -1)[labels["codes"]]
-    unknown = np.flatnonzero(test < 0)
-    if unknown.size:
-        lines = [
-            f"{path}: line {row + 2}, column {target!r}: unknown class "
-            f"{labels['texts'][labels['codes'][row]]!r} (the training file has {_listing(names)})"
-            for row in unknown[:MAX_CELLS_SHOWN]
-        ]
-        if unknown.size > MAX_CELLS_SHOWN:
-            lines.append(f"{path}: and {unknown.size - MAX_CELLS_SHOWN} more")
-        raise DataError(*lines)
+    refuse_unknown(test, lambda row: labels["texts"][labels["codes"][row]], path, target, names)
     return test
 
 

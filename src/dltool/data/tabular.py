@@ -22,6 +22,7 @@ and they share the listing and class-label rules; split it by source if either g
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -384,18 +385,29 @@ def _map_test_labels(
         keys = np.asarray([_number_or_text(c) for c in cells], dtype=object)
     lookup = keys if keys is not None else cells
     indices = np.fromiter((mapping.get(k, -1) for k in lookup), dtype="int64", count=len(cells))
+    refuse_unknown(indices, lambda row: str(cells[row]), path, target, names)
+    return indices
+
+
+def refuse_unknown(indices: np.ndarray, label: Callable[[int], str], path: Path, target: str, names: list[str]) -> None:  # fmt: skip
+    """Refuse test labels of no training class (index -1), naming each one's file line.
+
+    Args:
+        indices: each test row's class index, -1 where the label is not a training class.
+        label: row -> its label as written.
+    """
+    import numpy as np
+
     unknown = np.flatnonzero(indices < 0)
     if unknown.size:
-        known = _listing(names)
         lines = [
-            f"{path}: line {row + 2}, column {target!r}: unknown class {str(cells[row])!r} "
-            f"(the training file has {known})"
+            f"{path}: line {row + 2}, column {target!r}: unknown class {label(int(row))!r} "
+            f"(the training file has {_listing(names)})"
             for row in unknown[:MAX_CELLS_SHOWN]
         ]
         if unknown.size > MAX_CELLS_SHOWN:
             lines.append(f"{path}: and {unknown.size - MAX_CELLS_SHOWN} more")
         raise DataError(*lines)
-    return indices
 
 
 def _number_or_text(cell: Any) -> Any:
