@@ -426,10 +426,10 @@ def test_a_streamed_run_interrupted_mid_epoch_resumes_to_the_uninterrupted_resul
     from test_faults import _start, _wait_for_epochs
 
     rng = np.random.default_rng(2)
-    x = rng.random((3200, 3))
+    x = rng.random((1600, 3))
     rows = [f"{a:.5f},{b:.5f},{c:.5f},{'pass' if a + b > c else 'fail'}" for a, b, c in x]
     (tmp_path / "t.csv").write_text("\n".join(["age,hours,score,result", *rows]) + "\n")
-    config = tiny_config(training={"epochs": 12, "batch_size": 16, "checkpoint_seconds": 0})
+    config = tiny_config(training={"epochs": 6, "batch_size": 16, "checkpoint_seconds": 0})
     config["data"] = {"source": "csv", "path": "t.csv", "target": "result", "loading": "stream", "validation_split": 0.2}  # fmt: skip
     path = write_config(config)
     process = _start(path, tmp_path / "runs")
