@@ -191,14 +191,15 @@ def main() -> None:
                 measured.append((dltool(csv_config(table, args.csv_rows), work), run_json(work)))
             lines += [
                 "",
-                "| CSV rows | file | run | peak | wall | data | fit | evaluate |",
-                "|---|---|---|---|---|---|---|---|",
+                "| CSV rows | file | run | peak | wall | data | build (normalization) | fit | evaluate |",
+                "|---|---|---|---|---|---|---|---|---|",
             ]
             for number, (m, info) in enumerate(measured, start=1):
                 t = info.get("timings", {})
                 lines.append(
                     f"| {args.csv_rows:,} | {table.stat().st_size / 1e6:,.0f} MB | {number} | "
                     f"{m.peak_mib / 1024:.2f} GB | {m.wall:.1f} s | {t.get('data', 0):.1f} s | "
+                    f"{t.get('build', 0):.1f} s | "
                     f"{t.get('fit', 0):.1f} s | {t.get('evaluate', 0):.1f} s |"
                 )
                 print(lines[-1], flush=True)

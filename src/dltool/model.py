@@ -73,13 +73,14 @@ def _adapt_data(x: np.ndarray | Rows, before: keras.Sequential | None = None) ->
     if isinstance(x, Rows):
         from dltool.pipelines import make_pipeline
 
-        batches = make_pipeline(x, None, ADAPT_BATCH)
+        example_bytes = 4 * math.prod(x.shape[1:])
+        batches = make_pipeline(x, None, max(1, ADAPT_BATCH_BYTES // example_bytes))
         return batches if before is None else batches.map(lambda b: before(b, training=False))
     sample = before.predict(x, verbose=0) if before else x
     return np.asarray(sample, dtype="float32")
 
 
-ADAPT_BATCH = 1024
+ADAPT_BATCH_BYTES = 8_000_000  # read per batch when adapting on streamed rows
 
 
 def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:

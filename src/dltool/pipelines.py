@@ -1,4 +1,5 @@
-"""Input pipelines: numpy arrays -> ``tf.data`` batches for training, evaluation and prediction.
+"""Input pipelines: arrays or Rows (read from disk) -> ``tf.data`` batches for training,
+evaluation and prediction.
 
 Keras' own wrapping of numpy arrays uses AUTOTUNE prefetch, which on small CPU
 machines often stalls ~1 s with the CPU idle (see KERAS-NOTES): every pipeline
