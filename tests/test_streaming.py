@@ -233,6 +233,7 @@ class _Counting:
 
     fallible = False
     finite = True
+    dtype = np.dtype("float32")
 
     def __init__(self, x: np.ndarray) -> None:
         self.x, self.seen = x, collections.Counter[int]()

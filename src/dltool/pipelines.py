@@ -54,9 +54,11 @@ def _read(rows: Rows, y: np.ndarray | None, positions: tf.data.Dataset) -> tf.da
     shape = tuple(rows.shape[1:])
     labels = None if y is None else tf.constant(np.asarray(y))
 
+    stored = tf.as_dtype(rows.reader.dtype)
+
     def load(where: tf.Tensor) -> Any:
-        x, usable = tf.numpy_function(rows.read, [where], [tf.float32, tf.bool], stateful=False)
-        x = tf.ensure_shape(x, (None, *shape))
+        x, usable = tf.numpy_function(rows.read_stored, [where], [stored, tf.bool], stateful=False)
+        x = tf.cast(tf.ensure_shape(x, (None, *shape)), tf.float32)
         if labels is None:
             return x
         if not rows.reader.fallible:

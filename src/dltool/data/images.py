@@ -399,10 +399,9 @@ def _fill_cache(entry: Path, folder: _Folder, size: tuple[int, int], color_mode:
     reader = _reader(folder, size, color_mode, channels)
     rows = Rows.of(reader, len(folder.files))
     target = np.lib.format.open_memmap(entry / "pixels.npy", mode="w+", dtype="uint8", shape=rows.shape)  # fmt: skip
-    done = 0
-    for pixels, _ in rows.chunks():
-        target[done : done + len(pixels)] = pixels.astype("uint8")  # whole 0..255 from Pillow
-        done += len(pixels)
+    for start in range(0, len(rows), 256):
+        pixels, _ = rows.read_stored(np.arange(start, min(start + 256, len(rows))))  # uint8
+        target[start : start + len(pixels)] = pixels
     target.flush()
     del target
     meta = {"failed": sorted(reader.failed.items()), "resized": len(reader.resized)}

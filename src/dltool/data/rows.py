@@ -54,8 +54,13 @@ class Reader(Protocol):
         """Whether every value is finite by construction (no NaN check needed)."""
         ...
 
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """What read() gives: uint8 pixels, or the array's own type (float32 once in TensorFlow)."""
+        ...
+
     def read(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(float32 examples, usable flags) at ``positions``, in that order."""
+        """(examples as ``dtype``, usable flags) at ``positions``, in that order."""
         ...
 
 
@@ -95,6 +100,13 @@ class Rows:
 
     def read(self, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(float32 examples, usable flags) of ``where`` (indices into these Rows)."""
+        examples, usable = self.read_stored(where)
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf: the NaN check finds it
+            return examples.astype("float32", copy=False), usable
+
+    def read_stored(self, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(examples as the reader's ``dtype``, usable flags): what the input pipeline reads,
+        so that uint8 pixels cross into TensorFlow at a quarter of float32's size."""
         return self.reader.read(self.index[np.asarray(where, dtype="int64")])
 
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -199,6 +211,8 @@ class ImageReader:
     resized: set[int] = field(default_factory=set)  # positions of images of another size
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    dtype = np.dtype("uint8")
+
     @property
     def example_shape(self) -> tuple[int, ...]:
         return (*self.size, self.channels)
@@ -206,7 +220,7 @@ class ImageReader:
     def read(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from dltool.files import read_pixels, unreadable_image
 
-        pixels = np.zeros((len(positions), *self.example_shape), dtype="float32")
+        pixels = np.zeros((len(positions), *self.example_shape), dtype="uint8")
         usable = np.ones(len(positions), dtype=bool)
 
         def decode(slot: int) -> None:
@@ -239,7 +253,7 @@ class ImageReader:
 
 @dataclass(eq=False)
 class ArrayReader:
-    """Examples in an array, usually a memory-mapped ``.npy`` file (any dtype, read as float32)."""
+    """Examples in an array, usually a memory-mapped ``.npy`` file (any numeric dtype)."""
 
     array: np.ndarray
     fallible = False
@@ -249,14 +263,17 @@ class ArrayReader:
         return bool(np.issubdtype(self.array.dtype, np.integer))
 
     @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.array.dtype
+
+    @property
     def example_shape(self) -> tuple[int, ...]:
         return tuple(self.array.shape[1:])
 
     def read(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(positions, kind="stable")  # a memory map reads forwards fastest
-        examples = np.empty((len(positions), *self.example_shape), dtype="float32")
-        with np.errstate(over="ignore"):  # beyond float32 becomes inf: the NaN check finds it
-            examples[order] = self.array[positions[order]]
+        examples = np.empty((len(positions), *self.example_shape), dtype=self.array.dtype)
+        examples[order] = self.array[positions[order]]
         return examples, np.ones(len(positions), dtype=bool)
 
 
