@@ -75,7 +75,16 @@ def _adapt_data(x: np.ndarray | Rows, before: keras.Sequential | None = None) ->
 
         example_bytes = 4 * math.prod(x.shape[1:])
         batches = make_pipeline(x, None, max(1, ADAPT_BATCH_BYTES // example_bytes))
-        return batches if before is None else batches.map(lambda b: before(b, training=False))
+        if before is None:
+            return batches
+        import tensorflow as tf
+
+        def through_before() -> Any:  # the layers run outside tf.data: any Keras backend
+            for batch in batches:
+                yield np.asarray(before.predict_on_batch(batch), dtype="float32")
+
+        spec = tf.TensorSpec((None, *before.output_shape[1:]), tf.float32)
+        return tf.data.Dataset.from_generator(through_before, output_signature=spec)
     sample = before.predict(x, verbose=0) if before else x
     return np.asarray(sample, dtype="float32")
 

@@ -394,14 +394,17 @@ def _fill_cache(entry: Path, folder: _Folder, size: tuple[int, int], color_mode:
 
     import numpy as np
 
-    from dltool.data.rows import Rows
+    from dltool.data.rows import CHUNK_BYTES, Rows
+    from dltool.interrupts import raise_if_requested
 
     reader = _reader(folder, size, color_mode, channels)
     rows = Rows.of(reader, len(folder.files))
     target = np.lib.format.open_memmap(entry / "pixels.npy", mode="w+", dtype="uint8", shape=rows.shape)  # fmt: skip
-    for start in range(0, len(rows), 256):
-        pixels, _ = rows.read_stored(np.arange(start, min(start + 256, len(rows))))  # uint8
+    step = max(1, CHUNK_BYTES // max(1, int(np.prod(rows.shape[1:]))))  # uint8: a byte each
+    for start in range(0, len(rows), step):
+        pixels, _ = rows.read_stored(np.arange(start, min(start + step, len(rows))))
         target[start : start + len(pixels)] = pixels
+        raise_if_requested()  # Ctrl-C: stop between chunks (the entry is removed)
     target.flush()
     del target
     meta = {"failed": sorted(reader.failed.items()), "resized": len(reader.resized)}

@@ -14,7 +14,7 @@ A reader turns positions into examples:
   in-memory path and ``dltool predict`` do (:func:`dltool.files.read_image`),
   several files at once on a thread pool (Pillow releases the GIL while it decodes).
   A file that fails to decode only now (a damaged file that passed the pre-scan)
-  gives zero pixels and ``usable=False``: the pipeline gives it sample weight 0,
+  gives zero pixels and ``usable=False``: the pipeline leaves it out of its batch,
   and the run reports it in ``skipped.txt``. None is dropped silently.
 - :class:`ArrayReader`: a NumPy array or memory-mapped ``.npy`` file (the disk cache
   of decoded images, a big ``.npy``, a CSV converted in chunks).
@@ -164,8 +164,11 @@ def nonfinite_rows(x: np.ndarray | Rows, limit: int = 5) -> list[int]:
 def usable(x: np.ndarray | Rows) -> np.ndarray:
     """Which rows could be read so far (False: a file that failed to decode)."""
     flags = np.ones(len(x), dtype=bool)
-    if isinstance(x, Rows) and isinstance(x.reader, ImageReader) and x.reader.failed:
-        flags[np.isin(x.index, list(x.reader.failed))] = False
+    if isinstance(x, Rows) and isinstance(x.reader, ImageReader):
+        with x.reader._lock:
+            failed = list(x.reader.failed)
+        if failed:
+            flags[np.isin(x.index, failed)] = False
     return flags
 
 
@@ -245,10 +248,10 @@ class ImageReader:
             list(pool().map(decode, range(len(positions))))
         return pixels, usable
 
-    def failures(self) -> list[str]:
-        """``"path: reason"`` of every file that failed to decode so far, in file order."""
+    def failures(self) -> list[tuple[Path, str]]:
+        """(path, reason) of every file that failed to decode so far, in file order."""
         with self._lock:
-            return [f"{self.files[p]}: {reason}" for p, reason in sorted(self.failed.items())]
+            return [(self.files[p], reason) for p, reason in sorted(self.failed.items())]
 
 
 @dataclass(eq=False)
@@ -277,10 +280,15 @@ class ArrayReader:
         return examples, np.ones(len(positions), dtype=bool)
 
 
-def failures(*xs: Any) -> list[str]:
-    """Files that failed to decode while streaming, in any of ``xs`` (each reader once)."""
+def image_readers(*xs: Any) -> list[ImageReader]:
+    """The image readers behind any of ``xs`` (Rows of the same folder share one), each once."""
     readers = {id(x.reader): x.reader for x in xs if isinstance(x, Rows)}
-    return [line for reader in readers.values() if isinstance(reader, ImageReader) for line in reader.failures()]  # fmt: skip
+    return [reader for reader in readers.values() if isinstance(reader, ImageReader)]
+
+
+def failures(*xs: Any) -> list[tuple[Path, str]]:
+    """(path, reason) of the files that failed to decode while streaming, in any of ``xs``."""
+    return [failure for reader in image_readers(*xs) for failure in reader.failures()]
 
 
 CACHE_FORMAT = 1  # bump when what a cache entry holds changes
@@ -311,22 +319,49 @@ def cached(name: str, fill: Callable[[Path], None]) -> Path:
     """The cache entry folder ``name``, filled first by ``fill(folder)`` when no earlier run did.
 
     ``fill`` writes into a fresh temporary folder that is renamed into place when it
-    returns, so an entry is complete or absent; if ``fill`` raises, nothing is left.
-    Two runs filling the same entry at once both succeed; the first rename wins.
+    returns, so an entry is complete or absent; if ``fill`` raises (Ctrl-C included),
+    nothing is left. Two runs filling the same entry at once both succeed; the first
+    rename wins. Temporary folders older than a day (a killed run's) are removed.
+
+    Raises:
+        DataError: the cache folder cannot be written (one line, naming it).
     """
     import shutil
     import tempfile
+    import time
+
+    from dltool.errors import DataError
 
     root = cache_dir()
     entry = root / name
     if entry.is_dir():
         return entry
-    root.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(".building-*"):
+            with contextlib.suppress(OSError):
+                if time.time() - stale.stat().st_mtime > STALE_BUILD_SECONDS:
+                    shutil.rmtree(stale, ignore_errors=True)
+        building = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    except OSError as error:
+        raise DataError(_cache_problem(root, error)) from error
     try:
         fill(building)
         with contextlib.suppress(OSError):  # another run filled it meanwhile: use that one
             building.rename(entry)
+    except OSError as error:
+        raise DataError(_cache_problem(root, error)) from error
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return entry
+
+
+STALE_BUILD_SECONDS = 86_400
+
+
+def _cache_problem(root: Path, error: OSError) -> str:
+    return (
+        f"{root}: cannot write the data cache ({error.strerror or type(error).__name__}); "
+        "set DLTOOL_CACHE_DIR to a writable folder with room for the data, or use "
+        "data.loading: memory"
+    )

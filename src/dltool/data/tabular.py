@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 MAX_CELLS_SHOWN = 5  # bad cells listed one per line; the rest are counted
 MAX_NAMES_SHOWN = 20  # column or class names listed in a message
-TOO_BIG_ADVICE = " (stream it instead: data.loading: stream or auto)"
+TOO_BIG_ADVICE = " (stream it instead: data.loading: stream)"
 NPZ_TOO_BIG_ADVICE = (
     " (an .npz is read whole: save the features as an .npy file with its labels in another, "
     "which dltool memory-maps and streams)"
@@ -377,6 +377,16 @@ def _map_test_labels(
     cells: np.ndarray, path: Path, target: str, mapping: dict[Any, int], names: list[str]
 ) -> np.ndarray:
     """Test labels as the training classes' indices; an unknown class is an error."""
+    indices = class_indices(cells, mapping)
+    refuse_unknown(indices, lambda row: str(cells[row]), path, target, names)
+    return indices
+
+
+def class_indices(cells: np.ndarray, mapping: dict[Any, int]) -> np.ndarray:
+    """Labels as written -> the training classes' indices (-1: not a training class).
+
+    Numeric classes (``mapping`` keyed by numbers) match by value: "1.0" is class "1".
+    """
     import numpy as np
 
     numeric = bool(mapping) and isinstance(next(iter(mapping)), float)
@@ -384,9 +394,7 @@ def _map_test_labels(
     if numeric and keys is None:  # some text label among numeric classes: map one by one
         keys = np.asarray([_number_or_text(c) for c in cells], dtype=object)
     lookup = keys if keys is not None else cells
-    indices = np.fromiter((mapping.get(k, -1) for k in lookup), dtype="int64", count=len(cells))
-    refuse_unknown(indices, lambda row: str(cells[row]), path, target, names)
-    return indices
+    return np.fromiter((mapping.get(k, -1) for k in lookup), dtype="int64", count=len(cells))
 
 
 def refuse_unknown(indices: np.ndarray, label: Callable[[int], str], path: Path, target: str, names: list[str]) -> None:  # fmt: skip
@@ -430,12 +438,10 @@ def _load_numpy(config: NumpyData, task: str) -> Dataset:
         notes: dict[str, Any] = {"file": str(path), "loading": {"mode": "memory", "why": "an .npz is read whole"}}  # fmt: skip
     else:
         labels_path = Path(config.labels_path)
-        mode, why = config.loading_mode(files.file_size(path), "of .npy")
+        mapped = files.load_npy(path, DataError, memory_map=True)  # the header: shape, dtype
+        mode, why = config.loading_mode(4 * mapped.size, "of float32 features")
         notes = {"file": str(path), "labels_file": str(labels_path), "loading": {"mode": mode, "why": why}}  # fmt: skip
-        if mode == "stream":  # mapped: read batch by batch while training
-            x_train = files.load_npy(path, DataError, memory_map=True)
-        else:
-            x_train = _npy_array(path)
+        x_train = mapped if mode == "stream" else _npy_array(path)  # mapped: read per batch
         y_train = _npy_array(labels_path)
         x_test = y_test = None
         where = {"x_train": str(path), "y_train": str(labels_path)}
