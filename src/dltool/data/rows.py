@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -215,6 +216,11 @@ class ImageReader:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     dtype = np.dtype("uint8")
+
+    def __post_init__(self) -> None:
+        # Pillow's warnings (palette transparency and the like) while decoding during training:
+        # silenced as the loaders silence them (catch_warnings is not thread-safe; this is).
+        warnings.filterwarnings("ignore", module=r"PIL\.")
 
     @property
     def example_shape(self) -> tuple[int, ...]:
