@@ -482,3 +482,38 @@ def test_a_cache_folder_that_cannot_be_written_is_one_line(tmp_path: Path, monke
         f"{blocker / 'cache'}: cannot write the data cache (Not a directory); set DLTOOL_CACHE_DIR "
         "to a writable folder with room for the data, or use data.loading: memory"
     ]
+
+
+def test_settings_that_cannot_stream_together_are_refused_at_validate(tmp_path: Path) -> None:
+    from dltool.config import validate_config
+    from dltool.errors import ConfigError
+
+    images = tiny_config(model={"input_shape": [6, 8, 3], "layers": [{"type": "flatten"}, {"type": "dense", "units": 1, "activation": "sigmoid"}]})  # fmt: skip
+    images["data"] = {"source": "image_folder", "path": "x", "image_size": [6, 8], "loading": "memory", "cache": "disk"}  # fmt: skip
+    arrays = tiny_config()
+    arrays["data"] = {"source": "numpy", "path": "a.npz", "loading": "stream"}
+    for config, expected in (
+        (images, "data: cache: disk reads the pixels from the cache a batch at a time"),
+        (arrays, "data: loading: an .npz archive is read whole"),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            validate_config(config, source="exp.yaml")
+        assert refused.value.lines[0].startswith(f"exp.yaml: {expected} (received"), (
+            refused.value.lines
+        )
+
+
+def test_a_folder_too_big_for_memory_is_refused_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    root = _images(tmp_path / "pictures", {"cat": 3, "dog": 3})
+    monkeypatch.setattr("dltool.data.images.available_memory", lambda: 5000)
+    with pytest.raises(DataError) as refused:
+        _image_config(root, loading="memory").load(0, "multiclass")
+    assert refused.value.lines == [
+        f"{root}: data.loading: memory needs about 6,912 bytes for the decoded images and "
+        "5,000 bytes is available (stream them instead: data.loading: stream or auto)"
+    ]
+    auto = _image_config(root, loading="auto").load(0, "multiclass")  # auto streams instead
+    assert isinstance(auto.x_train, Rows)
+    assert auto.notes["loading"]["why"] == (
+        "3,456 bytes of pixels, at most 128.0 MB, but only 5,000 bytes of memory is available"
+    )

@@ -36,14 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dltool.data import Dataset
 from dltool.data.source import CHANNELS, ColorMode, DataPath, StreamingSource
 from dltool.errors import DataError
-from dltool.files import IMAGE_SUFFIXES, image_problem
+from dltool.files import IMAGE_SUFFIXES, available_memory, image_problem
 from dltool.layers import Pair
-from dltool.messages import did_you_mean
+from dltool.messages import did_you_mean, size_in_bytes
 
 if TYPE_CHECKING:  # NumPy and the readers load with the data, not with the schema (validate)
     import numpy as np
@@ -94,6 +94,15 @@ class ImageFolderData(StreamingSource):
         "runs on the same files and settings ($DLTOOL_CACHE_DIR, else ~/.cache/dltool)",
     )
 
+    @model_validator(mode="after")
+    def _cache_streams(self) -> ImageFolderData:
+        if self.cache == "disk" and self.loading == "memory":
+            raise ValueError(
+                "cache: disk reads the pixels from the cache a batch at a time (received "
+                "loading: memory with it; expected loading: auto or stream, or cache: none)"
+            )
+        return self
+
     def input_shape(self) -> list[int] | None:
         return [*self.image_size, CHANNELS[self.color_mode]]
 
@@ -117,6 +126,16 @@ class ImageFolderData(StreamingSource):
         count = sum(len(folder.files) for folder in folders)
         pixel_bytes = count * size[0] * size[1] * channels * 4
         mode, why = self._mode(pixel_bytes)
+        available = available_memory()
+        short = available is not None and 2 * pixel_bytes > available  # pixels + TF's copy
+        if mode == "memory" and short and self.loading == "auto":  # small, but memory is short
+            mode, why = "stream", f"{why}, but only {size_in_bytes(available or 0)} of memory is available"  # fmt: skip
+        if mode == "memory" and short:
+            raise DataError(
+                f"{self.path}: data.loading: memory needs about {size_in_bytes(2 * pixel_bytes)} "
+                f"for the decoded images and {size_in_bytes(available or 0)} is available (stream "
+                "them instead: data.loading: stream or auto)"
+            )
         started = time.perf_counter()
         xs: list[np.ndarray | Rows]
         with _quiet():

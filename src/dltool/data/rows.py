@@ -265,11 +265,12 @@ class ArrayReader:
     """Examples in an array, usually a memory-mapped ``.npy`` file (any numeric dtype)."""
 
     array: np.ndarray
+    checked: bool = False  # every value already found finite (a converted CSV, a checked .npy)
     fallible = False
 
     @property
     def finite(self) -> bool:
-        return bool(np.issubdtype(self.array.dtype, np.integer))
+        return self.checked or bool(np.issubdtype(self.array.dtype, np.integer))
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -284,6 +285,12 @@ class ArrayReader:
         examples = np.empty((len(positions), *self.example_shape), dtype=self.array.dtype)
         examples[order] = self.array[positions[order]]
         return examples, np.ones(len(positions), dtype=bool)
+
+
+def mark_checked(x: np.ndarray | Rows) -> None:
+    """Say that every value of ``x`` was found finite (Rows over an array): not checked again."""
+    if isinstance(x, Rows) and isinstance(x.reader, ArrayReader):
+        x.reader.checked = True
 
 
 def image_readers(*xs: Any) -> list[ImageReader]:

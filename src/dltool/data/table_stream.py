@@ -122,7 +122,7 @@ def _table(path: Path, delimiter: str, features: list[str], target: str, task: s
     x = np.memmap(entry / FEATURES, dtype="float32", mode="r", shape=(rows, len(features)))
     stored = np.load(entry / LABELS, allow_pickle=False)
     labels: dict[str, Any] = {"values": stored} if task == "regression" else {"codes": stored, "texts": meta["texts"]}  # fmt: skip
-    return Rows.of(ArrayReader(x), rows), labels, []
+    return Rows.of(ArrayReader(x, checked=True), rows), labels, []  # every cell checked
 
 
 def _convert(path: Path, into: Path, delimiter: str, features: list[str], target: str, task: str) -> None:  # fmt: skip

@@ -101,6 +101,11 @@ class NumpyData(StreamingSource):
             raise ValueError("labels_path: not used with an .npz archive (it holds y_train)")
         if not self.path.endswith((".npy", ".npz")):
             raise ValueError(f"path: expected a .npz or .npy file (received {self.path!r})")
+        if self.path.endswith(".npz") and self.loading == "stream":
+            raise ValueError(
+                "loading: an .npz archive is read whole (received stream; expected memory or "
+                "auto, or the features as an .npy file with labels_path, which can stream)"
+            )
         return self
 
     def load(self, seed: int, task: str) -> Dataset:
@@ -429,6 +434,8 @@ def _number_or_text(cell: Any) -> Any:
 
 
 def _load_numpy(config: NumpyData, task: str) -> Dataset:
+    from dltool.data.rows import mark_checked
+
     path = Path(config.path)
     if config.labels_path is None:  # an .npz archive (the schema makes sure)
         arrays = _npz_arrays(path)
@@ -479,6 +486,7 @@ def _load_numpy(config: NumpyData, task: str) -> Dataset:
     for name, x in (("x_train", dataset.x_train), ("x_test", dataset.x_test)):
         if x is not None:
             _check_finite(x, where[name])
+            mark_checked(x)  # one pass is enough: training does not check it again
     return dataset
 
 
