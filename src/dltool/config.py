@@ -446,4 +446,30 @@ def resolved_dict(config: ExperimentConfig) -> dict[str, Any]:
 
 def with_name(config: ExperimentConfig, name: str) -> ExperimentConfig:
     """``config`` renamed, with the new name validated like the file's (source ``--name``)."""
-    return validate_config({**config.model_dump(), "name": name}, source="--name")
+    # exclude_unset: the keys the file left out stay defaults (the report marks them)
+    return validate_config({**config.model_dump(exclude_unset=True), "name": name}, source="--name")
+
+
+def defaulted_keys(config: ExperimentConfig) -> list[str]:
+    """The dotted keys the file left out, so that a default filled them in (``training.epochs``;
+    a whole section such as ``training.early_stopping`` when it was left out entirely)."""
+    from pydantic import BaseModel
+
+    keys: list[str] = []
+
+    def walk(model: BaseModel, prefix: str) -> None:
+        for name in type(model).model_fields:
+            key = f"{prefix}{name}"
+            if name not in model.model_fields_set:
+                keys.append(key)
+                continue
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                walk(value, f"{key}.")
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    if isinstance(item, BaseModel):
+                        walk(item, f"{key}[{index}].")
+
+    walk(config, "")
+    return keys

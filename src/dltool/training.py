@@ -42,12 +42,13 @@ from dltool.callbacks import (  # noqa: E402
     early_stop_report,
     make_callbacks,
 )
-from dltool.config import ExperimentConfig, resolved_dict  # noqa: E402
+from dltool.config import ExperimentConfig, defaulted_keys, resolved_dict  # noqa: E402
 from dltool.data import Dataset  # noqa: E402
 from dltool.errors import DltoolError, TrainingError  # noqa: E402
 from dltool.evaluation import (  # noqa: E402
     class_report,
     loss_first,
+    mistakes_of,
     predict,
     predictions_table,
 )
@@ -58,7 +59,7 @@ from dltool.interrupts import (  # noqa: E402
     stop_of,
 )
 from dltool.metrics import SPLITS  # noqa: E402
-from dltool.model import compile_model, model_summary, save_model  # noqa: E402
+from dltool.model import compile_model, layer_rows, model_summary, save_model  # noqa: E402
 from dltool.pipelines import TrainPipeline, make_pipeline, steps_per_epoch  # noqa: E402
 from dltool.prepare import Prepared, prepare  # noqa: E402
 from dltool.rundir import (  # noqa: E402
@@ -66,6 +67,7 @@ from dltool.rundir import (  # noqa: E402
     CONFUSION_MATRIX,
     LEARNING_CURVES,
     METRICS,
+    MISTAKES,
     MODEL,
     PREDICTIONS,
     PROFILE,
@@ -79,6 +81,7 @@ from dltool.rundir import (  # noqa: E402
     now_iso,
     write_csv,
     write_json,
+    write_npz,
     write_text,
     write_yaml,
 )
@@ -156,6 +159,7 @@ def run_training(
     """
     console = console or Console()
     started = time.perf_counter()
+    defaults = defaulted_keys(config)  # before the seed is drawn: a drawn seed is a default
     seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
     config = config.model_copy(update={"seed": seed})
     if smoke:
@@ -195,6 +199,8 @@ def run_training(
             class_names=dataset.class_names,
             image_file_scale=image_file_scale(dataset, config.data.source),  # see dltool.inputs
             task=config.task,
+            layers=layer_rows(model),
+            config_defaults=defaults,
             fingerprint=fingerprint(config),
             command=sys.argv,
             pid=os.getpid(),
@@ -316,6 +322,7 @@ def _train_and_finish(
             stop = stop_of(interrupt)
             why = f"{stop.word} ({stop.label})"
             _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error=why)
+            _write_report(run, console)
             where = (
                 f"after epoch {saved}; resume with: dltool train --resume "
                 f"{shlex.quote(str(run.path))}"
@@ -328,6 +335,7 @@ def _train_and_finish(
         log.close()
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         _finish(run, STATUS_FAILED, started, len(log.rows), error=message)
+        _write_report(run, console)
         raise
     timings = {**prepared.clock.seconds, "run_total": round(time.perf_counter() - started, 3)}
     if config.training.profile:
@@ -346,6 +354,7 @@ def _train_and_finish(
             highlight=False,
         )
     _finish(run, STATUS_COMPLETED, started, len(log.rows), timings=timings, **extra)
+    _write_report(run, console)
     run.remove_checkpoint()
     return RunResult(
         path=run.path,
@@ -386,6 +395,8 @@ def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[s
     with clock.phase("save"):
         if dataset.x_test is not None and dataset.y_test is not None:
             write_csv(run.file(PREDICTIONS), *predictions_table(tested))
+            worst = mistakes_of(tested)  # their inputs, for the report's thumbnails and rows
+            write_npz(run.file(MISTAKES), index=worst, x=np.asarray(dataset.x_test)[worst])
         if report is not None:
             matrix = report["confusion_matrix"]
             plots.confusion_matrix(
@@ -416,6 +427,21 @@ def _announce(
             f"[yellow]note[/yellow]: skipped {len(dataset.skipped)} unreadable files "
             f"({escape(printable(examples))}); every one, with the reason: "
             f"{escape(str(run.file(SKIPPED)))}",
+            highlight=False,
+        )
+
+
+def _write_report(run: RunDir, console: Console) -> None:
+    """report.html from the finished folder. A report that cannot be written does not fail
+    the run (its results are saved): a note says so, and ``dltool report`` can try again."""
+    from dltool.report import write_run_report
+
+    try:
+        write_run_report(run.path)
+    except Exception as error:  # the run's own files are complete; the report is a view of them
+        console.print(
+            f"[yellow]note[/yellow]: report.html not written ({escape(str(error))}); "
+            f"try again with: dltool report {escape(shlex.quote(str(run.path)))}",
             highlight=False,
         )
 
