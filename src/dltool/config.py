@@ -137,6 +137,10 @@ class TrainingConfig(Strict):
         False, description="XLA compilation; measured slower on CPU (1.4x MLP, 2.8x CNN)"
     )
     profile: bool = Field(False, description="write profile.json: seconds per phase")
+    tensorboard: bool = Field(
+        False,
+        description="write TensorBoard logs into RUN/tensorboard/ (tensorboard --logdir RUN/tensorboard)",
+    )
     backend: Literal["tensorflow", "jax"] = Field(
         "tensorflow",
         description="Keras backend; jax is an optional extra (pip install 'dltool[jax]')",
