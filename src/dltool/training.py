@@ -304,7 +304,9 @@ def _train_and_finish(
             raise TrainingError(guard.failure)
         raise_if_requested()
         extra.update(early_stop_report(callbacks, console))
-        metrics = _write_outputs(run, prepared, evaluation_pipelines, log)
+        metrics = _write_outputs(
+            run, prepared, evaluation_pipelines, log, extra.get("weights_from_epoch")
+        )
     except KeyboardInterrupt as interrupt:
         with deferred_signals():
             log.close()  # the live bar, if any, before the lines below
@@ -365,7 +367,7 @@ def _train_and_finish(
     )
 
 
-def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[str, Any], log: EpochLog) -> dict[str, Any]:  # fmt: skip
+def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[str, Any], log: EpochLog, kept_epoch: int | None) -> dict[str, Any]:  # fmt: skip
     """metrics.json, predictions.csv, the confusion matrix, model.keras and the learning curves."""
     config, dataset, model, clock = (
         prepared.config,
@@ -407,7 +409,7 @@ def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[s
         write_json(run.file(METRICS), metrics)
         save_model(model, run.file(MODEL))
         if log.rows:
-            plots.learning_curves(log.rows, run.file(LEARNING_CURVES))
+            plots.learning_curves(log.rows, run.file(LEARNING_CURVES), config.name, kept_epoch)
     return metrics
 
 
