@@ -535,6 +535,22 @@ def report_command(
 
 
 @app.command()
+def schema(
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="The sweep file's schema instead of the experiment's.")
+    ] = False,
+) -> None:
+    """Print the JSON Schema of the experiment file, for editor completion and checking.
+
+    Save it and point a config at it: `dltool schema > dltool.schema.json`, then first line
+    `# yaml-language-server: $schema=dltool.schema.json` (VS Code's YAML extension).
+    """
+    from dltool.editor_schema import schema_text
+
+    typer.echo(schema_text("sweep" if sweep else "experiment"), nl=False)
+
+
+@app.command()
 def layers() -> None:
     """List the layer types a config can use, with their parameters and defaults."""
     views.layer_registry(_out())

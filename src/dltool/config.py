@@ -31,7 +31,7 @@ from dltool.messages import (
     size_in_bytes,
 )
 from dltool.metrics import LOSSES, LossName, MetricName, refusal, resolve_mode
-from dltool.optimizers import Adam, Optimizer, Schedule
+from dltool.optimizers import Adam, Optimizer, OptimizerName, Schedule
 from dltool.schema import Int, RunName, Strict
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ class TrainingConfig(Strict):
         description="Keras backend; jax is an optional extra (pip install 'dltool[jax]')",
     )
 
-    @field_validator("optimizer", mode="before")
+    @field_validator("optimizer", mode="before", json_schema_input_type=Optimizer | OptimizerName)
     @classmethod
     def _optimizer_shorthand(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
