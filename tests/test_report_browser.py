@@ -122,7 +122,7 @@ class Opened:
             assert box is not None
             assert box["width"] > 200
             assert box["height"] > 150
-            assert chart.locator("polyline, rect.bar").count() > 0
+            assert chart.locator("polyline, rect.bar, circle.dot").count() > 0
 
     def check_screenshot_not_blank(self) -> None:
         from PIL import Image
@@ -221,4 +221,30 @@ def test_a_comparison_in_chromium(runs: dict[str, Path], browser: Any, tmp_path:
     shown = opened.hover_first_chart()
     assert shown.startswith("epoch ")
     assert "binary-copy validation: " in shown
+    opened.check_offline_and_clean()
+
+
+def test_a_sweep_report_in_chromium(tmp_path: Path, browser: Any) -> None:
+    from dltool.report import write_sweep_report
+    from test_report_sweep import make_sweep
+
+    opened = Opened(browser, write_sweep_report(make_sweep(tmp_path / "sweep")))
+    assert opened.section_ids() == ["best", "trials", "parallel", "params", "gap"]
+    opened.check_charts_drawn(2)  # the metric against each of the two parameters
+    assert opened.page.locator("svg.parallel polyline").count() == 11
+    shown = opened.hover_first_chart()
+    assert re.fullmatch(r"trial \d+: .*\nmetric: \d\.\d{4}", shown), shown
+    table = opened.page.locator("#trials table.sortable")
+    column = table.locator("th", has_text="validation.loss")
+    column.click()
+    cells = table.locator("tbody tr").evaluate_all("rows => rows.map(r => r.cells[0].textContent)")
+    assert cells[0] == "7"  # ascending validation.loss: the best trial first
+    column.click()
+    losses = [
+        float(t)
+        for t in opened.page.locator("#trials tbody tr td:nth-child(7)").all_text_contents()
+        if t != "-"
+    ]
+    assert losses == sorted(losses, reverse=True)
+    assert opened.page.locator("#trials tr.best td").first.text_content() == "7"
     opened.check_offline_and_clean()

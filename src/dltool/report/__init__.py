@@ -6,7 +6,7 @@ JavaScript (see :mod:`.charts` for why), built from a run folder's files alone, 
 
 The package: :mod:`.html` (escaping, tables, the page, its style and script),
 :mod:`.charts` (SVG charts, PNG thumbnails), :mod:`.run` (a run's report),
-:mod:`.compare` (several runs).
+:mod:`.compare` (several runs), :mod:`.sweep` (a sweep's trials).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from pathlib import Path
 from dltool.errors import InputError
 from dltool.report.compare import write_comparison
 from dltool.report.run import write_run_report
+from dltool.report.sweep import is_sweep_folder, write_sweep_report
 from dltool.rundir import RUN_JSON
 
-__all__ = ["report_target", "run_folder_of", "write_comparison", "write_run_report"]
+__all__ = ["report_target", "run_folder_of", "write_comparison", "write_run_report", "write_sweep_report"]  # fmt: skip
 
 
 def run_folder_of(path: Path) -> Path:
@@ -37,8 +38,9 @@ def run_folder_of(path: Path) -> Path:
 
 
 def report_target(folders: list[Path], output: Path | None) -> Path:
-    """Write the report of one run (into the run folder, or ``output``) or the comparison of
-    several (into ``output``, default ``comparison-<time>.html`` here); returns the page.
+    """Write the report of one run or one sweep (into its folder, or ``output``) or the
+    comparison of several runs (into ``output``, default ``comparison-<time>.html`` here);
+    returns the page.
 
     Raises:
         InputError: a path is not a run folder.
@@ -47,6 +49,13 @@ def report_target(folders: list[Path], output: Path | None) -> Path:
 
     from dltool.rundir import claim_name, write_text
 
+    if len(folders) == 1 and folders[0].is_dir() and is_sweep_folder(folders[0]):
+        if output is None:
+            return write_sweep_report(folders[0])
+        from dltool.report.sweep import SweepFiles, sweep_page
+
+        write_text(output, sweep_page(SweepFiles(folders[0])))
+        return output
     runs = [run_folder_of(path) for path in folders]
     if len(runs) == 1:
         if output is None:

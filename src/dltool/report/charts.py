@@ -232,16 +232,58 @@ def histogram(chart_id: str, title: str, edges: Sequence[float], groups: Sequenc
     return Chart(figure, data)
 
 
-def bar_list(values: Sequence[tuple[str, float | None]], color: str = TRAIN) -> str:
-    """Horizontal bars with their numbers, as an HTML table (a trial's gap, a layer's norm)."""
+def scatter(chart_id: str, title: str, positions: Sequence[float], values: Sequence[float | None], labels: Sequence[str], ticks: Sequence[str]) -> Chart:  # fmt: skip
+    """Dots at ``positions`` (0..1 across) and ``values``; ``ticks`` spread evenly below."""
+    y_low, y_high = _range([v for v in values if v is not None])
+
+    def px(share: float) -> float:
+        return LEFT + 10 + share * (WIDTH - LEFT - RIGHT - 20)
+
+    def py(value: float) -> float:
+        return HEIGHT - BOTTOM - (value - y_low) / (y_high - y_low) * (HEIGHT - TOP - BOTTOM)
+
+    spread = [0.5] if len(ticks) == 1 else [i / (len(ticks) - 1) for i in range(len(ticks))]
+    x_ticks = [(px(share), label if len(label) <= 14 else label[:13] + "\u2026") for share, label in zip(spread, ticks, strict=True)]  # fmt: skip
+    y_ticks = [(py(t), _tick_label(t)) for t in value_ticks(y_low, y_high)]
+    parts = _frame(title, "", x_ticks, y_ticks)
+    parts += [
+        f'<circle class="dot" cx="{px(share):.1f}" cy="{py(value):.1f}" r="4" fill="{TRAIN}" fill-opacity="0.7"/>'
+        for share, value in zip(positions, values, strict=True)
+        if value is not None
+    ]
+    parts.append(f'<line class="guide" x1="0" x2="0" y1="{TOP}" y2="{HEIGHT - BOTTOM}"/>')
+    figure = (
+        f'<figure><svg class="chart" data-chart="{text(chart_id)}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{text(title)}">'
+        + "".join(parts)
+        + "</svg></figure>"
+    )
+    data = {
+        "x": list(labels),
+        "px": [round(px(share), 1) for share in positions],
+        "xlabel": "",
+        "series": [{"name": "metric", "values": list(values)}],
+    }
+    return Chart(figure, data)
+
+
+def bar_list(values: Sequence[tuple[str, float | None]], color: str = VALIDATION) -> str:
+    """Bars from a zero line in the middle, with their numbers, as an HTML table: positive
+    values right in ``color``, negative ones left in blue (a trial's gap, a layer's norm)."""
     finite_values = [abs(v) for _, v in values if v is not None and math.isfinite(v)]
     peak = max(finite_values, default=0) or 1
+    half = 110
     rows = []
     for label, value in values:
-        width = 0 if value is None or not math.isfinite(value) else abs(value) / peak * 220
+        bar = ""
+        if value is not None and math.isfinite(value):
+            length = abs(value) / peak * half
+            start = half if value >= 0 else half - length
+            fill = color if value >= 0 else TRAIN
+            bar = f'<rect x="{start:.1f}" y="1" height="10" width="{length:.1f}" fill="{fill}"/>'
         rows.append(
             f"<tr><td>{text(label)}</td><td class=num>{number(value)}</td>"
-            f'<td><svg width="224" height="12"><rect x="0" y="1" height="10" width="{width:.1f}" fill="{color}"/></svg></td></tr>'
+            f'<td><svg width="{2 * half}" height="12">{bar}<line x1="{half}" x2="{half}" y1="0" y2="12" stroke="#9aa4b2"/></svg></td></tr>'
         )
     return f"<table>{''.join(rows)}</table>"
 

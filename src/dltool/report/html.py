@@ -158,6 +158,7 @@ svg .title{font-size:13px;font-weight:600;fill:var(--ink)}
 .mistakes{display:flex;flex-wrap:wrap;gap:12px}
 .mistake{border:1px solid var(--line);border-radius:6px;padding:6px;font-size:12px;width:132px}
 .mistake img{width:120px;height:120px;image-rendering:pixelated;display:block;background:#000}
+.scroll{overflow-x:auto}
 pre{background:#f3f4f6;padding:8px;overflow:auto;font-size:12px}
 .tooltip{position:fixed;pointer-events:none;background:#111827;color:#fff;padding:5px 8px;border-radius:5px;font-size:12px;white-space:pre;z-index:5}
 """
@@ -181,7 +182,7 @@ document.querySelectorAll("svg.chart[data-chart]").forEach(function(svg){
   var best=-1,dist=Infinity;
   for(var i=0;i<chart.px.length;i++){var d=Math.abs(chart.px[i]-p.x);if(d<dist){dist=d;best=i;}}
   if(best<0)return;
-  var lines=[chart.xlabel+" "+chart.x[best]];
+  var lines=[(chart.xlabel?chart.xlabel+" ":"")+chart.x[best]];
   chart.series.forEach(function(s){if(s.values[best]!==null&&s.values[best]!==undefined)
    lines.push(s.name+": "+fmt(s.values[best]));});
   tip.textContent=lines.join("\n");tip.hidden=false;
@@ -199,10 +200,13 @@ document.querySelectorAll("table.sortable").forEach(function(table){
   heads.forEach(function(h){h.classList.remove("asc","desc");});
   th.classList.add(up?"asc":"desc");
   var body=table.tBodies[0];var rows=Array.prototype.slice.call(body.rows);
-  function key(r){var c=r.cells[col];if(!c)return "";var s=c.getAttribute("data-sort");
-   return s!==null?parseFloat(s):c.textContent;}
-  rows.sort(function(a,b){var x=key(a),y=key(b);var n=(typeof x==="number"&&typeof y==="number")?
-   (x-y):String(x).localeCompare(String(y),undefined,{numeric:true});return up?n:-n;});
+  function key(r){var c=r.cells[col];if(!c)return null;var s=c.getAttribute("data-sort");
+   if(s!==null){var v=parseFloat(s);return isNaN(v)?null:v;}
+   var t=c.textContent;return (t===""||t==="-")?null:t;}
+  rows.sort(function(a,b){var x=key(a),y=key(b);
+   if(x===null||y===null)return (x===null)-(y===null);  /* no value: last, either way */
+   var n=(typeof x==="number"&&typeof y==="number")?(x-y):
+    String(x).localeCompare(String(y),undefined,{numeric:true});return up?n:-n;});
   rows.forEach(function(r){body.appendChild(r);});
  });});
 });
