@@ -47,6 +47,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "metrics": ["accuracy"],
             "early_stopping": {"monitor": "val_loss", "patience": 2},
             "tensorboard": True,
+            "record_internals": True,
         },
     )
     images = tiny_config(
@@ -60,7 +61,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 {"type": "dense", "units": 3, "activation": "softmax"},
             ],
         },
-        training={"loss": "sparse_categorical_crossentropy", "epochs": 2},
+        training={"loss": "sparse_categorical_crossentropy", "epochs": 2, "record_internals": True},
     )
     images["data"] = {"source": "shapes", "n_train": 90, "n_test": 30, "image_size": 12, "validation_split": 0.2}  # fmt: skip
     return {
@@ -149,11 +150,12 @@ RUN_SECTIONS = {
         "classes",
         "mistakes",
         "probabilities",
+        "inside",
         "layers",
         "config",
         "about",
     ],
-    "images": ["headline", "curves", "classes", "mistakes", "layers", "config", "about"],
+    "images": ["headline", "curves", "classes", "mistakes", "inside", "layers", "config", "about"],
 }
 
 
@@ -163,7 +165,9 @@ def test_a_trained_runs_report_in_chromium(runs: dict[str, Path], browser: Any, 
     assert report.stat().st_size < 1_000_000
     opened = Opened(browser, report)
     assert opened.section_ids() == RUN_SECTIONS[kind]
-    opened.check_charts_drawn(3 if kind == "binary" else 2)  # loss, accuracy (+ histogram)
+    # loss, accuracy, (the probability histogram,) dead ReLUs, gradient norms
+    opened.check_charts_drawn(5 if kind == "binary" else 4)
+    assert opened.page.locator("#inside svg.ridges polygon").count() >= 2
     opened.check_screenshot_not_blank()
     shown = opened.hover_first_chart()
     assert re.fullmatch(r"epoch \d+\ntrain: \d\.\d{4}\nvalidation: \d\.\d{4}", shown), shown
@@ -171,6 +175,10 @@ def test_a_trained_runs_report_in_chromium(runs: dict[str, Path], browser: Any, 
         thumbnails = opened.page.locator(".mistake img")
         assert thumbnails.count() >= 1
         assert thumbnails.first.evaluate("img => img.complete && img.naturalWidth") == 12
+        assert opened.page.locator("#inside img.filter").count() == 4  # conv2d's 4 filters
+        assert opened.page.locator("#inside img.map").count() == 1 + 4  # the image, 4 maps
+        for image in opened.page.locator("#inside img").all():
+            assert image.evaluate("img => img.complete && img.naturalWidth > 0")
     table = opened.page.locator("#classes table.sortable")
     table.locator("th").nth(2).click()  # recall, ascending
     recalls = [float(t) for t in table.locator("tbody tr td:nth-child(3)").all_text_contents()]
@@ -179,6 +187,28 @@ def test_a_trained_runs_report_in_chromium(runs: dict[str, Path], browser: Any, 
     recalls = [float(t) for t in table.locator("tbody tr td:nth-child(3)").all_text_contents()]
     assert recalls == sorted(recalls, reverse=True)
     opened.check_offline_and_clean()
+
+
+def test_internals_are_recorded_every_epoch(runs: dict[str, Path]) -> None:
+    import json
+
+    import numpy as np
+
+    for kind, relu_layers in (("binary", ["dense"]), ("images", ["conv2d"])):
+        recorded = json.loads((runs[kind] / "internals.json").read_text(encoding="utf-8"))
+        epochs = len((runs[kind] / "history.csv").read_text(encoding="utf-8").splitlines()) - 1
+        assert recorded["epochs"] == list(range(1, epochs + 1))
+        assert list(recorded["dead_relu"]) == relu_layers
+        assert all(0 <= f <= 1 for f in recorded["dead_relu"][relu_layers[0]])
+        for name, norms in recorded["gradient_norms"].items():
+            assert len(norms) == epochs, name
+            assert all(np.isfinite(n) and n > 0 for n in norms), name
+        for histogram in recorded["histograms"].values():
+            assert len(histogram["counts"]) == epochs
+            assert len({sum(c) for c in histogram["counts"]}) == 1  # every weight, every epoch
+    with np.load(runs["images"] / "internals.npz") as pictures:
+        assert pictures["filters"].shape == (3, 3, 1, 4)
+        assert pictures["maps_0"].shape == (10, 10, 4)
 
 
 def test_tensorboard_logs_hold_the_history(runs: dict[str, Path]) -> None:

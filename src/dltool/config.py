@@ -137,6 +137,11 @@ class TrainingConfig(Strict):
         False, description="XLA compilation; measured slower on CPU (1.4x MLP, 2.8x CNN)"
     )
     profile: bool = Field(False, description="write profile.json: seconds per phase")
+    record_internals: bool = Field(
+        False,
+        description="record inside the model each epoch for report.html: weight histograms, "
+        "dead ReLU units, gradient norms per layer; a CNN's filters and feature maps",
+    )
     tensorboard: bool = Field(
         False,
         description="write TensorBoard logs into RUN/tensorboard/ (tensorboard --logdir RUN/tensorboard)",

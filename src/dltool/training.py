@@ -282,6 +282,11 @@ def _train_and_finish(
     guard = StopOnNonFinite()
     saver = Checkpointer(run, fingerprint(config), log, training.checkpoint_seconds)
     callbacks = make_callbacks(config, run, log, guard, saver)
+    if training.record_internals:  # last: it reads the weights early stopping restored
+        from dltool.internals import RecordInternals
+
+        picture = dataset.x_test[0] if dataset.x_test is not None and len(dataset.x_test) else None
+        callbacks.append(RecordInternals(run, dataset.x_train, prepared.labels["train"], picture))
     extra: dict[str, Any] = {}
     try:
         # A signal only sets a flag until the run reaches a safe point (see interrupts.py).

@@ -122,12 +122,12 @@ def legend(series: Sequence[Series]) -> str:
     return f"<figcaption>{''.join(items)}</figcaption>"
 
 
-def line_chart(chart_id: str, title: str, x: Sequence[int], series: Sequence[Series], marks: Sequence[Mark] = (), xlabel: str = "epoch") -> Chart:  # fmt: skip
+def line_chart(chart_id: str, title: str, x: Sequence[int], series: Sequence[Series], marks: Sequence[Mark] = (), xlabel: str = "epoch", y_range: tuple[float, float] | None = None) -> Chart:  # fmt: skip
     """One quantity over epochs: a line per series, vertical lines at ``marks``."""
     x_low, x_high = (float(min(x)), float(max(x))) if x else (0.0, 1.0)
     if x_low == x_high:
         x_low, x_high = x_low - 1, x_high + 1
-    y_low, y_high = _range([v for s in series for v in s.values if v is not None])
+    y_low, y_high = y_range or _range([v for s in series for v in s.values if v is not None])
 
     def px(value: float) -> float:
         return LEFT + (value - x_low) / (x_high - x_low) * (WIDTH - LEFT - RIGHT)

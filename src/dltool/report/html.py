@@ -159,6 +159,11 @@ svg .title{font-size:13px;font-weight:600;fill:var(--ink)}
 .mistake{border:1px solid var(--line);border-radius:6px;padding:6px;font-size:12px;width:132px}
 .mistake img{width:120px;height:120px;image-rendering:pixelated;display:block;background:#000}
 .scroll{overflow-x:auto}
+.thumbs{display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin:4px 0}
+.thumbs span{font-size:12px;color:var(--dim);min-width:90px}
+img.filter{width:40px;height:40px;image-rendering:pixelated;border:1px solid var(--line)}
+img.map{width:64px;height:64px;image-rendering:pixelated;border:1px solid var(--line)}
+h4{font-size:12px;margin:6px 0 2px;color:var(--dim)}
 pre{background:#f3f4f6;padding:8px;overflow:auto;font-size:12px}
 .tooltip{position:fixed;pointer-events:none;background:#111827;color:#fff;padding:5px 8px;border-radius:5px;font-size:12px;white-space:pre;z-index:5}
 """

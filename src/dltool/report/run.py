@@ -20,6 +20,7 @@ from dltool.metrics import SPLITS, resolve_mode
 from dltool.report import charts
 from dltool.report.charts import Mark, Series
 from dltool.report.html import Markup, number, page, section, table, text
+from dltool.report.internals import inside_section
 from dltool.rundir import (
     CONFIG,
     HISTORY,
@@ -132,6 +133,7 @@ def run_page(files: RunFiles) -> str:
         ("classes", "Classes", _classes(files)),
         ("mistakes", "Worst mistakes", _mistakes(files)),
         ("probabilities", "Predicted probabilities", _probabilities(files, data)),
+        ("inside", "Inside the model", inside_section(files.path, data)),
         ("layers", "Layers", _layers(files)),
         ("config", "Config", _config(files)),
         ("about", "Versions and timings", _about(files)),

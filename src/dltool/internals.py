@@ -1,0 +1,152 @@
+"""Inside the model while it trains (``training.record_internals``), for the report.
+
+After every epoch, on one fixed probe batch of training data (at most 256 rows):
+
+- a histogram of each layer's kernel (its weights without the bias);
+- for each layer with a ReLU activation, the fraction of its units that are dead: zero for
+  every probe example (a conv layer's unit is a filter, zero at every position);
+- the norm of each layer's gradient of the loss (TensorFlow backend only).
+
+At the end, for CNNs: the first conv layer's filters and the feature maps of one test image
+at each conv layer. Written to RUN/internals.json and RUN/internals.npz at the end of
+training (a run interrupted before its end has none).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dltool.backend import import_keras
+
+import_keras()  # quiet TensorFlow's start-up before the first ``import keras``
+
+import keras  # noqa: E402
+
+from dltool.rundir import INTERNALS, INTERNALS_PICTURES, RunDir, write_json, write_npz  # noqa: E402
+
+PROBE_ROWS = 256  # examples the per-epoch measurements run on: cheap, and the same every epoch
+BINS = 30  # per weight histogram
+MAPS_PER_LAYER = 16  # feature maps kept per conv layer (the first channels)
+
+
+def _is_relu(layer: Any) -> bool:
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", "") == "relu"
+
+
+def _is_conv(layer: Any) -> bool:
+    return isinstance(layer, keras.layers.Conv2D | keras.layers.SeparableConv2D)
+
+
+class RecordInternals(keras.callbacks.Callback):
+    """Measures the model after each epoch (see the module); writes its files at the end."""
+
+    def __init__(self, run: RunDir, x_probe: np.ndarray, y_probe: np.ndarray, picture: np.ndarray | None) -> None:  # fmt: skip
+        super().__init__()
+        self.run = run
+        self.x_probe, self.y_probe = x_probe[:PROBE_ROWS], y_probe[:PROBE_ROWS]
+        self.picture = picture  # one test example, for the feature maps
+        self.epochs: list[int] = []
+        self.histograms: dict[str, dict[str, list[Any]]] = {}
+        self.dead: dict[str, list[float]] = {}
+        self.gradients: dict[str, list[float]] = {}
+        self._relu_model: Any = None
+        self._gradient_step: Any = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        relu = [layer for layer in self.model.layers if _is_relu(layer)]
+        if relu:
+            self._relu_model = keras.Model(self.model.inputs, [layer.output for layer in relu])
+        if keras.backend.backend() == "tensorflow":
+            self._gradient_step = self._tensorflow_gradients()
+
+    def _tensorflow_gradients(self) -> Any:
+        import tensorflow as tf
+
+        model = self.model
+        variables = model.trainable_variables
+        owners = [
+            (
+                layer.name,
+                [
+                    i
+                    for i, v in enumerate(variables)
+                    if any(v is w for w in layer.trainable_weights)
+                ],
+            )
+            for layer in model.layers
+            if layer.trainable_weights
+        ]
+
+        @tf.function
+        def norms(x: Any, y: Any) -> Any:
+            with tf.GradientTape() as tape:
+                predicted = model(x, training=False)
+                loss = model.compute_loss(x=x, y=y, y_pred=predicted)
+            gradients = tape.gradient(loss, variables)
+            return [
+                tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(gradients[i])) for i in indices]))
+                for _, indices in owners
+            ]
+
+        names = [name for name, _ in owners]
+        return lambda x, y: dict(zip(names, (float(v) for v in norms(x, y)), strict=True))
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epochs.append(epoch + 1)
+        for layer in self.model.layers:
+            kernel = getattr(layer, "kernel", None)
+            if kernel is None:
+                continue
+            values = np.asarray(keras.ops.convert_to_numpy(kernel), dtype="float64").ravel()
+            counts, edges = np.histogram(values, bins=BINS)
+            entry = self.histograms.setdefault(layer.name, {"low": [], "high": [], "counts": []})
+            entry["low"].append(float(edges[0]))
+            entry["high"].append(float(edges[-1]))
+            entry["counts"].append(counts.tolist())
+        if self._relu_model is not None:
+            outputs = self._relu_model.predict_on_batch(self.x_probe)
+            outputs = outputs if isinstance(outputs, list) else [outputs]
+            relu = [layer for layer in self.model.layers if _is_relu(layer)]
+            for layer, output in zip(relu, outputs, strict=True):
+                array = np.asarray(output)
+                per_unit = array.reshape(-1, array.shape[-1]).max(
+                    axis=0
+                )  # over examples (and positions)
+                self.dead.setdefault(layer.name, []).append(float(np.mean(per_unit <= 0)))
+        if self._gradient_step is not None:
+            for name, norm in self._gradient_step(self.x_probe, self.y_probe).items():
+                self.gradients.setdefault(name, []).append(norm)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        conv = [layer for layer in self.model.layers if _is_conv(layer)]
+        maps: list[str] = []
+        if conv:
+            kernel = conv[0].depthwise_kernel if hasattr(conv[0], "depthwise_kernel") else conv[0].kernel  # fmt: skip
+            arrays["filters"] = np.asarray(keras.ops.convert_to_numpy(kernel))
+            if self.picture is not None:
+                probe = keras.Model(self.model.inputs, [layer.output for layer in conv])
+                outputs = probe.predict_on_batch(self.picture[None])
+                outputs = outputs if isinstance(outputs, list) else [outputs]
+                arrays["picture"] = np.asarray(self.picture)
+                for index, (layer, output) in enumerate(zip(conv, outputs, strict=True)):
+                    arrays[f"maps_{index}"] = np.asarray(output)[0][..., :MAPS_PER_LAYER]
+                    maps.append(layer.name)
+        write_json(
+            self.run.file(INTERNALS),
+            {
+                "probe_rows": len(self.x_probe),
+                "epochs": self.epochs,
+                "histograms": self.histograms,
+                "dead_relu": self.dead,
+                "gradient_norms": self.gradients,
+                "gradients_recorded": self._gradient_step is not None,
+                "filters_of": conv[0].name if conv else None,
+                "feature_maps_of": maps,
+            },
+        )
+        if arrays:
+            write_npz(self.run.file(INTERNALS_PICTURES), **arrays)
