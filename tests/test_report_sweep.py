@@ -59,6 +59,7 @@ def test_a_sweep_report_has_its_sections(tmp_path: Path) -> None:
     assert ">failed: loss became nan<" in page
     assert page.count("<polyline") == 11  # one line per completed trial
     assert "Sweep s&lt;b&gt;" in page
+    assert '<table class="values">' in page  # the long activation value, named #2 on the axes
     trials = page.split('id="trials"')[1].split("</section>")[0]
     assert re.findall(r"<th[^>]*>repeat</th>", trials)
 

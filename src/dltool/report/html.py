@@ -159,6 +159,7 @@ svg .title{font-size:13px;font-weight:600;fill:var(--ink)}
 .mistake{border:1px solid var(--line);border-radius:6px;padding:6px;font-size:12px;width:132px}
 .mistake img{width:120px;height:120px;image-rendering:pixelated;display:block;background:#000}
 .scroll{overflow-x:auto}
+.scroll td,table.values td{max-width:420px;overflow-wrap:anywhere}
 .thumbs{display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin:4px 0}
 .thumbs span{font-size:12px;color:var(--dim);min-width:90px}
 img.filter{width:40px;height:40px;image-rendering:pixelated;border:1px solid var(--line)}

@@ -23,6 +23,7 @@ from dltool.yamlio import YamlProblem, read_yaml_mapping
 
 CURVES_OF = 12  # trials whose curves are overlaid: the best ones, or the chart is a tangle
 FIXED_COLUMNS = ("trial", "seed", "status", "duration_s", "run", "error")
+LONG_VALUE = 16  # characters: a longer parameter value is shown as #1, #2, ... on the axes
 
 
 def is_sweep_folder(folder: Path) -> bool:
@@ -183,7 +184,16 @@ class _Axis:
             self.labels = [_short(low), _short(high)]
         else:
             self.categories = list(dict.fromkeys(values))
-            self.labels = self.categories
+            # a long value (a list of layers, an optimizer mapping) is named by its order
+            self.long = any(len(c) > LONG_VALUE for c in self.categories)
+            self.labels = [f"#{i + 1}" if self.long else c for i, c in enumerate(self.categories)]
+
+    def legend(self, name: str) -> str:
+        """What each ``#N`` of a parameter with long values stands for ("" when none)."""
+        if self.numeric or not self.long:
+            return ""
+        rows = [[label, _tail(value, 400)] for label, value in zip(self.labels, self.categories, strict=True)]  # fmt: skip
+        return f"<h4>{text(name)}</h4>" + table(["", "value"], rows, table_class="values")
 
     def place(self, value: str) -> float:
         if self.numeric:
@@ -231,8 +241,8 @@ def _parallel(files: SweepFiles) -> str:
         short = name.rsplit(".", 1)[-1]  # learning_rate, as trial labels say it
         parts.append(f'<text x="{x}" y="{top - 12}" text-anchor="middle" class="title">{text(_tail(short))}<title>{text(name)}</title></text>')  # fmt: skip
         if index < len(axes) and not axes[index].numeric:
-            for label in labels:
-                y = top + height - axes[index].place(label) * height
+            for label, value in zip(labels, axes[index].categories, strict=True):
+                y = top + height - axes[index].place(value) * height
                 parts.append(f'<text x="{x + 4}" y="{y + 4:.1f}">{text(_tail(label, 16))}</text>')
         else:
             parts.append(f'<text x="{x + 4}" y="{top + height + 14}">{text(labels[0])}</text>')
@@ -251,9 +261,10 @@ def _parallel(files: SweepFiles) -> str:
             f'<polyline class="series" fill="none" stroke="{_ramp(share)}" stroke-width="{thick}" points="{points}">'
             f"<title>trial {text(row['trial'])}: {text(files.metric)} {number(score)}</title></polyline>"
         )
+    legends = "".join(axis.legend(p) for axis, p in zip(axes, files.params, strict=True))
     svg = f'<svg class="parallel" viewBox="0 0 {width} {top + height + 24}" width="{width}" height="{top + height + 24}" role="img" aria-label="parallel coordinates">{"".join(parts)}</svg>'  # fmt: skip
     hint = "Each line is a trial, from its parameter values to its metric; green lines did best (the thick one is the best trial). Lines that meet at one value of a parameter whatever the others say that parameter matters."  # fmt: skip
-    return section("parallel", "Parameters and the metric", Markup(svg), hint)
+    return section("parallel", "Parameters and the metric", Markup(svg + legends), hint)
 
 
 def _tail(name: str, keep: int = 22) -> str:
@@ -270,7 +281,9 @@ def _scatter(files: SweepFiles, data: dict[str, Any]) -> str:
         ordered = sorted(done, key=lambda r: axis.place(r.get(param, "")))
         positions = [axis.place(r.get(param, "")) for r in ordered]
         values = [files.value(r, files.metric) for r in ordered]
-        labels = [f"trial {r['trial']}: {_tail(param, 30)}={r.get(param, '')}" for r in ordered]
+        labels = [
+            f"trial {r['trial']}: {_tail(param, 30)}={_tail(r.get(param, ''), 60)}" for r in ordered
+        ]
         chart = charts.scatter(f"param-{index}", f"{files.metric} against {_tail(param, 40)}", positions, values, labels, axis.labels)  # fmt: skip
         data["charts"][f"param-{index}"] = chart.data
         figures.append(chart.html)
