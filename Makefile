@@ -37,13 +37,14 @@ format: install
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
-# About 13 minutes on 2 cores; run it on a quiet machine. predict_csv.py runs before
+# About 17 minutes on 2 cores; run it on a quiet machine. predict_csv.py runs before
 # compare.py, whose Targets section reads results-predict.md.
 bench: install
 	$(BIN)/python benchmarks/options.py
 	$(BIN)/python benchmarks/predict_csv.py
 	$(BIN)/python benchmarks/compare.py
 	$(BIN)/python benchmarks/report.py
+	$(BIN)/python benchmarks/internals.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis src/*.egg-info

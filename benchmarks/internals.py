@@ -68,7 +68,7 @@ def main() -> None:
         "",
         "Target met: "
         + ", ".join(f"{c} {'yes' if d <= TARGET else 'no'}" for c, _, _, d, *_ in rows)
-        + ".",  # fmt: skip
+        + ".",
     ]
     args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -32,6 +32,11 @@ BINS = 30  # per weight histogram
 MAPS_PER_LAYER = 16  # feature maps kept per conv layer (the first channels)
 
 
+def _as_list(outputs: Any) -> list[Any]:
+    """A model's outputs as a list: a model with one output returns it bare."""
+    return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
+
+
 def _is_relu(layer: Any) -> bool:
     activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", "") == "relu"
@@ -82,12 +87,12 @@ class RecordInternals(keras.callbacks.Callback):
         """The ReLU outputs on the probe batch and each layer's gradient norm (eager: no
         tracing, which would cost more than a few small passes)."""
         if keras.backend.backend() != "tensorflow":
-            return list(self._probe(self.x_probe, training=False))[:-1], {}
+            return _as_list(self._probe(self.x_probe, training=False))[:-1], {}
         import tensorflow as tf
 
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            outputs = self._probe(self.x_probe, training=False)
+            outputs = _as_list(self._probe(self.x_probe, training=False))
             loss = self.model.compute_loss(x=self.x_probe, y=self.y_probe, y_pred=outputs[-1])
         gradients = tape.gradient(loss, variables)
         norms = {
@@ -97,7 +102,7 @@ class RecordInternals(keras.callbacks.Callback):
             for name, indices in self._owners
             if all(gradients[i] is not None for i in indices)
         }
-        return list(outputs)[:-1], norms
+        return outputs[:-1], norms
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epochs.append(epoch + 1)
@@ -128,8 +133,7 @@ class RecordInternals(keras.callbacks.Callback):
             arrays["filters"] = np.asarray(keras.ops.convert_to_numpy(kernel))
             if self.picture is not None:
                 probe = keras.Model(self.model.inputs[0], [layer.output for layer in conv])
-                outputs = probe.predict_on_batch(self.picture[None])
-                outputs = outputs if isinstance(outputs, list) else [outputs]
+                outputs = _as_list(probe.predict_on_batch(self.picture[None]))
                 arrays["picture"] = np.asarray(self.picture)
                 for index, (layer, output) in enumerate(zip(conv, outputs, strict=True)):
                     arrays[f"maps_{index}"] = np.asarray(output)[0][..., :MAPS_PER_LAYER]

@@ -131,6 +131,7 @@ def _trials(files: SweepFiles) -> str:
         return section("trials", "Trials", Markup("<p>No trial has finished yet.</p>"))
     best = str(files.best.get("trial", "")) if files.best else ""
     repeats = files.repeats()
+    axes = {p: _Axis([r.get(p, "") for r in files.rows]) for p in files.params}
     shown_metrics = [c for c in files.header if c not in FIXED_COLUMNS and c not in files.params]
     header = ["trial", *files.params, "repeat", "status", *shown_metrics, "seconds"]
     rows, classes = [], []
@@ -141,7 +142,7 @@ def _trials(files: SweepFiles) -> str:
         rows.append(
             [
                 int(row["trial"]),
-                *(_param_value(row.get(p, "")) for p in files.params),
+                *(_param_cell(axes[p], row.get(p, "")) for p in files.params),
                 repeats.get(row["trial"], 1),
                 status,
                 *(files.value(row, c) for c in shown_metrics),
@@ -150,9 +151,22 @@ def _trials(files: SweepFiles) -> str:
         )
         classes.append("best" if row["trial"] == best else row.get("status", ""))
     numeric = [True, *(False for _ in files.params), True, False, *(True for _ in shown_metrics), True]  # fmt: skip
-    body = "<div class=scroll>" + table(header, rows, sortable=True, numeric=numeric, row_classes=classes) + "</div>"  # fmt: skip
+    body = (
+        "<div class=scroll>"
+        + table(header, rows, sortable=True, numeric=numeric, row_classes=classes)
+        + "</div>"
+    )
+    body += "".join(axis.legend(p) for p, axis in axes.items())  # fmt: skip
     note = "Click a column to sort. The best trial is green; a repeat is the same parameters with the next seed; pruned or failed trials say so in status."  # fmt: skip
     return section("trials", "Trials", Markup(body), note)
+
+
+def _param_cell(axis: _Axis, raw: str) -> Any:
+    """A parameter's value in the trials table: a long one as its #N (the whole value on hover)."""
+    if not axis.numeric and axis.long:
+        label = axis.labels[axis.categories.index(raw)]
+        return Markup(f'<span title="{text(raw)}">{text(label)}</span>')
+    return _param_value(raw)
 
 
 def _param_value(raw: str) -> Any:
@@ -192,7 +206,7 @@ class _Axis:
         """What each ``#N`` of a parameter with long values stands for ("" when none)."""
         if self.numeric or not self.long:
             return ""
-        rows = [[label, _tail(value, 400)] for label, value in zip(self.labels, self.categories, strict=True)]  # fmt: skip
+        rows = [[label, value if len(value) <= 600 else value[:599] + "\u2026"] for label, value in zip(self.labels, self.categories, strict=True)]  # fmt: skip
         return f"<h4>{text(name)}</h4>" + table(["", "value"], rows, table_class="values")
 
     def place(self, value: str) -> float:
@@ -261,10 +275,9 @@ def _parallel(files: SweepFiles) -> str:
             f'<polyline class="series" fill="none" stroke="{_ramp(share)}" stroke-width="{thick}" points="{points}">'
             f"<title>trial {text(row['trial'])}: {text(files.metric)} {number(score)}</title></polyline>"
         )
-    legends = "".join(axis.legend(p) for axis, p in zip(axes, files.params, strict=True))
     svg = f'<svg class="parallel" viewBox="0 0 {width} {top + height + 24}" width="{width}" height="{top + height + 24}" role="img" aria-label="parallel coordinates">{"".join(parts)}</svg>'  # fmt: skip
-    hint = "Each line is a trial, from its parameter values to its metric; green lines did best (the thick one is the best trial). Lines that meet at one value of a parameter whatever the others say that parameter matters."  # fmt: skip
-    return section("parallel", "Parameters and the metric", Markup(svg + legends), hint)
+    hint = "Each line is a trial, from its parameter values to its metric; green lines did best (the thick one is the best trial). Lines that meet at one value of a parameter whatever the others say that parameter matters; #1, #2 name long values (see the trials table)."  # fmt: skip
+    return section("parallel", "Parameters and the metric", Markup(svg), hint)
 
 
 def _tail(name: str, keep: int = 22) -> str:
