@@ -229,6 +229,14 @@ def test_many_epochs_get_no_dot_on_each_point() -> None:
     assert many.html.count("<circle") == 0
 
 
+def test_a_long_history_is_thinned_not_written_whole(tmp_path: Path) -> None:
+    page = write_report(make_run(tmp_path / "run", epochs=20_000))
+    assert "epoch 20,000" not in page
+    assert len(page.encode()) < 400_000  # 20,000 epochs in 3 charts, thinned to 1,000 points
+    data = json.loads(page.split('id="report-data">')[1].split("</script>")[0])
+    assert data["charts"]["curve-loss"]["x"][-1] == 20_000  # the last epoch is kept
+
+
 def test_worst_mistakes_most_confident_first() -> None:
     wrong = np.array([True, False, True, True, True])
     confidence = np.array([0.6, 0.99, 0.9, 0.6, np.nan])

@@ -26,6 +26,7 @@ from dltool.report.html import number, text
 WIDTH, HEIGHT = 420, 250
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 28, 38
 MARKERS_UP_TO = 30  # points: more than this many get a line without a dot on each
+MAX_POINTS = 1000  # points per line: a longer history is thinned to this many
 TRAIN, VALIDATION = "#2563eb", "#ea580c"
 PALETTE = ("#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#4b5563")  # fmt: skip
 
@@ -123,7 +124,15 @@ def legend(series: Sequence[Series]) -> str:
 
 
 def line_chart(chart_id: str, title: str, x: Sequence[int], series: Sequence[Series], marks: Sequence[Mark] = (), xlabel: str = "epoch", y_range: tuple[float, float] | None = None) -> Chart:  # fmt: skip
-    """One quantity over epochs: a line per series, vertical lines at ``marks``."""
+    """One quantity over epochs: a line per series, vertical lines at ``marks``.
+
+    Past :data:`MAX_POINTS` epochs every k-th epoch is drawn (and the last), so that a run of
+    100,000 epochs still makes a page of a few hundred kB.
+    """
+    if len(x) > MAX_POINTS:
+        keep = sorted({*range(0, len(x), math.ceil(len(x) / MAX_POINTS)), len(x) - 1})
+        x = [x[i] for i in keep]
+        series = [Series(s.name, [s.values[i] for i in keep], s.color, s.dashed) for s in series]
     x_low, x_high = (float(min(x)), float(max(x))) if x else (0.0, 1.0)
     if x_low == x_high:
         x_low, x_high = x_low - 1, x_high + 1
