@@ -68,6 +68,7 @@ def test_every_kind_of_net_gets_its_internals(tmp_path: Path, build, loss, relu,
     recorded = json.loads((tmp_path / INTERNALS).read_text(encoding="utf-8"))
     assert recorded["epochs"] == [1, 2, 3]
     assert recorded["probe_rows"] == 64
+    assert recorded["seconds"] > 0  # what recording cost
     assert list(recorded["dead_relu"]) == relu
     assert set(recorded["gradient_norms"]) == {layer.name for layer in model.layers if layer.trainable_weights}  # fmt: skip
     assert all(len(v) == 3 and min(v) > 0 for v in recorded["gradient_norms"].values())
