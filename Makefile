@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dltool-installed
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast lint format bench bench-data clean
 
 install: $(STAMP)
 
@@ -45,6 +45,12 @@ bench: install
 	$(BIN)/python benchmarks/compare.py
 	$(BIN)/python benchmarks/report.py
 	$(BIN)/python benchmarks/internals.py
+
+# Data bigger than memory: image folders of 2,000 / 6,000 / 25,000 images and a 10-million-row
+# CSV against plain Keras (generated once into /tmp/dltool-bench-data, about 1.5 GB). About
+# 15 minutes on 2 cores; run it on a quiet machine.
+bench-data: install
+	$(BIN)/python benchmarks/data_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis src/*.egg-info

@@ -189,6 +189,25 @@ def test_a_run_without_mistakes_npz_lists_its_mistakes_without_inputs(tmp_path: 
     assert "<h2>Worst mistakes</h2>" in page
 
 
+def test_mistakes_are_matched_by_their_position_in_the_split(tmp_path: Path) -> None:
+    """A streamed split may leave out an image that failed to decode: predictions.csv's index
+    then skips it, and mistakes.npz names examples by that index, not by the CSV's row."""
+    import csv
+
+    folder = make_run(tmp_path / "run")
+    with open(folder / PREDICTIONS, encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    del rows[1 + 2]  # the example at position 2 could not be read
+    write_csv(folder / PREDICTIONS, rows[0], rows[1:])
+    write_npz(folder / MISTAKES, index=np.array([3]), x=np.array([[20.0, 3.5]]))
+    page = write_report(folder)
+    mistakes = page.split('id="mistakes"')[1].split("</section>")[0]
+    (row,) = re.findall(r"<tr>(.*?)</tr>", mistakes.split("<tbody>")[1])
+    assert re.match(r'<td class=num data-sort="3">3</td>', row)  # position 3, the 3rd CSV row
+    assert re.findall(r"<td>([^<]*)</td>", row)[0] == rows[1 + 2][1]  # its true class (pass),
+    assert ">20.0000</td>" in row  # not the next CSV row's (position 4: fail)
+
+
 def test_image_mistakes_are_thumbnails(tmp_path: Path) -> None:
     folder = make_run(tmp_path / "run")
     images = np.arange(2 * 8 * 8, dtype="float32").reshape(2, 8, 8, 1)

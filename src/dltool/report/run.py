@@ -282,37 +282,42 @@ def _mistakes(files: RunFiles) -> str:
     else:
         wrong = np.array([r.get("correct") != "True" for r in rows])
         badness = np.array([_float(r.get(f"prob_{r.get('predicted')}")) or 0.0 for r in rows])
+    # predictions.csv's index is each row's position in the test split (a streamed split may
+    # leave out an image that failed to decode); mistakes.npz names its examples by it too
+    positions = [int(_float(r.get("index")) or 0) if r.get("index") else i for i, r in enumerate(rows)]  # fmt: skip
+    row_at = {position: number_in_csv for number_in_csv, position in enumerate(positions)}
     inputs = _mistake_inputs(files.path)
+    by_row: dict[int, np.ndarray] = {}
     if inputs is not None:
-        chosen = [int(i) for i in inputs[0] if 0 <= int(i) < len(rows)]
+        chosen = [row_at[int(p)] for p in inputs[0] if int(p) in row_at]
+        by_row = {row_at[int(p)]: x for p, x in zip(inputs[0], inputs[1], strict=True) if int(p) in row_at}  # fmt: skip
     else:
         chosen = [int(i) for i in worst_mistakes(wrong, badness)]
     if not chosen:
         return section("mistakes", "Worst mistakes", Markup("<p>No mistakes on the test set.</p>"))
-    by_index = {} if inputs is None else {int(i): x for i, x in zip(inputs[0], inputs[1], strict=True)}  # fmt: skip
     images = inputs is not None and inputs[1].ndim >= 3
     if images:
         cards = []
-        for index in chosen:
-            row = rows[index]
-            picture = f'<img alt="test example {index}" src="{charts.png_data_uri(by_index[index])}">' if index in by_index else ""  # fmt: skip
+        for row_number in chosen:
+            row, position = rows[row_number], positions[row_number]
+            picture = f'<img alt="test example {position}" src="{charts.png_data_uri(by_row[row_number])}">' if row_number in by_row else ""  # fmt: skip
             cards.append(
-                f"<div class=mistake>{picture}<div>#{index}: true <b>{text(row.get('true'))}</b></div>"
-                f"<div>predicted <b>{text(row.get('predicted'))}</b> ({number(badness[index])})</div></div>"
+                f"<div class=mistake>{picture}<div>#{position}: true <b>{text(row.get('true'))}</b></div>"
+                f"<div>predicted <b>{text(row.get('predicted'))}</b> ({number(badness[row_number])})</div></div>"
             )
         body = f"<div class=mistakes>{''.join(cards)}</div>"
     else:
         features = [str(n) for n in files.info.get("feature_names") or []]
-        width = max((len(np.ravel(x)) for x in by_index.values()), default=0)
+        width = max((len(np.ravel(x)) for x in by_row.values()), default=0)
         features = (features + [f"x{i}" for i in range(len(features), width)])[:width]
         score = "error" if regression else "probability"
         header = ["index", "true", "predicted", score, *features]
         table_rows = []
-        for index in chosen:
-            row = rows[index]
-            values = [float(v) for v in np.ravel(by_index[index])] if index in by_index else []
-            values += [None] * (len(features) - len(values))  # type: ignore[list-item]
-            table_rows.append([index, row.get("true"), row.get("predicted"), float(badness[index]), *values])  # fmt: skip
+        for row_number in chosen:
+            row = rows[row_number]
+            values: list[float | None] = [float(v) for v in np.ravel(by_row[row_number])] if row_number in by_row else []  # fmt: skip
+            values += [None] * (len(features) - len(values))
+            table_rows.append([positions[row_number], row.get("true"), row.get("predicted"), float(badness[row_number]), *values])  # fmt: skip
         body = table(header, table_rows, sortable=True, numeric=[True, False, False, True, *([True] * len(features))])  # fmt: skip
         if inputs is None:
             body += f"<p class=note>{text(MISTAKES)} is missing (a run from before dltool kept it): no input values.</p>"  # fmt: skip
