@@ -37,12 +37,14 @@ format: install
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
-# About 12 minutes on 2 cores; run it on a quiet machine. predict_csv.py runs before
+# About 17 minutes on 2 cores; run it on a quiet machine. predict_csv.py runs before
 # compare.py, whose Targets section reads results-predict.md.
 bench: install
 	$(BIN)/python benchmarks/options.py
 	$(BIN)/python benchmarks/predict_csv.py
 	$(BIN)/python benchmarks/compare.py
+	$(BIN)/python benchmarks/report.py
+	$(BIN)/python benchmarks/internals.py
 
 # Data bigger than memory: image folders of 2,000 / 6,000 / 25,000 images and a 10-million-row
 # CSV against plain Keras (generated once into /tmp/dltool-bench-data, about 1.5 GB). About

@@ -83,6 +83,7 @@ PAIRS = {
 NOT_COMPARED = {  # configs/ files without a plain script, and why
     "mnist_cnn": "needs the 11 MB MNIST download (keras.datasets.mnist); `make bench` runs offline",
     "smoke": "a 2-epoch installation check, not an example",
+    "deep_net": "a curriculum config that records the model's internals (benchmarks/internals.py measures that cost)",
 }
 CNN_NOT_COMPARED = ("mnist_cnn",)
 INSTANT_LIMIT = 0.3  # seconds: `--help`, `validate`, `runs`

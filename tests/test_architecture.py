@@ -53,7 +53,9 @@ def test_no_import_circle(module: str) -> None:
     assert module not in _reachable(module)
 
 
-@pytest.mark.parametrize("user", ["dltool.predict", "dltool.runs", "dltool.sweep", "dltool.cli"])
+@pytest.mark.parametrize(
+    "user", ["dltool.predict", "dltool.runs", "dltool.sweep", "dltool.cli", "dltool.report"]
+)
 def test_using_runs_does_not_import_training(user: str) -> None:
     assert not {"dltool.training", "dltool.prepare", "dltool.callbacks"} & _reachable(user)
 

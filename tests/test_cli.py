@@ -40,6 +40,7 @@ print(json.dumps({"exit": result.exit_code, "heavy": heavy}))
         pytest.param(["layers"], id="layers"),
         pytest.param(["runs", "--runs-dir", str(REPO / "runs")], id="runs"),
         pytest.param(["train", "--help"], id="train-help"),
+        pytest.param(["schema", "--sweep"], id="schema"),
     ],
 )
 @pytest.mark.slow

@@ -576,3 +576,27 @@ def test_every_epoch_sees_every_row_when_calls_do_not_divide_it(
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     assert int(model.optimizer.iterations) == epochs * 50
     assert len(_rows(run / "history.csv")) == epochs
+
+
+def test_tensorboard_without_its_package_is_refused_in_one_line(
+    run_cli: Callable[..., Any],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorboard" else find_spec(name, *a),
+    )
+    path = write_config(tiny_config(training={"tensorboard": True}))
+    result = run_cli("train", path, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {path}: training.tensorboard: the tensorboard package is not installed (received "
+        "true; expected false, or install it: pip install 'dltool[tensorboard]')\n"
+    )
+    assert not (tmp_path / "runs").exists()

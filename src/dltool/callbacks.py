@@ -27,7 +27,7 @@ from dltool.config import ExperimentConfig  # noqa: E402
 from dltool.interrupts import stop_requested  # noqa: E402
 from dltool.metrics import resolve_mode  # noqa: E402
 from dltool.model import save_model  # noqa: E402
-from dltool.rundir import BEST_MODEL, HISTORY, RunDir, write_csv  # noqa: E402
+from dltool.rundir import BEST_MODEL, HISTORY, TENSORBOARD, RunDir, write_csv  # noqa: E402
 
 
 def last_batch(callback: keras.callbacks.Callback, batch: int) -> int:
@@ -281,6 +281,8 @@ def make_callbacks(
         callbacks.append(changer)
     if training.save_best is not None:
         callbacks.append(training.save_best.callback(run))
+    if training.tensorboard:  # Keras' own callback: scalars per epoch, the graph, histograms off
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.file(TENSORBOARD))))
     return callbacks
 
 

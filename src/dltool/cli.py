@@ -509,6 +509,47 @@ def data(
     views.dataset(_out(), config, dataset, result)
 
 
+@app.command("report")
+def report_command(
+    run_paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="A run folder, or several to compare (RUN RUN ...).", show_default=False
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            help="Page to write (default: RUN/report.html; for several runs "
+            "comparison-<time>.html here).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Write a run's HTML report again (e.g. for an older run), or one page comparing runs."""
+    from dltool.report import report_target
+
+    written = report_target(run_paths, output)
+    views.line(_out(), ("report", "green"), " ", str(written))
+
+
+@app.command()
+def schema(
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="The sweep file's schema instead of the experiment's.")
+    ] = False,
+) -> None:
+    """Print the JSON Schema of the experiment file, for editor completion and checking.
+
+    Save it and point a config at it: `dltool schema > dltool.schema.json`, then first line
+    `# yaml-language-server: $schema=dltool.schema.json` (VS Code's YAML extension).
+    """
+    from dltool.editor_schema import schema_text
+
+    typer.echo(schema_text("sweep" if sweep else "experiment"), nl=False)
+
+
 @app.command()
 def layers() -> None:
     """List the layer types a config can use, with their parameters and defaults."""
@@ -562,6 +603,14 @@ def runs_compare(
         list[Path], typer.Argument(help="Two or more run folders.", show_default=False)
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            metavar="FILE",
+            help="Also write the comparison as an HTML page, with the curves overlaid.",
+        ),
+    ] = None,
 ) -> None:
     """Show how runs differ: config keys that changed, and metrics side by side."""
     from dltool.errors import InputError
@@ -570,6 +619,10 @@ def runs_compare(
     if len(run_paths) < 2:
         raise InputError("runs compare: give at least two run folders")
     result = compare([read_run(path) for path in run_paths])
+    if html is not None:
+        from dltool.report import write_comparison
+
+        write_comparison(list(run_paths), html)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

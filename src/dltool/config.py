@@ -31,7 +31,7 @@ from dltool.messages import (
     size_in_bytes,
 )
 from dltool.metrics import LOSSES, LossName, MetricName, refusal, resolve_mode
-from dltool.optimizers import Adam, Optimizer, Schedule
+from dltool.optimizers import Adam, Optimizer, OptimizerName, Schedule
 from dltool.schema import Int, RunName, Strict
 
 if TYPE_CHECKING:
@@ -137,12 +137,21 @@ class TrainingConfig(Strict):
         False, description="XLA compilation; measured slower on CPU (1.4x MLP, 2.8x CNN)"
     )
     profile: bool = Field(False, description="write profile.json: seconds per phase")
+    record_internals: bool = Field(
+        False,
+        description="record inside the model each epoch for report.html: weight histograms, "
+        "dead ReLU units, gradient norms per layer; a CNN's filters and feature maps",
+    )
+    tensorboard: bool = Field(
+        False,
+        description="write TensorBoard logs into RUN/tensorboard/ (tensorboard --logdir RUN/tensorboard)",
+    )
     backend: Literal["tensorflow", "jax"] = Field(
         "tensorflow",
         description="Keras backend; jax is an optional extra (pip install 'dltool[jax]')",
     )
 
-    @field_validator("optimizer", mode="before")
+    @field_validator("optimizer", mode="before", json_schema_input_type=Optimizer | OptimizerName)
     @classmethod
     def _optimizer_shorthand(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
@@ -446,4 +455,30 @@ def resolved_dict(config: ExperimentConfig) -> dict[str, Any]:
 
 def with_name(config: ExperimentConfig, name: str) -> ExperimentConfig:
     """``config`` renamed, with the new name validated like the file's (source ``--name``)."""
-    return validate_config({**config.model_dump(), "name": name}, source="--name")
+    # exclude_unset: the keys the file left out stay defaults (the report marks them)
+    return validate_config({**config.model_dump(exclude_unset=True), "name": name}, source="--name")
+
+
+def defaulted_keys(config: ExperimentConfig) -> list[str]:
+    """The dotted keys the file left out, so that a default filled them in (``training.epochs``;
+    a whole section such as ``training.early_stopping`` when it was left out entirely)."""
+    from pydantic import BaseModel
+
+    keys: list[str] = []
+
+    def walk(model: BaseModel, prefix: str) -> None:
+        for name in type(model).model_fields:
+            key = f"{prefix}{name}"
+            if name not in model.model_fields_set:
+                keys.append(key)
+                continue
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                walk(value, f"{key}.")
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    if isinstance(item, BaseModel):
+                        walk(item, f"{key}[{index}].")
+
+    walk(config, "")
+    return keys

@@ -191,3 +191,29 @@ def fixed_point(values: Any) -> Any:
     if isinstance(values, np.ndarray):
         return np.char.mod(f"%.{DECIMALS}f", values.astype("float64"))
     return f"{float(values):.{DECIMALS}f}"
+
+
+MISTAKES_SHOWN = 12  # the worst test mistakes a run keeps the inputs of, for its report
+
+
+def worst_mistakes(wrong: np.ndarray, badness: np.ndarray, count: int = MISTAKES_SHOWN) -> np.ndarray:  # fmt: skip
+    """Indices of the ``count`` worst mistakes, worst first (ties: the lower index first).
+
+    Args:
+        wrong: (n,) bool: which examples were misclassified (all True for regression).
+        badness: (n,) how bad each one is: the predicted class's probability (the most
+            confident wrong answers first), or the absolute error for regression.
+    """
+    candidates = np.flatnonzero(np.asarray(wrong, dtype=bool))
+    scores = np.nan_to_num(np.asarray(badness, dtype="float64")[candidates], nan=np.inf)
+    order = np.lexsort((candidates, -scores))
+    return candidates[order[:count]]
+
+
+def mistakes_of(predictions: Predictions) -> np.ndarray:
+    """The worst test mistakes of ``predictions`` (see :func:`worst_mistakes`)."""
+    if predictions.task == "regression":
+        error = np.abs(predictions.raw[:, 0] - predictions.y_true[:, 0])
+        return worst_mistakes(np.ones(len(error), dtype=bool), error)
+    wrong = predictions.true_index != predictions.predicted_index
+    return worst_mistakes(wrong, predictions.probabilities.max(axis=1))

@@ -96,8 +96,11 @@ def _image(shape: Shape) -> Shape:
     return shape
 
 
-Pair = Annotated[tuple[Annotated[Int, Field(ge=1)], Annotated[Int, Field(ge=1)]], BeforeValidator(_to_pair)]  # fmt: skip
-Number = Annotated[float, BeforeValidator(_to_number)]
+# What a file may write for these (the JSON Schema editors complete from says so too).
+_Size = Annotated[Int, Field(ge=1)]
+FRACTION_PATTERN = r"^\s*-?[0-9]+(\.[0-9]+)?\s*/\s*[0-9]+(\.[0-9]+)?\s*$"  # 1/255
+Pair = Annotated[tuple[_Size, _Size], BeforeValidator(_to_pair, json_schema_input_type=_Size | tuple[_Size, _Size])]  # fmt: skip
+Number = Annotated[float, BeforeValidator(_to_number, json_schema_input_type=float | Annotated[str, Field(pattern=FRACTION_PATTERN)])]  # fmt: skip
 
 
 class _Frozen(Strict):

@@ -194,3 +194,22 @@ def load_trained_model(path: Path) -> keras.Model:
         else:
             reason = f"Keras could not load it: {text[:200]}"
         raise InputError(f"{path}: {reason}") from error
+
+
+def layer_rows(model: keras.Model) -> list[dict[str, Any]]:
+    """Each layer's name, type, output shape and parameter count, for run.json and the report."""
+    rows = []
+    for layer in model.layers:
+        try:
+            shape: Any = list(layer.output.shape)
+        except (AttributeError, ValueError):  # a layer never called has no output yet
+            shape = None
+        rows.append(
+            {
+                "name": layer.name,
+                "type": type(layer).__name__,
+                "output_shape": shape,
+                "params": int(layer.count_params()),
+            }
+        )
+    return rows

@@ -68,6 +68,7 @@ class RMSprop(_Optimizer):
 
 
 Optimizer = Annotated[Union[SGD, Adam, AdamW, RMSprop], Field(discriminator="name")]  # noqa: UP007
+OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop"]  # the shorthand ``optimizer: adam``
 
 
 class _Schedule(Strict):

@@ -319,7 +319,10 @@ def evaluate_file(run: TrainedRun, data_path: Path, batch_size: int, target: str
         matrix = report["confusion_matrix"]
         write_json(folder / EVALUATION_MATRIX, matrix)
         plots.confusion_matrix(
-            matrix["rows_true_columns_predicted"], matrix["labels"], folder / EVALUATION_MATRIX_PLOT
+            matrix["rows_true_columns_predicted"],
+            matrix["labels"],
+            folder / EVALUATION_MATRIX_PLOT,
+            data_name=data_path.name,  # the data evaluate scored, not "test"
         )
     write_json(
         folder / EVALUATION_METRICS,

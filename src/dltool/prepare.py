@@ -24,7 +24,7 @@ import keras  # noqa: E402
 from dltool.config import ExperimentConfig  # noqa: E402
 from dltool.data import Dataset, load_dataset, naming_config  # noqa: E402
 from dltool.data.rows import nonfinite_rows  # noqa: E402
-from dltool.errors import DataError  # noqa: E402
+from dltool.errors import ConfigError, DataError  # noqa: E402
 from dltool.evaluation import model_labels  # noqa: E402
 from dltool.model import build_model  # noqa: E402
 
@@ -142,6 +142,14 @@ def prepare(
     Raises:
         ConfigError, DataError: the experiment is refused.
     """
+    if config.training.tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:  # TensorFlow 2.21 does not bring it
+            raise ConfigError(
+                f"{source}: training.tensorboard: the tensorboard package is not installed "
+                "(received true; expected false, or install it: pip install 'dltool[tensorboard]')"
+            )
     seed = config.seed if config.seed is not None else 0
     keras.utils.set_random_seed(seed)
     clock = Clock()

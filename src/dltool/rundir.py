@@ -55,6 +55,11 @@ SKIPPED = "skipped.txt"  # unreadable files, with the reason
 PROFILE = "profile.json"  # training.profile / --profile
 LEARNING_CURVES = "plots/learning_curves.png"
 CONFUSION_MATRIX = "plots/confusion_matrix.png"
+REPORT = "report.html"  # everything above on one self-contained page (dltool report RUN)
+MISTAKES = "mistakes.npz"  # the inputs of the worst test mistakes, for the report's thumbnails
+TENSORBOARD = "tensorboard"  # training.tensorboard: Keras' TensorBoard event files
+INTERNALS = "internals.json"  # training.record_internals: weights, dead ReLUs, gradients per epoch
+INTERNALS_PICTURES = "internals.npz"  # ... and a CNN's first filters and feature maps
 CHECKPOINT_DIR = "checkpoint"  # resumable state while a run is not completed
 CHECKPOINT_POINTER = "checkpoint/latest.json"  # which checkpoint file, which epoch
 PREDICTIONS_DIR = "predictions"  # dltool predict's default outputs
@@ -63,7 +68,7 @@ EVALUATION_METRICS = METRICS  # the data file, example count, metrics and per-cl
 EVALUATION_MATRIX = "confusion_matrix.json"  # rows are true classes, columns predicted
 EVALUATION_MATRIX_PLOT = "confusion_matrix.png"
 
-RUN_FILES = (CONFIG, RUN_JSON, HISTORY, METRICS, PREDICTIONS, MODEL, SUMMARY, LEARNING_CURVES)  # a completed run has at least these  # fmt: skip
+RUN_FILES = (CONFIG, RUN_JSON, HISTORY, METRICS, PREDICTIONS, MODEL, SUMMARY, LEARNING_CURVES, REPORT)  # a completed run has at least these  # fmt: skip
 
 MAX_JSON_BYTES = 10_000_000  # run.json and metrics.json are a few KB; a bigger one is not ours
 
@@ -144,6 +149,17 @@ def write_csv(final: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
         writer.writerows(rows)
 
     write_atomic(final, fill)
+
+
+def write_npz(final: Path, **arrays: Any) -> None:
+    """NumPy arrays in one ``.npz`` file, written atomically (read back without pickle)."""
+    import numpy as np
+
+    try:
+        with atomic_path(final, suffix=".npz") as temporary:
+            np.savez_compressed(temporary, **arrays)
+    except OSError as error:
+        raise RunDirError(f"{final}: cannot write: {error.strerror or error}") from error
 
 
 def symbolic_link_in(runs_dir: Path) -> Path | None:

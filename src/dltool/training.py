@@ -42,7 +42,7 @@ from dltool.callbacks import (  # noqa: E402
     early_stop_report,
     make_callbacks,
 )
-from dltool.config import ExperimentConfig, resolved_dict  # noqa: E402
+from dltool.config import ExperimentConfig, defaulted_keys, resolved_dict  # noqa: E402
 from dltool.data import Dataset  # noqa: E402
 from dltool.data.images import MAX_SKIPPED_EXAMPLES  # noqa: E402
 from dltool.data.rows import Rows, failures, image_readers, usable  # noqa: E402
@@ -52,6 +52,7 @@ from dltool.evaluation import (  # noqa: E402
     StreamingScores,
     class_report,
     loss_first,
+    mistakes_of,
     predict,
     predictions_table,
 )
@@ -62,7 +63,7 @@ from dltool.interrupts import (  # noqa: E402
     stop_of,
 )
 from dltool.metrics import SPLITS  # noqa: E402
-from dltool.model import compile_model, model_summary, save_model  # noqa: E402
+from dltool.model import compile_model, layer_rows, model_summary, save_model  # noqa: E402
 from dltool.pipelines import TrainPipeline, make_pipeline, steps_per_epoch  # noqa: E402
 from dltool.prepare import Prepared, prepare  # noqa: E402
 from dltool.rundir import (  # noqa: E402
@@ -70,6 +71,7 @@ from dltool.rundir import (  # noqa: E402
     CONFUSION_MATRIX,
     LEARNING_CURVES,
     METRICS,
+    MISTAKES,
     MODEL,
     PREDICTIONS,
     PROFILE,
@@ -83,6 +85,7 @@ from dltool.rundir import (  # noqa: E402
     now_iso,
     write_csv,
     write_json,
+    write_npz,
     write_text,
     write_yaml,
 )
@@ -160,6 +163,7 @@ def run_training(
     """
     console = console or Console()
     started = time.perf_counter()
+    defaults = defaulted_keys(config)  # before the seed is drawn: a drawn seed is a default
     seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
     config = config.model_copy(update={"seed": seed})
     if smoke:
@@ -199,6 +203,8 @@ def run_training(
             class_names=dataset.class_names,
             image_file_scale=image_file_scale(dataset, config.data.source),  # see dltool.inputs
             task=config.task,
+            layers=layer_rows(model),
+            config_defaults=defaults,
             fingerprint=fingerprint(config),
             command=sys.argv,
             pid=os.getpid(),
@@ -282,6 +288,13 @@ def _train_and_finish(
     guard = StopOnNonFinite()
     saver = Checkpointer(run, fingerprint(config), log, training.checkpoint_seconds)
     callbacks = make_callbacks(config, run, log, guard, saver)
+    if training.record_internals:  # last: it reads the weights early stopping restored
+        from dltool.internals import PROBE_ROWS, RecordInternals
+
+        first = np.arange(min(PROBE_ROWS, len(dataset.x_train)))
+        test = dataset.x_test
+        picture = _examples(test, np.arange(1))[0] if test is not None and len(test) else None
+        callbacks.append(RecordInternals(run, _examples(dataset.x_train, first), prepared.labels["train"][first], picture))  # fmt: skip
     extra: dict[str, Any] = {}
     try:
         # A signal only sets a flag until the run reaches a safe point (see interrupts.py).
@@ -304,7 +317,9 @@ def _train_and_finish(
             raise TrainingError(guard.failure)
         raise_if_requested()
         extra.update(early_stop_report(callbacks, console))
-        metrics = _write_outputs(run, prepared, evaluation_pipelines, log, evaluated)
+        metrics = _write_outputs(
+            run, prepared, evaluation_pipelines, log, evaluated, extra.get("weights_from_epoch")
+        )
         extra.update(_late_skips(run, dataset, console))
     except KeyboardInterrupt as interrupt:
         with deferred_signals():
@@ -323,6 +338,7 @@ def _train_and_finish(
             stop = stop_of(interrupt)
             why = f"{stop.word} ({stop.label})"
             _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error=why)
+            _write_report(run, console)
             where = (
                 f"after epoch {saved}; resume with: dltool train --resume "
                 f"{shlex.quote(str(run.path))}"
@@ -335,6 +351,7 @@ def _train_and_finish(
         log.close()
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         _finish(run, STATUS_FAILED, started, len(log.rows), error=message)
+        _write_report(run, console)
         raise
     timings = {**prepared.clock.seconds, "run_total": round(time.perf_counter() - started, 3)}
     if config.training.profile:
@@ -353,6 +370,7 @@ def _train_and_finish(
             highlight=False,
         )
     _finish(run, STATUS_COMPLETED, started, len(log.rows), timings=timings, **extra)
+    _write_report(run, console)
     run.remove_checkpoint()
     return RunResult(
         path=run.path,
@@ -363,7 +381,7 @@ def _train_and_finish(
     )
 
 
-def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[str, Any], log: EpochLog, evaluated: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[str, Any], log: EpochLog, evaluated: dict[str, Any], kept_epoch: int | None) -> dict[str, Any]:  # fmt: skip
     """metrics.json, predictions.csv, the confusion matrix, model.keras and the learning curves."""
     config, dataset, model, clock = (
         prepared.config,
@@ -398,6 +416,10 @@ def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[s
     with clock.phase("save"):
         if dataset.x_test is not None and dataset.y_test is not None:
             write_csv(run.file(PREDICTIONS), *predictions_table(tested))
+            # the worst mistakes' inputs, for the report's thumbnails and rows, by their
+            # position in the test split (predictions.csv's index column)
+            worst = tested.positions[mistakes_of(tested)]
+            write_npz(run.file(MISTAKES), index=worst, x=_examples(dataset.x_test, worst))
         if report is not None:
             matrix = report["confusion_matrix"]
             plots.confusion_matrix(
@@ -408,8 +430,15 @@ def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[s
         write_json(run.file(METRICS), metrics)
         save_model(model, run.file(MODEL))
         if log.rows:
-            plots.learning_curves(log.rows, run.file(LEARNING_CURVES))
+            plots.learning_curves(log.rows, run.file(LEARNING_CURVES), config.name, kept_epoch)
     return metrics
+
+
+def _examples(x: np.ndarray | Rows, positions: np.ndarray) -> np.ndarray:
+    """The examples at ``positions`` as an array, whether the split is in memory or streamed."""
+    if isinstance(x, Rows):
+        return x.read(positions)[0]
+    return np.asarray(x)[positions]
 
 
 def _scores(model: keras.Model, tested: Predictions, config: ExperimentConfig) -> dict[str, float]:
@@ -482,6 +511,21 @@ def _announce(
             f"[yellow]note[/yellow]: skipped {len(dataset.skipped)} unreadable files "
             f"({escape(printable(examples))}); every one, with the reason: "
             f"{escape(str(run.file(SKIPPED)))}",
+            highlight=False,
+        )
+
+
+def _write_report(run: RunDir, console: Console) -> None:
+    """report.html from the finished folder. A report that cannot be written does not fail
+    the run (its results are saved): a note says so, and ``dltool report`` can try again."""
+    from dltool.report import write_run_report
+
+    try:
+        write_run_report(run.path)
+    except Exception as error:  # the run's own files are complete; the report is a view of them
+        console.print(
+            f"[yellow]note[/yellow]: report.html not written ({escape(str(error))}); "
+            f"try again with: dltool report {escape(shlex.quote(str(run.path)))}",
             highlight=False,
         )
 

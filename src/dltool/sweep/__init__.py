@@ -103,6 +103,9 @@ def run(directory: SweepDir, jobs: int, console: Console) -> ExitCode:
         raise
     directory.write()
     picture = plot(directory)
+    from dltool.report import write_sweep_report
+
+    page = write_sweep_report(directory.path)
     best = directory.best()
     if best:
         views.line(
@@ -113,7 +116,7 @@ def run(directory: SweepDir, jobs: int, console: Console) -> ExitCode:
     views.line(
         console,
         ("trials.csv", "green"),
-        f" {directory.trials_file}" + (f"; plot {picture}" if picture else ""),
+        f" {directory.trials_file}" + (f"; plot {picture}" if picture else "") + f"; report {page}",
     )
     failed = [n for n, o in directory.results.items() if o["status"] != STATUS_COMPLETED]
     return ExitCode.TRAINING_FAILED if failed else ExitCode.OK

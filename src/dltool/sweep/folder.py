@@ -18,6 +18,7 @@ SWEEP_FILE = "sweep.yaml"  # the sweep file as run, with the file it came from
 TRIALS = "trials.csv"  # a row per finished or interrupted trial
 BEST = "best.json"  # the best completed trial
 PLOT = "sweep.png"
+REPORT = "report.html"  # dltool.report.sweep: the trials on one page
 RUNS = "runs"  # the trials' run folders
 
 
@@ -177,8 +178,32 @@ def reopen(folder: Path) -> SweepDir:
     return directory
 
 
+LABEL_CHARACTERS = 24  # a trial's values as a tick label, when every trial's fits; else its number
+
+
 def plot(directory: SweepDir) -> Path | None:
-    """``sweep.png``: train and validation values of the sweep's metric, per trial."""
+    """``sweep.png`` (see :func:`plot_figure`), or None before any trial completed."""
+    figure = plot_figure(directory)
+    if figure is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    from dltool.rundir import atomic_path
+
+    target = directory.path / PLOT
+    with atomic_path(target, suffix=".png") as temporary:
+        figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    return target
+
+
+def plot_figure(directory: SweepDir) -> Any:
+    """Train and validation values of the sweep's metric per trial (a matplotlib Figure).
+
+    Ticks are trial numbers, with the trial's values only when they are short: long values
+    would take the figure's room (they are in trials.csv and report.html). The best trial
+    is marked.
+    """
     header, rows = directory.rows()
     name = directory.sweep.metric.split(".", 1)[1]
     done = [r for r in rows if r[header.index("status")] == "completed"]
@@ -189,27 +214,30 @@ def plot(directory: SweepDir) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dltool.rundir import atomic_path
-
-    labels = [directory.trials[r[0] - 1].label() or f"trial {r[0]}" for r in done]
+    values = [directory.trials[r[0] - 1].label() for r in done]
+    short = all(len(v) <= LABEL_CHARACTERS for v in values)
+    labels = [f"{r[0]}: {v}".replace("$", r"\$") if short and v else str(r[0]) for r, v in zip(done, values, strict=True)]  # fmt: skip
     positions = np.arange(len(done))
-    figure, axis = plt.subplots(figsize=(max(6.0, 0.7 * len(done) + 2), 4.2))
+    figure, axis = plt.subplots(figsize=(min(24.0, max(6.0, 0.45 * len(done) + 2)), 4.6))
     for offset, split in ((-0.2, "train"), (0.2, "validation")):
-        values = [r[header.index(f"{split}.{name}")] for r in done]
+        heights = [r[header.index(f"{split}.{name}")] for r in done]
         axis.bar(
             positions + offset,
-            [v if v is not None else np.nan for v in values],
+            [v if v is not None else np.nan for v in heights],
             width=0.4,
             label=split,
         )
-    axis.set_xticks(positions, labels=labels, rotation=45, ha="right", fontsize=8)
+    best = directory.best()
+    if best is not None:
+        where = [r[0] for r in done].index(best["trial"])
+        axis.axvspan(where - 0.5, where + 0.5, color="#16a34a", alpha=0.15, label=f"best: trial {best['trial']}")  # fmt: skip
+    axis.set_xticks(positions, labels=labels, rotation=45 if short else 0, ha="right" if short else "center", fontsize=8)  # fmt: skip
+    axis.set_xlabel("trial" if short else "trial (its values: trials.csv, report.html)")
     axis.set_ylabel(name)
-    axis.set_title(f"{directory.sweep.name}: {name} per trial (gap = overfitting)")
-    axis.legend()
+    axis.set_title(
+        f"{directory.sweep.name}: {name} per trial (gap = overfitting)".replace("$", r"\$")
+    )
+    axis.legend(fontsize=8)
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
-    target = directory.path / PLOT
-    with atomic_path(target, suffix=".png") as temporary:
-        figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-    return target
+    return figure
