@@ -55,7 +55,7 @@ def test_grid_sweep_with_two_jobs(run_cli: Cli, tmp_path: Path) -> None:
     ]
     assert {r["status"] for r in rows} == {"completed"}
     assert len(list((folder / "runs").iterdir())) == 4  # each trial is a normal run folder
-    assert list(rows[0])[4:-3] == [
+    assert list(rows[0])[4:-4] == [
         "status",
         *(f"{s}.{m}" for s in ("train", "validation", "test") for m in ("loss", "accuracy")),
         "gap.loss",
@@ -127,8 +127,57 @@ def test_random_search_is_seeded_and_in_range(tmp_path: Path) -> None:
                 "grid": {"training.epochs": [1]},
                 "random": {"trials": 1, "params": {"seed": {"choice": [1]}}},
             },
-            r"give exactly one of grid and random",
+            r"give exactly one of grid, random and tpe \(received grid and random\)$",
             id="both",
+        ),
+        pytest.param({"repeats": 2}, r"give exactly one of grid, random and tpe$", id="no-search"),
+        pytest.param(
+            {"bayes": {"trials": 2, "params": {"seed": {"choice": [1]}}}},
+            r"bayes: unknown key",
+            id="unknown-search",
+        ),
+        pytest.param(
+            {
+                "tpe": {
+                    "trials": 2,
+                    "params": {"training.optimizer.learning_rate": {"log_uniform": [0.1, 0.001]}},
+                }
+            },
+            r"tpe\.params\['training\.optimizer\.learning_rate'\]: inverted range \(received \[0\.1, 0\.001\]; expected \[LOW, HIGH\] with LOW <= HIGH\)$",
+            id="inverted-log-uniform",
+        ),
+        pytest.param(
+            {"random": {"trials": 2, "params": {"model.layers[2].rate": {"uniform": [0.5, 0.1]}}}},
+            r"inverted range \(received \[0\.5, 0\.1\]",
+            id="inverted-uniform",
+        ),
+        pytest.param(
+            {"tpe": {"trials": 2, "params": {"training.epochs": {"int_uniform": [3, 1]}}}},
+            r"inverted range \(received \[3, 1\]",
+            id="inverted-int-uniform",
+        ),
+        pytest.param(
+            {"grid": {"training.epochs": [1]}, "prune": {"type": "medain"}},
+            r"prune\.type: unknown type, did you mean 'median'\? \(received 'medain'; expected one of median, successive_halving, hyperband\)$",
+            id="unknown-prune",
+        ),
+        pytest.param(
+            {"grid": {"training.epochs": [1]}, "prune": {"type": "median", "min_epochs": 0}},
+            r"prune\.median\.min_epochs: out of range|prune.*min_epochs",
+            id="prune-min-epochs",
+        ),
+        pytest.param(
+            {
+                "tpe": {"trials": 2, "params": {"training.epochs": {"int_uniform": [1, 3]}}},
+                "repeats": 2,
+            },
+            r"repeats: tpe trains each point once \(received repeats: 2\)",
+            id="tpe-repeats",
+        ),
+        pytest.param(
+            {"tpe": {"trials": 2, "params": {"model.input_shape": {"choice": [[3], [4]]}}}},
+            r"tpe choices must be numbers, strings, booleans or null \(received \[3\]\)",
+            id="tpe-list-choice",
         ),
         pytest.param(
             {"grid": {"training.epochs": [1]}, "metric": "accuracy"},
@@ -288,7 +337,7 @@ def test_trials_csv_columns_cover_every_metric_of_every_trial(tmp_path: Path) ->
     )
     directory.results[2] = _outcome(train={"loss": 0.1, "auc": 0.8}, test={"loss": 0.6})
     header, rows = directory.rows()
-    assert header[4:-3] == [
+    assert header[4:-4] == [
         *("train.loss", "train.accuracy", "train.auc"),
         *("validation.loss", "validation.accuracy", "validation.auc"),
         *("test.loss", "test.auc"),  # the sweep's own metric always has its three columns
