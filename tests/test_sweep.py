@@ -547,3 +547,36 @@ def test_resume_of_a_sweep_whose_files_no_longer_parse_is_refused(
     assert re.search(message, result.stderr), result.stderr
     assert "internal error" not in result.stderr
     assert not (folder / "trials.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_has_a_complete_run_folder_and_status_pruned_everywhere(
+    run_cli: Cli, tmp_path: Path
+) -> None:
+    """Real training: a hopeless learning rate is stopped after its first epoch by the median
+    pruner; its folder has everything a run has, for the epoch it trained."""
+    from dltool.rundir import RunDir
+
+    training = {"epochs": 3, "optimizer": {"name": "adam", "learning_rate": 0.01}}
+    grid = {"training.optimizer.learning_rate": [0.05, 0.00001]}
+    prune = {"type": "median", "min_epochs": 1, "startup_trials": 1}
+    path = _files(tmp_path, {"grid": grid, "prune": prune}, training=training, data={"validation_split": 0.25})  # fmt: skip
+    result = run_cli("sweep", path, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr + result.stdout
+    (folder,) = (tmp_path / "runs").iterdir()
+    rows = _rows(folder / "trials.csv")
+    assert [r["status"] for r in rows] == ["completed", "pruned"]
+    run = RunDir(folder / "runs" / rows[1]["run"])
+    info = run.info()
+    assert (info["status"], info["pruned_after_epoch"], info["epochs_completed"]) == (
+        "pruned",
+        1,
+        1,
+    )
+    assert run.missing_files() == []  # history, model.keras at that epoch, metrics, plots
+    assert len(_rows(run.path / "history.csv")) == 1
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert float(rows[1]["validation.loss"]) == pytest.approx(metrics["validation"]["loss"])
+    listed = json.loads(run_cli("runs", "--runs-dir", folder / "runs", "--json").stdout)
+    assert sorted(r["status"] for r in listed) == ["completed", "pruned"]
+    assert json.loads((folder / "best.json").read_text())["trial"] == 1

@@ -51,8 +51,8 @@ def _experimental() -> Iterator[None]:
 
 
 DATABASE_SCHEMES = ("postgresql://", "postgresql+psycopg://")
-HEARTBEAT_S = 2  # a worker records a heartbeat for each trial it trains this often
-STALE_AFTER_S = 8  # a running trial without a heartbeat for this long was lost with its worker
+HEARTBEAT_S = 1  # a worker records a heartbeat for each trial it trains this often
+STALE_AFTER_S = 6  # a running trial without a heartbeat for this long was lost with its worker
 
 # Trial attributes (Optuna user attrs): dltool's trial number, seed and values, the worker
 # that took it and, once it ended, what happened: status, run folder, final metrics, error.
