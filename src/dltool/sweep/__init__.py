@@ -20,8 +20,10 @@ row per trial (every final ``split.metric``) and is rewritten (atomically) from 
 each one, so an interrupted sweep loses no finished trial and ``--resume`` skips them.
 
 The package: :mod:`.spec` (the sweep file and the trial plan), :mod:`.study` (the Optuna
-study: storage, taking trials, pruning), :mod:`.folder` (the sweep folder and its tables),
-:mod:`.executor` (running trials, in worker processes with ``--jobs``); :func:`open_sweep`,
+study: storage, taking trials, heartbeats), :mod:`.pruning` (the pruners, and what a trial
+reports after each epoch), :mod:`.folder` (the sweep folder and its tables), :mod:`.opening`
+(a new, joined, resumed or --status folder), :mod:`.executor` (running trials, in worker
+processes with ``--jobs``); :func:`open_sweep`,
 :func:`run` and :func:`show_status` here are what ``dltool sweep`` calls.
 """
 
@@ -38,7 +40,7 @@ from rich.console import Console
 from dltool import interrupts, locks, views
 from dltool.errors import ExitCode
 from dltool.rundir import STATUS_COMPLETED, STATUS_PRUNED
-from dltool.sweep import folder as folders
+from dltool.sweep import opening
 from dltool.sweep.executor import execute, run_trial
 from dltool.sweep.folder import SweepDir, plot, require_sweep_folder
 from dltool.sweep.spec import SweepConfig, Trial, load_sweep, plan
@@ -66,16 +68,16 @@ def open_sweep(
     """
     if join is not None:
         assert storage is not None  # noqa: S101  (the CLI requires it)
-        directory = folders.join(join, storage, runs_dir)
+        directory = opening.join(join, storage, runs_dir)
     elif resume:
         assert target is not None  # noqa: S101
         require_sweep_folder(target)
         with locks.hold(target, "sweep"):
-            yield folders.reopen(target, storage)
+            yield opening.reopen(target, storage)
         return
     else:
         assert target is not None  # noqa: S101
-        directory = folders.create(load_sweep(target), target, runs_dir, storage)
+        directory = opening.create(load_sweep(target), target, runs_dir, storage)
     with locks.hold(directory.path, "sweep"):
         yield directory
 
@@ -161,7 +163,7 @@ def show_status(name: str, storage: str, runs_dir: Path, console: Console) -> Ex
     Returns:
         ExitCode.OK, or TRAINING_FAILED when a trial failed.
     """
-    directory = folders.status(name, storage, runs_dir)
+    directory = opening.status(name, storage, runs_dir)
     waiting = len(directory.trials) - len(directory.results) - len(directory.stopped)
     views.line(
         console,

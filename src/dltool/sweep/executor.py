@@ -36,8 +36,9 @@ from dltool.rundir import (
     folders_named,
 )
 from dltool.sweep.folder import SweepDir
+from dltool.sweep.pruning import Watch
 from dltool.sweep.spec import Trial
-from dltool.sweep.study import Claimed, Heartbeat, Watch, busy_elsewhere
+from dltool.sweep.study import Claimed, Heartbeat, busy_elsewhere
 
 _STOP: Any = None
 _PARENT = 0  # the sweep process's pid, in a worker; 0 in the sweep process itself
@@ -48,11 +49,25 @@ _IN_TRIAL = threading.Event()  # set while a worker's run_trial runs
 ORPHAN_GRACE_S = 20
 
 
-def _start_worker(stop: Any, parent: int) -> None:
-    """Set up a worker process: ignore signals between trials, follow the parent's stop,
-    and end with the parent (see :func:`_follow_parent`)."""
+# TensorFlow's thread pools, read from the environment when it starts in a worker.
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")
+
+
+def worker_threads(jobs: int) -> int:
+    """Threads for each of ``jobs`` workers' TensorFlow: the cores shared out, so that N
+    workers do not each start a pool as large as the machine and fight over it."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def _start_worker(stop: Any, parent: int, threads: int = 0) -> None:
+    """Set up a worker process: share out the cores (``threads`` each, unless the user set
+    TensorFlow's thread variables), ignore signals between trials, follow the parent's
+    stop, and end with the parent (see :func:`_follow_parent`)."""
     global _STOP, _PARENT
     _STOP, _PARENT = stop, parent
+    if threads:
+        for name in THREAD_VARIABLES:
+            os.environ.setdefault(name, str(threads))  # before TensorFlow is imported here
     threading.Thread(target=_follow_parent, args=(parent,), daemon=True).start()
     # Ctrl-C in a terminal reaches every worker too. Between trials it must not kill the
     # worker (that breaks the pool); during one, run_trial's handling_signals() turns it
@@ -246,7 +261,7 @@ def _execute_parallel(directory: SweepDir, jobs: int, report: Report, heartbeat:
     drained = False  # no trial waited at the last look
 
     def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(stop, os.getpid()))  # fmt: skip
+        return ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(stop, os.getpid(), worker_threads(jobs)))  # fmt: skip
 
     pool = new_pool()
     try:

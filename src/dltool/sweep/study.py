@@ -13,6 +13,8 @@ worker records a heartbeat for each trial it trains; a trial whose heartbeat sto
 worker was killed) is failed by the next worker that looks, and queued again.
 
 Nothing here imports TensorFlow; optuna itself is imported only by sweep commands.
+Just over 400 lines because it is the one place that reads and writes the study: storage,
+creating and loading it, taking, finishing and re-queueing trials, and heartbeats.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dltool.errors import InputError, UsageError
 from dltool.rundir import STATUS_COMPLETED, STATUS_INTERRUPTED, STATUS_PRUNED
+from dltool.sweep import pruning
 from dltool.sweep.spec import SweepConfig, Trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # dltool prints its own line per trial
@@ -140,7 +143,7 @@ def _open_database(url: str) -> RDBStorage:
                 engine_kwargs={"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}},
                 heartbeat_interval=HEARTBEAT_S,
                 grace_period=STALE_AFTER_S,
-                heartbeat_stale_trial_callback=_queue_again,
+                heartbeat_stale_trial_callback=queue_again,  # another worker trains it
             )
     except Exception as error:  # SQLAlchemy wraps the driver's OperationalError
         raise InputError(f"{shown(url)}: cannot use the database: {_first_line(error)}") from None
@@ -171,30 +174,6 @@ def sampler(sweep: SweepConfig, joined: bool = False) -> optuna.samplers.BaseSam
             multivariate=True,
             constant_liar=True,  # parallel workers do not propose the same point (optuna #4714)
         )
-
-
-def pruner(prune: dict[str, Any] | None, epochs: int) -> optuna.pruners.BasePruner:
-    """The Optuna pruner a sweep's ``prune`` section describes (``epochs``: the base's)."""
-    if prune is None:
-        return optuna.pruners.NopPruner()
-    kind, minimum = prune["type"], prune["min_epochs"]
-    if kind == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=prune["startup_trials"], n_warmup_steps=minimum
-        )
-    if kind == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=minimum, reduction_factor=prune["reduction_factor"]
-        )
-    return optuna.pruners.HyperbandPruner(
-        min_resource=minimum,
-        max_resource=max(epochs, minimum),
-        reduction_factor=prune["reduction_factor"],
-    )
-
-
-def prune_spec(sweep: SweepConfig) -> dict[str, Any] | None:
-    return sweep.prune.model_dump(mode="json") if sweep.prune is not None else None
 
 
 def find(storage: BaseStorage, name: str) -> bool:
@@ -232,7 +211,7 @@ def create(
         storage=storage,
         direction=direction(sweep),
         sampler=sampler(sweep),
-        pruner=pruner(prune_spec(sweep), epochs),
+        pruner=pruning.pruner(pruning.prune_spec(sweep), epochs),
     )
     for key, value in attrs.items():
         study.set_user_attr(key, value)
@@ -249,7 +228,7 @@ def load(
         study_name=sweep.name,
         storage=storage,
         sampler=sampler(sweep, joined),
-        pruner=pruner(prune_spec(sweep), epochs),
+        pruner=pruning.pruner(pruning.prune_spec(sweep), epochs),
     )
 
 
@@ -347,7 +326,8 @@ def finish(
 
 
 def queue_again(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Queue a trial's point again, with its number and seed (and a tpe trial's values)."""
+    """Queue a trial's point again, with its number and seed (and a tpe trial's values); also
+    Optuna's callback for a trial it failed because its heartbeat stopped."""
     attrs = trial.user_attrs
     if TRIAL not in attrs:
         return  # not one of dltool's trials
@@ -355,11 +335,6 @@ def queue_again(study: optuna.Study, trial: FrozenTrial) -> None:
         dict(trial.params),
         user_attrs={TRIAL: attrs[TRIAL], SEED: attrs[SEED], VALUES: attrs.get(VALUES) or {}},
     )
-
-
-def _queue_again(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Optuna's callback for a trial it failed as stale: another worker trains it again."""
-    queue_again(study, trial)
 
 
 def stale_outcome(trial: FrozenTrial) -> dict[str, Any]:
@@ -433,43 +408,3 @@ class Heartbeat:
             yield self
         finally:
             self._stop.set()
-
-
-@dataclass(frozen=True)
-class Watch:
-    """What a trial's training reports after each epoch, for pruning (picklable: it travels
-    to a worker process, which opens the storage itself)."""
-
-    storage: str
-    study_name: str
-    trial_id: int
-    key: str  # Keras' epoch-log key of the sweep's metric, e.g. val_loss
-    prune: dict[str, Any]
-    epochs: int
-
-    def __call__(self, epoch: int, logs: dict[str, float]) -> bool:
-        """Record epoch ``epoch``'s value (from 1); True when the trial should stop (pruned)."""
-        value = logs.get(self.key)
-        if value is None or not math.isfinite(value):
-            return False
-        study = _watched(self)
-        storage = storage_of(study)
-        storage.set_trial_intermediate_value(self.trial_id, epoch, float(value))
-        if epoch < self.prune["min_epochs"] or epoch >= self.epochs:
-            return False  # too early to judge, or already the last epoch
-        return bool(study.pruner.prune(study, storage.get_trial(self.trial_id)))
-
-
-_WATCHED: dict[tuple[str, str], optuna.Study] = {}
-
-
-def _watched(watch: Watch) -> optuna.Study:
-    key = (watch.storage, watch.study_name)
-    if key not in _WATCHED:
-        _WATCHED[key] = optuna.load_study(
-            study_name=watch.study_name,
-            storage=open_storage(watch.storage),
-            sampler=optuna.samplers.RandomSampler(seed=0),  # never samples here
-            pruner=pruner(watch.prune, watch.epochs),
-        )
-    return _WATCHED[key]
