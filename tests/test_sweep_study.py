@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -292,3 +293,16 @@ def test_every_pruner_stops_hopeless_trials(
     assert {r["status"] for r in rows[3:]} >= {"pruned"}
     best = json.loads((_folder(tmp_path) / "best.json").read_text())
     assert best["values"][RATE] in (0.01, 0.011, 0.009)
+
+
+def test_parallel_workers_share_the_cores_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dltool.sweep import executor
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert [executor.worker_threads(jobs) for jobs in (1, 2, 3, 16)] == [8, 4, 2, 1]
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice stays
+    executor.share_cores(4)
+    assert (os.environ["TF_NUM_INTRAOP_THREADS"], os.environ["OMP_NUM_THREADS"]) == ("4", "3")

@@ -59,15 +59,21 @@ def worker_threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
+def share_cores(threads: int) -> None:
+    """Give this process's TensorFlow ``threads`` threads (before it is imported), unless the
+    user set TensorFlow's thread variables; 0 leaves TensorFlow's defaults."""
+    if threads:
+        for name in THREAD_VARIABLES:
+            os.environ.setdefault(name, str(threads))
+
+
 def _start_worker(stop: Any, parent: int, threads: int = 0) -> None:
     """Set up a worker process: share out the cores (``threads`` each, unless the user set
     TensorFlow's thread variables), ignore signals between trials, follow the parent's
     stop, and end with the parent (see :func:`_follow_parent`)."""
     global _STOP, _PARENT
     _STOP, _PARENT = stop, parent
-    if threads:
-        for name in THREAD_VARIABLES:
-            os.environ.setdefault(name, str(threads))  # before TensorFlow is imported here
+    share_cores(threads)
     threading.Thread(target=_follow_parent, args=(parent,), daemon=True).start()
     # Ctrl-C in a terminal reaches every worker too. Between trials it must not kill the
     # worker (that breaks the pool); during one, run_trial's handling_signals() turns it
