@@ -34,9 +34,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("postgres")]
 
 
 @pytest.fixture(scope="session")
-def database() -> Iterator[str]:
-    """A running server's URL; fails loudly (never skips) when PostgreSQL cannot start."""
-    with pgserver.running_server() as url:
+def network() -> Iterator[pgserver.WorkerNetwork | None]:
+    """The workers' own network namespace, where one can be made (as root: CI)."""
+    with pgserver.worker_network() as made:
+        yield made
+
+
+@pytest.fixture(scope="session")
+def database(network: pgserver.WorkerNetwork | None) -> Iterator[str]:
+    """A running server's URL; fails loudly (never skips) when PostgreSQL cannot start. It
+    listens on loopback and, with a worker namespace, on its side of the veth pair."""
+    also = network.server_address if network is not None else None
+    with pgserver.running_server(also=also) as url:
         yield url
 
 
@@ -120,12 +129,21 @@ GRID = {UNITS: [2, 3, 4, 5, 6, 7]}
 WORKER_CONFIG = {"data": {"n_train": 300, "validation_split": 0.25}, "training": {"epochs": 12, "batch_size": 16}}  # fmt: skip
 
 
-def _start(folder: Path, *arguments: str) -> subprocess.Popen[str]:
+def _start(folder: Path, prefix: list[str], *arguments: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [str(DLTOOL), "sweep", *arguments, "--runs-dir", "runs"],
+        [*prefix, str(DLTOOL), "sweep", *arguments, "--runs-dir", "runs"],
         cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
+
+
+def _clients(url: str) -> set[str]:
+    """The addresses the server's clients connect from now."""
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        rows = connection.execute("SELECT DISTINCT host(client_addr) FROM pg_stat_activity WHERE client_addr IS NOT NULL").fetchall()  # fmt: skip
+    return {row[0] for row in rows}
 
 
 def _training_now(folder: Path) -> bool:
@@ -137,31 +155,41 @@ def _training_now(folder: Path) -> bool:
 
 
 def test_three_workers_share_one_study_and_a_killed_ones_trial_is_retried(
-    run_cli: Cli, database: str, tmp_path: Path
+    run_cli: Cli, database: str, network: pgserver.WorkerNetwork | None, tmp_path: Path
 ) -> None:
     """Three `dltool sweep` processes, each with its own folder and runs, over TCP: one
     creates the study, two join it; one joiner is killed with SIGKILL mid-trial. The grid is
-    trained once (the killed trial again, by another worker), with a one-worker run's metrics."""
+    trained once (the killed trial again, by another worker), with a one-worker run's metrics.
+
+    As root the workers run in their own network namespace and reach the server over a veth
+    pair (a network between two hosts); otherwise over loopback."""
     from optuna.trial import TrialState
 
     from dltool.sweep import study as studies
 
+    prefix, remote = [], database
+    if network is not None:
+        prefix = network.prefix
+        remote = database.replace("@127.0.0.1:", f"@{network.server_address}:")
+    print(f"workers reach the server at {remote.split('@')[1]}" + (" from their own network namespace" if network else " over loopback"))  # fmt: skip
+
     folders = [tmp_path / f"machine{n}" for n in (1, 2, 3)]
     for folder in folders:
         _write(folder, {"name": "shared", "grid": GRID, "metric": "validation.loss"}, **WORKER_CONFIG)  # fmt: skip
-    creator = _start(folders[0], "sweep.yaml", "--storage", database)
+    creator = _start(folders[0], prefix, "sweep.yaml", "--storage", remote)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and creator.poll() is None:
         if studies.find(studies.open_storage(database), "shared") and _study(database, "shared").user_attrs.get(studies.READY):  # fmt: skip
             break
         time.sleep(0.2)
-    joiners = [_start(folder, "--join", "shared", "--storage", database) for folder in folders[1:]]
-    killed = None
+    joiners = [_start(folder, prefix, "--join", "shared", "--storage", remote) for folder in folders[1:]]  # fmt: skip
+    killed, clients = None, set()
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and killed is None:
             for folder, process in zip(folders[1:], joiners, strict=True):
                 if process.poll() is None and _training_now(folder):
+                    clients = _clients(database)
                     process.send_signal(signal.SIGKILL)
                     killed = process
                     break
@@ -187,6 +215,8 @@ def test_three_workers_share_one_study_and_a_killed_ones_trial_is_retried(
     assert retry.user_attrs[studies.WORKER]["pid"] != killed.pid  # another worker retried it
     workers = {t.user_attrs[studies.WORKER]["pid"] for t in completed}
     assert len(workers) >= 2
+    if network is not None:  # while they trained, the workers' connections came over the veth pair
+        assert pgserver.WORKER_SIDE in clients, clients
     for trial in completed:
         run = Path(trial.user_attrs[studies.OUTCOME]["run"])
         assert json.loads((run / "run.json").read_text())["status"] == "completed"
