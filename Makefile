@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dltool-installed
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast lint format bench bench-sweeps clean
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ bench: install
 	$(BIN)/python benchmarks/options.py
 	$(BIN)/python benchmarks/predict_csv.py
 	$(BIN)/python benchmarks/compare.py
+
+# Search quality, pruning and throughput of sweeps (benchmarks/results-sweeps.md): about
+# 30 minutes on 2 cores, and it starts a PostgreSQL server like the tests do.
+bench-sweeps: install
+	$(BIN)/python benchmarks/sweeps.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis src/*.egg-info

@@ -100,29 +100,42 @@ def trials_to_reach(trials: list[dict[str, Any]], target: float) -> int | None:
     return None
 
 
-def quality_and_pruning(seeds: int, trials: int, parts: set[str]) -> list[str]:
+def _one_search(job: tuple[str, int, int]) -> tuple[str, int, list[dict[str, Any]]]:
+    """One (search, seed) sweep in a fresh folder: what a pool process runs."""
+    kind, seed, trials = job
+    search = {"trials": trials, "seed": seed, "params": PARAMS}
+    sweep: dict[str, Any] = {"name": f"{kind.replace('+', '-')}-{seed}"}
+    if kind == "random":
+        sweep["random"] = search
+    else:
+        sweep["tpe"] = {**search, "startup_trials": 8}
+    if kind == "tpe+median":
+        sweep["prune"] = PRUNE
+    with tempfile.TemporaryDirectory(prefix="dltool-bench-sweeps-") as scratch:
+        result = run_sweep(Path(scratch), sweep)
+    print(f"seed {seed} {kind}: best {best_after(result, trials):.4f}", flush=True)
+    return kind, seed, result
+
+
+def quality_and_pruning(seeds: int, trials: int, parts: set[str], parallel: int) -> list[str]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     lines: list[str] = []
     runs: dict[str, list[list[dict[str, Any]]]] = {"random": [], "tpe": [], "tpe+median": []}
     started = time.perf_counter()
-    lines.append(f"Machine: {machine()}.")
-    with tempfile.TemporaryDirectory(prefix="dltool-bench-sweeps-") as scratch:
-        for seed in range(seeds):
-            kinds = ["random", "tpe"] + (["tpe+median"] if "pruning" in parts else [])
-            for kind in kinds:
-                search = {"trials": trials, "seed": seed, "params": PARAMS}
-                sweep: dict[str, Any] = {"name": f"{kind.replace('+', '-')}-{seed}"}
-                if kind == "random":
-                    sweep["random"] = search
-                else:
-                    sweep["tpe"] = {**search, "startup_trials": 8}
-                if kind == "tpe+median":
-                    sweep["prune"] = PRUNE
-                folder = Path(scratch) / sweep["name"]
-                folder.mkdir()
-                runs[kind].append(run_sweep(folder, sweep))
-                print(f"seed {seed} {kind}: best {best_after(runs[kind][-1], trials):.4f}", flush=True)  # fmt: skip
+    lines.append(f"Machine: {machine()}; {parallel} sweeps at a time, each in its own process.")
+    kinds = ["random", "tpe"] + (["tpe+median"] if "pruning" in parts else [])
+    jobs = [(kind, seed, trials) for seed in range(seeds) for kind in kinds]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(parallel, mp_context=context) as pool:
+        done = {(kind, seed): result for kind, seed, result in pool.map(_one_search, jobs)}
+    for kind in kinds:
+        runs[kind] = [done[(kind, seed)] for seed in range(seeds)]
     elapsed = time.perf_counter() - started
-    lines.append(f"Took {elapsed / 60:.1f} min for {sum(len(r) for r in runs.values())} sweeps.")
+    lines.append(
+        f"Took {elapsed / 60:.1f} min for {sum(len(r) for r in runs.values())} sweeps of {trials} trials."
+    )
     lines += ["", "### Search quality: best validation loss after N trials (median over seeds)", ""]
     checkpoints = [n for n in (5, 10, 15, 20, 30) if n <= trials]
     lines.append("| search | " + " | ".join(f"N={n}" for n in checkpoints) + " |")
@@ -213,6 +226,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--throughput-trials", type=int, default=12)
     parser.add_argument("--only", default="quality,pruning,throughput")
+    parser.add_argument(
+        "--parallel", type=int, default=3, help="sweeps at a time (quality, pruning)"
+    )
     parser.add_argument("--output", type=Path, default=HERE / "results-sweeps.md")
     arguments = parser.parse_args()
     parts = set(arguments.only.split(","))
@@ -227,7 +243,7 @@ def main() -> None:
         "",
     ]  # fmt: skip
     if parts & {"quality", "pruning"}:
-        lines += quality_and_pruning(arguments.seeds, arguments.trials, parts)
+        lines += quality_and_pruning(arguments.seeds, arguments.trials, parts, arguments.parallel)
         lines.append("")
     if "throughput" in parts:
         lines += throughput(arguments.throughput_trials)
