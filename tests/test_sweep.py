@@ -287,6 +287,11 @@ def test_interrupted_sweep_resumes(tmp_path: Path) -> None:
     assert "continue with: dltool sweep" in stderr
     finished = [r for r in _rows(table) if r["status"] == "completed"]
     assert 1 <= len(finished) < 6
+    # The journal has what trials.csv says, and the interrupted trial waits to be trained again.
+    attempts = _journal_study(table.parent).trials
+    outcomes = [t.user_attrs.get("dltool.outcome", {}).get("status") for t in attempts]
+    assert outcomes.count("completed") == len(finished)
+    assert sum(t.state.name == "WAITING" for t in attempts) == 6 - len(finished)
     done = subprocess.run(
         [str(DLTOOL), "sweep", str(table.parent), "--resume"],
         capture_output=True,
@@ -399,6 +404,14 @@ def test_parallel_sweep_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert {n: s for n, s in after.items() if n in folders} == folders  # interrupted stay so
 
 
+def _journal_study(folder: Path) -> Any:
+    """The study in a sweep folder's journal file, read as another process would."""
+    from dltool.sweep import study as studies
+
+    sweep = load_sweep(folder / "sweep.yaml", recorded=True)
+    return studies.load(studies.open_storage(str(folder / "study.journal")), sweep, epochs=1)
+
+
 def _children(pid: int) -> list[int]:
     """Process ids whose parent is ``pid`` (from /proc: Linux)."""
     found = []
@@ -485,6 +498,9 @@ def test_workers_die_with_a_killed_sweep(run_cli: Cli, tmp_path: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     (folder,) = runs.iterdir()
+    # The journal survived the SIGKILL: the two trials it was training still say running.
+    states = sorted(t.state.name for t in _journal_study(folder).trials)
+    assert states == ["RUNNING", "RUNNING", "WAITING"], states
     listed = json.loads(run_cli("runs", "--runs-dir", folder / "runs", "--json").stdout)
     assert len(listed) == 2
     for row in listed:
