@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dltool-installed
 
-.PHONY: install demo test test-fast lint format bench bench-sweeps clean
+.PHONY: install demo test test-fast lint format bench bench-data bench-sweeps clean
 
 install: $(STAMP)
 
@@ -43,6 +43,12 @@ bench: install
 	$(BIN)/python benchmarks/options.py
 	$(BIN)/python benchmarks/predict_csv.py
 	$(BIN)/python benchmarks/compare.py
+
+# Data bigger than memory: image folders of 2,000 / 6,000 / 25,000 images and a 10-million-row
+# CSV against plain Keras (generated once into /tmp/dltool-bench-data, about 1.5 GB). About
+# 15 minutes on 2 cores; run it on a quiet machine.
+bench-data: install
+	$(BIN)/python benchmarks/data_scale.py
 
 # Search quality, pruning and throughput of sweeps (benchmarks/results-sweeps.md): about
 # 30 minutes on 2 cores, and it starts a PostgreSQL server like the tests do.

@@ -15,6 +15,7 @@ from PIL import Image
 from conftest import assert_stratified, tiny_config
 from dltool.data import load_dataset
 from dltool.data.images import ImageFolderData
+from dltool.data.rows import Rows
 from dltool.data.shapes import ShapesData
 from dltool.errors import DataError
 
@@ -72,19 +73,32 @@ def _bad_files(classes: Path) -> list[Path]:
 # ------------------------------------------------------------- image folder: happy
 
 
-def test_rgb_images_are_resized_and_labelled(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("settings", "mode"),
+    [({}, "memory"), ({"loading": "stream"}, "stream"), ({"cache": "disk"}, "disk cache")],
+)
+def test_rgb_images_are_resized_and_labelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any], mode: str
+) -> None:
+    """In memory, streamed or from the disk cache: the same pixels, labels and notes."""
+    monkeypatch.setenv("DLTOOL_CACHE_DIR", str(tmp_path / "cache"))
     root = _folder(tmp_path / "train", {"dog": 2, "cat": 3, "bird": 2})
-    dataset = _config(root).load(0, "multiclass")
+    dataset = _config(root, **settings).load(0, "multiclass")
 
     assert dataset.class_names == ["bird", "cat", "dog"]  # sorted, not creation order
     assert dataset.x_train.shape == (7, 6, 8, 3)  # image_size is [height, width]
     assert dataset.x_train.dtype == np.float32
     np.testing.assert_array_equal(dataset.y_train, [0, 0, 1, 1, 1, 2, 2])
     assert dataset.y_train.dtype == np.int64
-    reds = dataset.x_train[:, :, :, 0]  # uniform images stay uniform through bilinear resizing
+    assert isinstance(dataset.x_train, Rows) == (mode != "memory")
+    pixels = dataset.x_train.load()[0] if isinstance(dataset.x_train, Rows) else dataset.x_train
+    if mode == "stream":  # resizing is counted as it happens
+        dataset.notes["resized"] = len(dataset.x_train.reader.resized)
+    assert dataset.notes.pop("loading")["mode"] == mode
+    reds = pixels[:, :, :, 0]  # uniform images stay uniform through bilinear resizing
     np.testing.assert_array_equal(reds.min(axis=(1, 2)), reds.max(axis=(1, 2)))
     np.testing.assert_array_equal(reds[:, 0, 0], [20, 20, 10, 10, 10, 0, 0])  # bird was 3rd
-    np.testing.assert_array_equal(dataset.x_train[:, 0, 0, 1:], [[100, 50]] * 7)
+    np.testing.assert_array_equal(pixels[:, 0, 0, 1:], [[100, 50]] * 7)
     assert dataset.x_test is None
     assert dataset.notes == {
         "path": str(root),

@@ -71,6 +71,7 @@ def test_csv_string_labels_become_sorted_classes(tmp_path: Path) -> None:
         "rows": 4,
         "target": "kind",
         "normalize": True,
+        "loading": {"mode": "memory", "why": "33 bytes of CSV, at most 128.0 MB"},
     }
 
 
@@ -238,7 +239,12 @@ def test_npz_with_test_arrays_keeps_image_shape(tmp_path: Path) -> None:
     assert dataset.class_names == ["0", "1", "2"]
     assert dataset.y_test is not None
     assert dataset.y_test.tolist() == [2, 1]
-    assert dataset.notes == {"file": config.path, "rows": 6, "test_rows": 2}
+    assert dataset.notes == {
+        "file": config.path,
+        "loading": {"mode": "memory", "why": "an .npz is read whole"},
+        "rows": 6,
+        "test_rows": 2,
+    }
 
 
 def test_npz_without_test_arrays_uses_class_names(tmp_path: Path) -> None:

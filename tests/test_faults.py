@@ -35,7 +35,7 @@ SLOW = tiny_config(
 # overflows early in epoch 2 (measured: inf in epoch 2, batch 4).
 DIVERGES = tiny_config(
     model={"input_shape": [3], "layers": [{"type": "normalization"}, {"type": "dense", "units": 8}, {"type": "dense", "units": 1}]},
-    training={"loss": "mean_squared_error", "metrics": [], "epochs": 30, "checkpoint_seconds": 0, "optimizer": {"name": "sgd", "learning_rate": 0.5}},
+    training={"loss": "mean_squared_error", "metrics": [], "epochs": 30, "checkpoint_seconds": 0, "optimizer": {"name": "sgd", "learning_rate": 0.6}},
 )  # fmt: skip
 NAN_MESSAGE = re.compile(
     r"error: training: the loss became (nan|inf) in epoch (\d+), "

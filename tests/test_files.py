@@ -154,13 +154,19 @@ def test_a_table_larger_than_memory_is_refused_before_reading(
     """A 2 GB CSV gave MemoryError after 32 s; now a one-line refusal before any read."""
     monkeypatch.setattr(files, "available_memory", lambda: 3_000_000_000)
     table = _sparse(tmp_path / "big.csv", 2_000_000_000)  # no line ends: at least its text, twice
-    config = CsvData.model_validate({"source": "csv", "path": str(table), "target": "y"})
+    whole = {"source": "csv", "path": str(table), "target": "y", "loading": "memory"}
     with pytest.raises(DataError) as caught:
-        load_dataset(config, 0, "multiclass")
+        load_dataset(CsvData.model_validate(whole), 0, "multiclass")
     assert caught.value.lines == [
         f"{table}: the file is 2.0 GB; reading it needs about 4.0 GB of memory and 3.0 GB is "
-        "available (train on a sample of the rows, or on a machine with more memory; dltool "
-        "reads a training table whole)"
+        "available (stream it instead: data.loading: stream or auto)"
+    ]
+    streamed = CsvData.model_validate({**whole, "loading": "auto"})  # 2 GB: streamed
+    with pytest.raises(DataError) as caught:
+        load_dataset(streamed, 0, "multiclass")
+    assert caught.value.lines == [
+        f"{table}: line 1 is longer than 1.0 MB (expected a header line of column names, "
+        "then one line per row)"
     ]
     arrays = _sparse(tmp_path / "big.npz", 2_000_000_000)
     config_arrays = NumpyData.model_validate({"source": "numpy", "path": str(arrays)})

@@ -61,8 +61,11 @@ def test_run_folder_is_complete(
     assert info["started_at"] <= info["finished_at"]
 
     metrics = json.loads((run / "metrics.json").read_text())
-    assert list(metrics) == ["train", "validation", "test", "test_classes"]
+    assert list(metrics) == ["train", "validation", "test", "test_classes", "evaluated"]
     assert list(metrics["test"]) == ["loss", "accuracy", "auc"]
+    evaluated = metrics["evaluated"]  # every row of each split: the training split is small
+    assert evaluated["test"] == {"rows": 40, "of": 40}
+    assert evaluated["train"]["rows"] == evaluated["train"]["of"] == info["examples"]["train"]
     classes = metrics["test_classes"]
     assert list(classes["per_class"]) == ["fail", "pass"]
     assert set(classes["per_class"]["pass"]) == {"precision", "recall", "f1-score", "support"}

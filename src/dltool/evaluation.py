@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dltool.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from dltool.data.rows import Rows
 
 
 @dataclass
@@ -18,6 +21,18 @@ class Predictions:
     raw: np.ndarray  # what the model returned, (n, outputs)
     y_true: np.ndarray  # (n, k) labels as given
     class_names: list[str]
+    index: np.ndarray | None = None  # each row's position in the split (None: 0..n-1)
+
+    def subset(self, keep: np.ndarray) -> Predictions:
+        """The rows where ``keep`` is True, keeping their positions in the split."""
+        if keep.all():
+            return self
+        positions = np.arange(len(self.raw)) if self.index is None else self.index
+        return replace(self, raw=self.raw[keep], y_true=self.y_true[keep], index=positions[keep])
+
+    @property
+    def positions(self) -> np.ndarray:
+        return np.arange(len(self.raw)) if self.index is None else self.index
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -37,7 +52,7 @@ class Predictions:
         return self.probabilities.argmax(axis=1)
 
 
-def predict(model: Any, x: np.ndarray, y: np.ndarray, config: ExperimentConfig, class_names: list[str] | None, batch_size: int) -> Predictions:  # fmt: skip
+def predict(model: Any, x: np.ndarray | Rows, y: np.ndarray, config: ExperimentConfig, class_names: list[str] | None, batch_size: int) -> Predictions:  # fmt: skip
     from dltool.pipelines import predict_array  # TensorFlow: only where a model runs
 
     raw = predict_array(model, x, batch_size)
@@ -50,14 +65,14 @@ def predictions_table(predictions: Predictions) -> tuple[list[str], list[list[An
     """``predictions.csv``: index, true, predicted, correct, prob_<class>... (or error)."""
     if predictions.task == "regression":
         true, predicted = predictions.y_true[:, 0], predictions.raw[:, 0]
-        rows = [[i, fixed_point(t), fixed_point(p), fixed_point(p - t)] for i, (t, p) in enumerate(zip(true, predicted, strict=True))]  # fmt: skip
+        rows = [[int(i), fixed_point(t), fixed_point(p), fixed_point(p - t)] for i, t, p in zip(predictions.positions, true, predicted, strict=True)]  # fmt: skip
         return ["index", "true", "predicted", "error"], rows
     names = predictions.class_names
     header = ["index", "true", "predicted", "correct", *(f"prob_{name}" for name in names)]
     true, predicted = predictions.true_index, predictions.predicted_index
     rows = [
-        [i, names[t], names[p], bool(t == p), *(fixed_point(v) for v in probabilities)]
-        for i, (t, p, probabilities) in enumerate(zip(true, predicted, predictions.probabilities, strict=True))
+        [int(i), names[t], names[p], bool(t == p), *(fixed_point(v) for v in probabilities)]
+        for i, t, p, probabilities in zip(predictions.positions, true, predicted, predictions.probabilities, strict=True)
     ]  # fmt: skip
     return header, rows
 

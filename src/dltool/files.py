@@ -133,12 +133,13 @@ def check_fits_memory(path: Path, needed: int, error: type[DltoolError], advice:
     available = available_memory()
     if available is not None and needed > available:
         raise error(
-            f"{path}: the file is {size_in_bytes(_size(path))}; reading it needs about "
+            f"{path}: the file is {size_in_bytes(file_size(path))}; reading it needs about "
             f"{size_in_bytes(needed)} of memory and {size_in_bytes(available)} is available{advice}"
         )
 
 
-def _size(path: Path) -> int:
+def file_size(path: Path) -> int:
+    """A file's size in bytes; 0 when it cannot be read (its reader reports why)."""
     try:
         return path.stat().st_size
     except OSError:
@@ -147,7 +148,7 @@ def _size(path: Path) -> int:
 
 def array_memory(path: Path) -> int:
     """Memory to read a NumPy file and convert it to float32: about twice its size."""
-    return 2 * _size(path)
+    return 2 * file_size(path)
 
 
 def table_memory(path: Path, delimiter: str = ",") -> int:
@@ -156,7 +157,7 @@ def table_memory(path: Path, delimiter: str = ",") -> int:
     Reads at most CSV_SAMPLE_BYTES; a missing, special or unreadable file gives 0 (the
     reader reports it).
     """
-    size = _size(path)
+    size = file_size(path)
     try:
         with open_regular(path) as handle:
             sample = handle.read(CSV_SAMPLE_BYTES)
@@ -373,14 +374,29 @@ def read_image(path: Path, image_size: tuple[int, int], color_mode: str) -> tupl
     Raises:
         FileRefused / OSError / ValueError: the file cannot be read (callers report the path).
     """
+
+    pixels, resized = read_pixels(path, image_size, color_mode)
+    return pixels.astype("float32"), resized
+
+
+def read_pixels(
+    path: Path, image_size: tuple[int, int], color_mode: str
+) -> tuple[np.ndarray, bool]:
+    """Pixels as uint8 (height, width, channels), and whether it was resized: converted to
+    ``color_mode`` (Pillow ``L`` or ``RGB``), then resized bilinearly if its size differs.
+
+    Raises:
+        FileRefused / OSError / ValueError: the file cannot be read (callers report the path).
+    """
     import numpy as np
     from PIL import Image
 
+    mode = "L" if color_mode == "grayscale" else "RGB"
     with open_regular(path, "an image file") as handle, Image.open(handle) as image:
-        converted = image.convert("L" if color_mode == "grayscale" else "RGB")
+        converted = image if image.mode == mode else image.convert(mode)
         height, width = image_size
         resized = converted.size != (width, height)
         if resized:
             converted = converted.resize((width, height), Image.Resampling.BILINEAR)
-        pixels = np.asarray(converted, dtype="float32")
+        pixels = np.asarray(converted)
     return (pixels[..., None] if pixels.ndim == 2 else pixels), resized

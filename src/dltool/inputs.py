@@ -66,7 +66,9 @@ def image_file_scale(dataset: Any, source: str) -> int:
     """
     if dataset.x_train.ndim < 3 or source == "image_folder":  # tables, or pixels from files
         return 1
-    peak = max(float(np.max(x)) for x, _ in dataset.splits().values())
+    from dltool.data.rows import chunks_of
+
+    peak = max(float(np.max(c)) for x, _ in dataset.splits().values() for c in chunks_of(x) if c.size)  # fmt: skip
     return int(max(1, 255 // peak)) if peak > 0 else 1
 
 

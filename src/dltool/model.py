@@ -14,6 +14,7 @@ import_keras()  # quiet TensorFlow's start-up before the first ``import keras``
 import keras  # noqa: E402
 
 from dltool.config import ExperimentConfig  # noqa: E402
+from dltool.data.rows import Rows  # noqa: E402
 from dltool.errors import ConfigError, InputError, RunDirError  # noqa: E402
 from dltool.layers import BuildContext, Normalization  # noqa: E402
 from dltool.metrics import METRICS  # noqa: E402
@@ -21,7 +22,10 @@ from dltool.rundir import atomic_path  # noqa: E402
 
 
 def build_model(
-    config: ExperimentConfig, x_train: np.ndarray, source: str, normalize_inputs: bool = False
+    config: ExperimentConfig,
+    x_train: np.ndarray | Rows,
+    source: str,
+    normalize_inputs: bool = False,
 ) -> keras.Sequential:
     """A ``keras.Sequential`` with every layer of ``config.model.layers``, built and adapted.
 
@@ -42,7 +46,7 @@ def build_model(
         # data.normalize (csv): standardize raw columns inside the model, so the saved
         # model takes raw values; statistics come from the training split only.
         normalization = keras.layers.Normalization(axis=-1)
-        normalization.adapt(np.asarray(x_train, dtype="float32"))
+        normalization.adapt(_adapt_data(x_train))
         model.add(normalization)
     for index, spec in enumerate(config.model.layers):
         layer = spec.build(context)
@@ -58,9 +62,23 @@ def build_model(
             ) from error
         if isinstance(spec, Normalization) and spec.needs_adapt:
             before = keras.Sequential(model.layers[:-1]) if len(model.layers) > 1 else None
-            sample = before.predict(x_train, verbose=0) if before else x_train
-            layer.adapt(np.asarray(sample, dtype="float32"))
+            layer.adapt(_adapt_data(x_train, before))
     return model
+
+
+def _adapt_data(x: np.ndarray | Rows, before: keras.Sequential | None = None) -> Any:
+    """What a Normalization layer adapts on: ``x`` (through the layers ``before`` it);
+    Rows stream in batches, so that the statistics take one pass and no copy."""
+    if isinstance(x, Rows):
+        from dltool.pipelines import make_pipeline
+
+        batches = make_pipeline(x, None, ADAPT_BATCH)
+        return batches if before is None else batches.map(lambda b: before(b, training=False))
+    sample = before.predict(x, verbose=0) if before else x
+    return np.asarray(sample, dtype="float32")
+
+
+ADAPT_BATCH = 1024
 
 
 def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:

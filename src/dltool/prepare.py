@@ -23,6 +23,7 @@ import keras  # noqa: E402
 
 from dltool.config import ExperimentConfig  # noqa: E402
 from dltool.data import Dataset, load_dataset, naming_config  # noqa: E402
+from dltool.data.rows import nonfinite_rows  # noqa: E402
 from dltool.errors import DataError  # noqa: E402
 from dltool.evaluation import model_labels  # noqa: E402
 from dltool.model import build_model  # noqa: E402
@@ -39,9 +40,9 @@ def check_inputs(dataset: Dataset, config: ExperimentConfig, source: str) -> Non
                 f"{expected_shape}; expected {list(x.shape[1:])}, the shape of one {split} example)"
             )
             break
-        if not np.isfinite(x).all():
-            rows = np.unique(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[:, 0])[:5]
-            problems.append(f"data: {split} rows {rows.tolist()} contain NaN or infinity")
+        rows = nonfinite_rows(x)
+        if rows:
+            problems.append(f"data: {split} rows {rows} contain NaN or infinity")
     if problems:
         raise DataError(*problems)
 

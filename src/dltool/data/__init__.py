@@ -24,6 +24,7 @@ from dltool.errors import DataError
 if TYPE_CHECKING:
     import numpy as np
 
+    from dltool.data.rows import Rows
     from dltool.data.source import DataSource
 
 
@@ -31,18 +32,18 @@ if TYPE_CHECKING:
 class Dataset:
     """Arrays ready for Keras, plus what is needed to read predictions."""
 
-    x_train: np.ndarray
+    x_train: np.ndarray | Rows  # Rows: examples that stay on disk (dltool.data.rows)
     y_train: np.ndarray
-    x_test: np.ndarray | None = None
+    x_test: np.ndarray | Rows | None = None
     y_test: np.ndarray | None = None
-    x_val: np.ndarray | None = None
+    x_val: np.ndarray | Rows | None = None
     y_val: np.ndarray | None = None
     feature_names: list[str] | None = None  # one per input column, for tabular data
     class_names: list[str] | None = None  # index -> name, for classification
     notes: dict[str, Any] = field(default_factory=dict)  # shown by `dltool data`, kept in run.json
     skipped: list[str] = field(default_factory=list)  # "path: reason" of every unusable file
 
-    def splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def splits(self) -> dict[str, tuple[np.ndarray | Rows, np.ndarray]]:
         """The non-empty splits by name: ``train``, ``validation``, ``test``."""
         named = {
             "train": (self.x_train, self.y_train),
@@ -53,8 +54,8 @@ class Dataset:
 
 
 def hold_out(
-    x: np.ndarray, y: np.ndarray, fraction: float, seed: int, what: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    x: np.ndarray | Rows, y: np.ndarray, fraction: float, seed: int, what: str
+) -> tuple[Any, np.ndarray, Any, np.ndarray]:
     """Split ``fraction`` of the rows off: (x_kept, y_kept, x_held, y_held).
 
     Rows are shuffled with ``seed`` and, for class labels, stratified so each class

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from dltool.data import Dataset
+from dltool.data.rows import Rows, examples
 from dltool.errors import InputError, UsageError
 from dltool.inputs import image_file_scale
 from dltool.rundir import write_csv
@@ -57,16 +58,17 @@ def _label_text(dataset: Dataset, label: Any) -> str:
 
 
 def _write_table(
-    dataset: Dataset, split: str, x: np.ndarray, y: np.ndarray, out: Path, target: str
+    dataset: Dataset, split: str, x: np.ndarray | Rows, y: np.ndarray, out: Path, target: str
 ) -> str:
-    columns = dataset.feature_names or [f"x{i}" for i in range(x.shape[1])]
+    columns = dataset.feature_names or [f"x{i}" for i in range(int(np.prod(x.shape[1:])))]
     # float32 values printed at float32 precision: 7.3, not 7.300000190734863
     rows = [
         [
-            *(np.format_float_positional(v, trim="-") for v in row.astype("float32")),
+            *(np.format_float_positional(v, trim="-") for v in row.reshape(-1).astype("float32")),
             _label_text(dataset, label),
         ]
-        for row, label in zip(x, y, strict=True)
+        for row, label in zip(examples(x), y, strict=True)
+        if row is not None
     ]
     path = out / f"{split}.csv"
     write_csv(path, [*columns, target], rows)
@@ -74,12 +76,14 @@ def _write_table(
 
 
 def _write_images(
-    dataset: Dataset, split: str, x: np.ndarray, y: np.ndarray, out: Path, scale: int
+    dataset: Dataset, split: str, x: np.ndarray | Rows, y: np.ndarray, out: Path, scale: int
 ) -> str:
     from PIL import Image
 
     folder = out / split
-    for index, (image, label) in enumerate(zip(x, y, strict=True)):
+    for index, (image, label) in enumerate(zip(examples(x), y, strict=True)):
+        if image is None:  # a file that cannot be decoded: training skips it too
+            continue
         # Rounded, not truncated: whole-number pixels come back exactly when divided by scale.
         pixels = np.asarray(image, dtype="float32") * scale
         pixels = np.clip(np.rint(pixels), 0, 255).astype("uint8")
@@ -120,7 +124,7 @@ def export_dataset(
         split: (
             _write_images(dataset, split, x, y, out, scale)
             if images
-            else _write_table(dataset, split, x.reshape(len(x), -1), y, out, target)
+            else _write_table(dataset, split, x, y, out, target)
         )
         for split, (x, y) in dataset.splits().items()
     }

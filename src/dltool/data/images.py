@@ -28,6 +28,7 @@ with one line per file. This module prints nothing.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,14 +39,16 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from dltool.data import Dataset
-from dltool.data.source import CHANNELS, ColorMode, DataPath, SplitSource
+from dltool.data.source import CHANNELS, ColorMode, DataPath, StreamingSource
 from dltool.errors import DataError
-from dltool.files import IMAGE_SUFFIXES, image_problem, read_image, unreadable_image
+from dltool.files import IMAGE_SUFFIXES, image_problem
 from dltool.layers import Pair
 from dltool.messages import did_you_mean
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # NumPy and the readers load with the data, not with the schema (validate)
     import numpy as np
+
+    from dltool.data.rows import ImageReader, Rows
 
 MAX_BAD_SHOWN = 10  # strict mode: bad files listed one per line; the rest are counted
 MAX_SKIPPED_EXAMPLES = 5  # paths kept in notes["skipped"]["examples"]
@@ -64,6 +67,7 @@ class _Folder:
     files: list[Path] = field(default_factory=list)  # usable, in label-then-path order
     labels: list[int] = field(default_factory=list)
     bad: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason)
+    resized: int = 0  # images decoded so far whose size differed from image_size
 
     def empty_classes(self) -> list[str]:
         """Class folders under ``root`` without one usable image."""
@@ -71,7 +75,7 @@ class _Folder:
         return [name for name in self.present if self.class_names.index(name) not in used]
 
 
-class ImageFolderData(SplitSource):
+class ImageFolderData(StreamingSource):
     """Images in one sub-folder per class: ``path/cat/1.png``, ``path/dog/2.jpg``."""
 
     source: Literal["image_folder"]
@@ -84,6 +88,11 @@ class ImageFolderData(SplitSource):
     strict: bool = Field(
         False, description="refuse unreadable files instead of skipping them (with a count)"
     )
+    cache: Literal["none", "disk"] = Field(
+        "none",
+        description="keep the decoded pixels (uint8) in a cache folder (disk), reused by later "
+        "runs on the same files and settings ($DLTOOL_CACHE_DIR, else ~/.cache/dltool)",
+    )
 
     def input_shape(self) -> list[int] | None:
         return [*self.image_size, CHANNELS[self.color_mode]]
@@ -95,34 +104,66 @@ class ImageFolderData(SplitSource):
             DataError: one line per problem: a missing folder, too few class folders,
                 an unknown test class, unusable files (``strict``), a class with no images.
         """
+        import numpy as np
+
         layout = _layout(self, task)  # [(root, key, class folders found)]; the first is path
         names = layout[0][2]
+        started = time.perf_counter()
         with _quiet():
             folders = [_scan(root, key, present, names) for root, key, present in layout]
+        prescan_s = round(time.perf_counter() - started, 3)
         _check(folders, strict=False)  # the layout; strict waits for the decode's verdicts
         size, channels = self.image_size, CHANNELS[self.color_mode]
+        count = sum(len(folder.files) for folder in folders)
+        pixel_bytes = count * size[0] * size[1] * channels * 4
+        mode, why = self._mode(pixel_bytes)
+        started = time.perf_counter()
+        xs: list[np.ndarray | Rows]
         with _quiet():
-            arrays = [_decode(folder, size, self.color_mode, channels) for folder in folders]
+            if mode == "disk cache":
+                xs = [_cached(folder, size, self.color_mode, channels) for folder in folders]
+            elif mode == "memory" or self.strict:
+                # strict streaming decodes every file once here, so that a refusal comes
+                # before the run starts; then the pixels are dropped
+                xs = [_decoded(folder, size, self.color_mode, channels) for folder in folders]
+                if mode == "stream":
+                    xs = [_streamed(folder, size, self.color_mode, channels) for folder in folders]  # fmt: skip
+            else:
+                xs = [_streamed(folder, size, self.color_mode, channels) for folder in folders]
+        decode_s = round(time.perf_counter() - started, 3)
         # Every unusable file at once: those the pre-scan found and those that failed to
         # decode (a truncated JPEG passes the pre-scan).
         _check(folders, self.strict)
 
-        (x_train, y_train, resized), *test = arrays
-        dataset = Dataset(x_train=x_train, y_train=y_train, class_names=names)
+        x_train, *test = xs
+        labels = [np.asarray(folder.labels, dtype="int64") for folder in folders]
+        dataset = Dataset(x_train=x_train, y_train=labels[0], class_names=names)
         dataset.notes = {"path": self.path, "images": len(x_train)}
         if test:
-            dataset.x_test, dataset.y_test, test_resized = test[0]
+            dataset.x_test, dataset.y_test = test[0], labels[1]
             dataset.notes.update(test_path=self.test_path, test_images=len(dataset.x_test))
-            resized += test_resized
         dataset.notes.update(image_size=list(size), color_mode=self.color_mode)
+        resized = sum(folder.resized for folder in folders)
         if resized:
             dataset.notes["resized"] = resized  # images of another size, resized (bilinear)
+        dataset.notes["loading"] = {
+            "mode": mode,
+            "why": why,
+            "prescan_s": prescan_s,
+            **({"decode_s": decode_s} if mode != "stream" or self.strict else {}),
+        }
         bad = [(str(file), reason) for folder in folders for file, reason in folder.bad]
         if bad:
             examples = [file for file, _ in bad[:MAX_SKIPPED_EXAMPLES]]
             dataset.notes["skipped"] = {"count": len(bad), "examples": examples}
             dataset.skipped = [f"{file}: {reason}" for file, reason in bad]  # skipped.txt
         return dataset
+
+    def _mode(self, pixel_bytes: int) -> tuple[str, str]:
+        """How the pixels are held ("memory", "stream", "disk cache"), and why."""
+        if self.cache == "disk":
+            return "disk cache", "data.cache: disk"
+        return self.loading_mode(pixel_bytes, "of pixels")
 
 
 @contextmanager
@@ -227,16 +268,18 @@ def _class_files(folder: Path) -> list[Path]:
 
 
 def _scan(root: Path, key: str, present: list[str], class_names: list[str]) -> _Folder:
-    """Check every file under each class folder of ``root``; nothing is decoded."""
+    """Check every file under each class folder of ``root``, several at once; nothing is decoded."""
+    from dltool.data.rows import pool
+
     folder = _Folder(root, key, class_names, present)
-    for name in present:
-        for file in _class_files(root / name):
-            problem = image_problem(file)
-            if problem is None:
-                folder.files.append(file)
-                folder.labels.append(class_names.index(name))
-            else:
-                folder.bad.append((file, problem))
+    found = [(file, class_names.index(name)) for name in present for file in _class_files(root / name)]  # fmt: skip
+    problems = pool().map(image_problem, [file for file, _ in found])
+    for (file, label), problem in zip(found, problems, strict=True):
+        if problem is None:
+            folder.files.append(file)
+            folder.labels.append(label)
+        else:
+            folder.bad.append((file, problem))
     return folder
 
 
@@ -276,30 +319,81 @@ def _check(folders: list[_Folder], strict: bool) -> None:
 # ------------------------------------------------------------------------ decode
 
 
-def _decode(
-    folder: _Folder, size: tuple[int, int], color_mode: str, channels: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """(pixels, labels, resized count) of the scanned files, in one preallocated array.
+def _reader(folder: _Folder, size: tuple[int, int], color_mode: str, channels: int) -> ImageReader:
+    from dltool.data.rows import ImageReader
+
+    return ImageReader(folder.files, size, color_mode, channels)
+
+
+def _keep(folder: _Folder, reader: ImageReader, usable: np.ndarray) -> None:
+    """Move the files that failed to decode to ``folder.bad``; keep the others' labels."""
+    folder.resized += len(reader.resized)
+    if usable.all():
+        return
+    folder.bad += [(folder.files[p], reason) for p, reason in sorted(reader.failed.items())]
+    folder.files = [f for f, k in zip(folder.files, usable, strict=True) if k]
+    folder.labels = [label for label, k in zip(folder.labels, usable, strict=True) if k]
+
+
+def _decoded(folder: _Folder, size: tuple[int, int], color_mode: str, channels: int) -> np.ndarray:
+    """Every scanned file decoded into one float32 array (several at once).
 
     A file that passed the pre-scan but fails to decode (e.g. a truncated JPEG,
     which ``verify`` does not read) moves to ``folder.bad``.
     """
+    from dltool.data.rows import Rows
+
+    reader = _reader(folder, size, color_mode, channels)
+    pixels, usable = Rows.of(reader, len(folder.files)).load()
+    _keep(folder, reader, usable)
+    return pixels if usable.all() else pixels[usable]  # rare: one copy of the usable rows
+
+
+def _streamed(folder: _Folder, size: tuple[int, int], color_mode: str, channels: int) -> Rows:
+    """The scanned files as Rows: decoded batch by batch while training."""
+    from dltool.data.rows import Rows
+
+    return Rows.of(_reader(folder, size, color_mode, channels), len(folder.files))
+
+
+def _cached(folder: _Folder, size: tuple[int, int], color_mode: str, channels: int) -> Rows:
+    """The files' pixels from the disk cache (uint8, memory-mapped), decoded into it first
+    if no earlier run did. The cache is keyed by every file's path, size and modification
+    time and the decode settings; files that failed to decode are remembered with it."""
+    import json
+
     import numpy as np
 
-    height, width = size
-    pixels = np.empty((len(folder.files), height, width, channels), dtype="float32")
-    keep = np.ones(len(folder.files), dtype=bool)
-    resized = 0
-    for index, file in enumerate(folder.files):
-        try:
-            pixels[index], changed = read_image(file, size, color_mode)
-        except Exception as error:  # Pillow raises various types for damaged files
-            folder.bad.append((file, unreadable_image(error)))
-            keep[index] = False
-            continue
-        resized += changed
-    if not keep.all():  # rare: keep the usable rows only (one copy)
-        pixels = pixels[keep]
-        folder.files = [f for f, k in zip(folder.files, keep, strict=True) if k]
-        folder.labels = [label for label, k in zip(folder.labels, keep, strict=True) if k]
-    return pixels, np.asarray(folder.labels, dtype="int64"), resized
+    from dltool.data.rows import ArrayReader, ImageReader, Rows, cache_key, cached
+
+    key = cache_key(["images", list(size), color_mode], folder.files)
+    entry = cached(f"images-{key}", lambda into: _fill_cache(into, folder, size, color_mode, channels))  # fmt: skip
+    meta = json.loads((entry / "meta.json").read_text())
+    usable = np.ones(len(folder.files), dtype=bool)
+    reader = ImageReader(folder.files, size, color_mode, channels)
+    reader.failed = {int(p): reason for p, reason in meta["failed"]}
+    reader.resized = set(range(meta["resized"]))  # a count is all that is reported
+    usable[list(reader.failed)] = False
+    _keep(folder, reader, usable)
+    pixels = np.load(entry / "pixels.npy", mmap_mode="r", allow_pickle=False)
+    return Rows(ArrayReader(pixels), np.flatnonzero(usable))
+
+
+def _fill_cache(entry: Path, folder: _Folder, size: tuple[int, int], color_mode: str, channels: int) -> None:  # fmt: skip
+    import json
+
+    import numpy as np
+
+    from dltool.data.rows import Rows
+
+    reader = _reader(folder, size, color_mode, channels)
+    rows = Rows.of(reader, len(folder.files))
+    target = np.lib.format.open_memmap(entry / "pixels.npy", mode="w+", dtype="uint8", shape=rows.shape)  # fmt: skip
+    done = 0
+    for pixels, _ in rows.chunks():
+        target[done : done + len(pixels)] = pixels.astype("uint8")  # whole 0..255 from Pillow
+        done += len(pixels)
+    target.flush()
+    del target
+    meta = {"failed": sorted(reader.failed.items()), "resized": len(reader.resized)}
+    (entry / "meta.json").write_text(json.dumps(meta))

@@ -29,22 +29,25 @@ from pydantic import Field, model_validator
 
 from dltool import files
 from dltool.data import Dataset
-from dltool.data.source import DataPath, SplitSource
+from dltool.data.source import DataPath, StreamingSource
 from dltool.errors import DataError
 from dltool.messages import did_you_mean
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from dltool.data.rows import Rows
+
 MAX_CELLS_SHOWN = 5  # bad cells listed one per line; the rest are counted
 MAX_NAMES_SHOWN = 20  # column or class names listed in a message
-TOO_BIG_ADVICE = (
-    " (train on a sample of the rows, or on a machine with more memory; "
-    "dltool reads a training table whole)"
+TOO_BIG_ADVICE = " (stream it instead: data.loading: stream or auto)"
+NPZ_TOO_BIG_ADVICE = (
+    " (an .npz is read whole: save the features as an .npy file with its labels in another, "
+    "which dltool memory-maps and streams)"
 )
 
 
-class CsvData(SplitSource):
+class CsvData(StreamingSource):
     """A table: one row per example, one column the label."""
 
     source: Literal["csv"]
@@ -79,7 +82,7 @@ class CsvData(SplitSource):
         return _load_csv(self, task)
 
 
-class NumpyData(SplitSource):
+class NumpyData(StreamingSource):
     """Arrays: an .npz with x_train, y_train[, x_test, y_test], or an .npy pair."""
 
     source: Literal["numpy"]
@@ -114,6 +117,13 @@ class NumpyData(SplitSource):
 def _load_csv(config: CsvData, task: str) -> Dataset:
     path, target = Path(config.path), config.target
     test_path = Path(config.test_path) if config.test_path is not None else None
+    mode, why = config.loading_mode(sum(files.file_size(p) for p in (path, test_path) if p), "of CSV")  # fmt: skip
+    if mode == "stream":
+        from dltool.data.table_stream import stream_csv
+
+        dataset = stream_csv(config, task)
+        dataset.notes["loading"] = {"mode": mode, "why": why}
+        return dataset
     for table in (path, test_path):  # before the header: a 2 GB file may have no newline
         if table is not None:
             needed = files.table_memory(table, config.delimiter)
@@ -141,6 +151,7 @@ def _load_csv(config: CsvData, task: str) -> Dataset:
     )
     if test_path is not None and x_test is not None:
         dataset.notes.update(test_file=str(test_path), test_rows=len(x_test))
+    dataset.notes["loading"] = {"mode": mode, "why": why}
     if task != "regression":
         dataset.y_train, names, mapping = _classes(labels, path, target, task)
         dataset.class_names = names
@@ -241,6 +252,15 @@ def _table(
     frame: Any, path: Path, features: list[str], target: str, task: str
 ) -> tuple[np.ndarray, Any, list[str]]:
     """(features as float32, labels, problems): labels are float32 for regression, else text."""
+    x, y, found, count = _cells(frame, features, target, task)
+    numeric = [*features, target] if task == "regression" else features
+    return x, y, _cell_report(path, found, count, [*numeric, target])
+
+
+def _cells(
+    frame: Any, features: list[str], target: str, task: str
+) -> tuple[np.ndarray, Any, list[Cell], int]:
+    """(features as float32, labels, the first problem cells, how many there are)."""
     import numpy as np
 
     blank = frame.isna().all(axis=1).to_numpy()  # ',,,' or an empty line between rows
@@ -256,10 +276,9 @@ def _table(
         empty = np.flatnonzero(frame[target].isna().to_numpy() & ~blank)
         found += [(int(row), len(numeric), "empty cell") for row in empty[:MAX_CELLS_SHOWN]]
         count += len(empty)
-    problems = _cell_report(path, found, count, [*numeric, target])
     x = np.ascontiguousarray(values[:, : len(features)])
     y = values[:, -1] if task == "regression" else frame[target].to_numpy(dtype=object)
-    return x, y, problems
+    return x, y, found, count
 
 
 def _numbers(cells: Any, position: int, skip: np.ndarray) -> tuple[np.ndarray, list[Cell], int]:
@@ -396,13 +415,18 @@ def _load_numpy(config: NumpyData, task: str) -> Dataset:
         x_train, y_train = arrays["x_train"], arrays["y_train"]
         x_test, y_test = arrays.get("x_test"), arrays.get("y_test")
         where = {name: f"{path}: {name}" for name in arrays}
-        notes: dict[str, Any] = {"file": str(path)}
+        notes: dict[str, Any] = {"file": str(path), "loading": {"mode": "memory", "why": "an .npz is read whole"}}  # fmt: skip
     else:
         labels_path = Path(config.labels_path)
-        x_train, y_train = _npy_array(path), _npy_array(labels_path)
+        mode, why = config.loading_mode(files.file_size(path), "of .npy")
+        notes = {"file": str(path), "labels_file": str(labels_path), "loading": {"mode": mode, "why": why}}  # fmt: skip
+        if mode == "stream":  # mapped: read batch by batch while training
+            x_train = files.load_npy(path, DataError, memory_map=True)
+        else:
+            x_train = _npy_array(path)
+        y_train = _npy_array(labels_path)
         x_test = y_test = None
         where = {"x_train": str(path), "y_train": str(labels_path)}
-        notes = {"file": str(path), "labels_file": str(labels_path)}
 
     problems = _pair_problems(x_train, y_train, where["x_train"], where["y_train"])
     if x_test is not None and y_test is not None:
@@ -448,7 +472,7 @@ def _npy_array(path: Path) -> np.ndarray:
 
 def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
     """x_train, y_train and (both or neither) x_test, y_test from an .npz archive."""
-    files.check_fits_memory(path, files.array_memory(path), DataError, TOO_BIG_ADVICE)
+    files.check_fits_memory(path, files.array_memory(path), DataError, NPZ_TOO_BIG_ADVICE)
     with files.open_npz(path, DataError) as archive:
         keys = list(archive.keys())
         found = _listing(keys) or "no arrays"
@@ -482,25 +506,44 @@ def _pair_problems(x: np.ndarray, y: np.ndarray, x_where: str, y_where: str) -> 
     return problems
 
 
-def _features(x: np.ndarray) -> np.ndarray:
-    """float32, one row per example; a 1-D array is one feature per example."""
+def _features(x: np.ndarray) -> np.ndarray | Rows:
+    """float32, one row per example; a 1-D array is one feature per example.
+
+    A memory-mapped array becomes Rows, read (as float32) batch by batch.
+    """
     import numpy as np
+
+    if isinstance(x, np.memmap):
+        from dltool.data.rows import ArrayReader, Rows
+
+        mapped = x.reshape(-1, 1) if x.ndim == 1 else x
+        return Rows.of(ArrayReader(mapped), len(mapped))
 
     with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused by _check_finite
         x = np.asarray(x, dtype="float32")
     return x.reshape(-1, 1) if x.ndim == 1 else x
 
 
-def _check_finite(array: np.ndarray, where: str) -> None:
+def _check_finite(array: np.ndarray | Rows, where: str) -> None:
+    """Refuse NaN, infinity and values beyond float32 (Rows: a chunk at a time)."""
     import numpy as np
 
-    with np.errstate(over="ignore"):
-        finite = np.isfinite(np.asarray(array, dtype="float32"))
-    if not finite.all():
-        rows = np.flatnonzero(~finite.reshape(len(array), -1).all(axis=1))
+    from dltool.data.rows import chunks_of
+
+    values = examples = start = 0
+    first = -1
+    for chunk in chunks_of(array):
+        with np.errstate(over="ignore"):
+            finite = np.isfinite(np.asarray(chunk, dtype="float32"))
+        if not finite.all():
+            rows = np.flatnonzero(~finite.reshape(len(chunk), -1).all(axis=1))
+            values, examples = values + int((~finite).sum()), examples + rows.size
+            first = first if first >= 0 else start + int(rows[0])
+        start += len(chunk)
+    if values:
         raise DataError(
-            f"{where}: {int((~finite).sum())} values are NaN or infinite (or beyond float32), "
-            f"in {rows.size} examples, the first at index {int(rows[0])}"
+            f"{where}: {values} values are NaN or infinite (or beyond float32), "
+            f"in {examples} examples, the first at index {first}"
         )
 
 
