@@ -26,6 +26,7 @@ from dltool import sweep as sweeps
 from dltool.config import load_config
 from dltool.errors import TrainingError
 from dltool.sweep import load_sweep, plan
+from dltool.sweep import study as studies
 
 Cli = Callable[..., Any]
 
@@ -306,3 +307,21 @@ def test_parallel_workers_share_the_cores_unless_the_user_chose(
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice stays
     executor.share_cores(4)
     assert (os.environ["TF_NUM_INTRAOP_THREADS"], os.environ["OMP_NUM_THREADS"]) == ("4", "3")
+
+
+def test_resume_queues_the_trials_a_killed_first_run_never_queued(
+    run_cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first run killed while it queued the plan: --resume queues and trains the rest."""
+    path = _sweep_file(tmp_path, {"grid": {RATE: [0.1, 0.01, 0.001]}}, training=TRAINING)
+    create = studies.create
+    monkeypatch.setattr(studies, "create", lambda storage, sweep, trials, *rest: create(storage, sweep, trials[:1], *rest))  # fmt: skip
+    with sweeps.open_sweep(path, tmp_path / "runs", resume=False) as directory:
+        folder = directory.path
+    monkeypatch.setattr(studies, "create", create)
+    fake = FakeTraining([RATE], _bowl_rate)
+    monkeypatch.setattr("dltool.api.train", fake)
+    result = run_cli("sweep", folder, "--resume")
+    assert result.exit_code == 0, result.stderr + result.stdout
+    assert [values[RATE] for values, _ in fake.trained] == [0.1, 0.01, 0.001]
+    assert [r["status"] for r in _rows(folder / "trials.csv")] == ["completed"] * 3

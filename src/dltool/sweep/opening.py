@@ -246,8 +246,12 @@ def reopen(folder: Path, storage: str | None = None) -> SweepDir:
     if storage is not None:
         studies.require_study(database, sweep.name, studies.shown(storage))
     epochs = base.training.epochs
-    study = studies.load(database, sweep, epochs)
-    directory = SweepDir(folder, sweep, plan(sweep, base.seed), base.name, study, spec, epochs)
-    studies.recover(study, sweep, alone=storage is None)
+    trials = plan(sweep, base.seed)
+    if studies.find(database, sweep.name):
+        study = studies.load(database, sweep, epochs)
+    else:  # the first run was killed before it had made its study in the journal
+        study = studies.create(database, sweep, [], study_attributes(sweep, base), epochs)
+    directory = SweepDir(folder, sweep, trials, base.name, study, spec, epochs)
+    studies.recover(study, trials, alone=storage is None)
     directory.refresh()
     return directory

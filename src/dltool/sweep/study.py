@@ -348,12 +348,13 @@ def stale_outcome(trial: FrozenTrial) -> dict[str, Any]:
     }
 
 
-def recover(study: optuna.Study, sweep: SweepConfig, alone: bool) -> int:
-    """Before ``--resume``: queue again every trial that did not complete or get pruned.
+def recover(study: optuna.Study, trials: list[Trial], alone: bool) -> int:
+    """Before ``--resume``: queue again every trial that did not complete or get pruned, and
+    any of ``trials`` (the plan) that a process killed while creating the study never queued.
 
     ``alone``: this process holds the sweep folder's lock and the study is in that folder,
     so a trial still marked running was lost with a killed process. Returns how many trials
-    were queued again.
+    were queued.
     """
     storage = storage_of(study)
     latest: dict[int, FrozenTrial] = {}
@@ -374,6 +375,11 @@ def recover(study: optuna.Study, sweep: SweepConfig, alone: bool) -> int:
             continue  # kept (a completed trial without the sweep's metric is FAIL to Optuna)
         queue_again(study, trial)
         queued += 1
+    for planned in trials:
+        if planned.number not in latest:
+            study.enqueue_trial({}, user_attrs=_planned(planned))
+            queued += 1
+    study.set_user_attr(READY, True)
     return queued
 
 
