@@ -9,13 +9,16 @@ for 1 epoch, batch 64, 20% held out for testing, on both sides:
   evaluate, predict, save);
 - dltool: ``dltool train`` of the equivalent config (``data.loading: auto``).
 
+Small folders: the shapes example's images as PNG files, in memory against streamed:
+the measurement behind ``loading: auto``.
+
 Tables: a 10,000,000-row CSV of 4 numeric features and a class label (about 330 MB),
 trained by ``dltool train`` for 1 epoch, batch 4096 (streamed: it is over 128 MB).
 
 Peak memory is each process's max RSS; wall time is the whole process. Sides alternate
 (A B A B) so that machine noise hits both alike. Writes benchmarks/results-data.md.
 
-    .venv/bin/python benchmarks/data_scale.py [--sizes 2000 6000 25000] [--runs 1] [--csv-rows 10000000]
+    .venv/bin/python benchmarks/data_scale.py [--sizes 2000 6000 25000] [--runs 3] [--csv-rows 10000000] [--small 1]
 """
 
 from __future__ import annotations
@@ -137,11 +140,53 @@ def csv_config(table: Path, rows: int) -> dict:
     }
 
 
+def small_folder(root: Path, work: Path, runs: int) -> list[str]:
+    """Why ``loading: auto`` keeps small folders in memory: configs/shapes_cnn.yaml's images
+    (2,400 32x32 grey PNGs, 7.7 MB of float32 pixels) trained from memory and streamed."""
+    folder = root / "shapes-png"
+    if not (folder / "train").is_dir():
+        run_timed([str(BIN / "dltool"), "data", str(REPO / "configs" / "shapes_cnn.yaml"), "--out", str(folder)], REPO)  # fmt: skip
+    base = yaml.safe_load((REPO / "configs" / "shapes_cnn.yaml").read_text())
+    measured: dict[str, list[Measured]] = {"memory": [], "stream": []}
+    for _ in range(runs):
+        for loading in measured:
+            config = {
+                **base,
+                "name": f"shapes-{loading}",
+                "training": {**base["training"], "early_stopping": None, "epochs": 10},
+                "data": {
+                    "source": "image_folder",
+                    "path": str(folder / "train"),
+                    "test_path": str(folder / "test"),
+                    "image_size": [32, 32],
+                    "color_mode": "grayscale",
+                    "validation_split": 0.1,
+                    "loading": loading,
+                },
+            }
+            measured[loading].append(dltool(config, work))
+    lines = [
+        "",
+        "Small folders: configs/shapes_cnn.yaml's 2,400 images as PNG files (32x32 grey, 7.7 MB "
+        "of float32 pixels), 10 epochs, dltool in memory against dltool streamed:",
+        "",
+        "| loading | wall | peak |",
+        "|---|---|---|",
+    ]
+    for loading, side in measured.items():
+        wall = statistics.median(m.wall for m in side)
+        peak = statistics.median(m.peak_mib for m in side)
+        lines.append(f"| {loading} | {wall:.1f} s | {peak / 1024:.2f} GB |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[2000, 6000, 25000])
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--csv-rows", type=int, default=10_000_000)
+    parser.add_argument("--small", type=int, default=1, help="0: skip the small-folder comparison")
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "dltool-bench-data")  # fmt: skip
     parser.add_argument("--output", type=Path, default=HERE / "results-data.md")
     args = parser.parse_args()
@@ -181,6 +226,8 @@ def main() -> None:
                 f"{timings.get('evaluate', 0):.1f} s |"
             )
             print(lines[-1], flush=True)
+        if args.small:
+            lines += small_folder(args.data, work, args.runs)
         if args.csv_rows:
             table = make_csv(args.data, args.csv_rows)
             cache = work / "cache"
@@ -191,14 +238,15 @@ def main() -> None:
                 measured.append((dltool(csv_config(table, args.csv_rows), work), run_json(work)))
             lines += [
                 "",
-                "| CSV rows | file | run | peak | wall | data | fit | evaluate |",
-                "|---|---|---|---|---|---|---|---|",
+                "| CSV rows | file | run | peak | wall | data | build (normalization) | fit | evaluate |",
+                "|---|---|---|---|---|---|---|---|---|",
             ]
             for number, (m, info) in enumerate(measured, start=1):
                 t = info.get("timings", {})
                 lines.append(
                     f"| {args.csv_rows:,} | {table.stat().st_size / 1e6:,.0f} MB | {number} | "
                     f"{m.peak_mib / 1024:.2f} GB | {m.wall:.1f} s | {t.get('data', 0):.1f} s | "
+                    f"{t.get('build', 0):.1f} s | "
                     f"{t.get('fit', 0):.1f} s | {t.get('evaluate', 0):.1f} s |"
                 )
                 print(lines[-1], flush=True)

@@ -159,7 +159,7 @@ def test_a_table_larger_than_memory_is_refused_before_reading(
         load_dataset(CsvData.model_validate(whole), 0, "multiclass")
     assert caught.value.lines == [
         f"{table}: the file is 2.0 GB; reading it needs about 4.0 GB of memory and 3.0 GB is "
-        "available (stream it instead: data.loading: stream or auto)"
+        "available (stream it instead: data.loading: stream)"
     ]
     streamed = CsvData.model_validate({**whole, "loading": "auto"})  # 2 GB: streamed
     with pytest.raises(DataError) as caught:

@@ -40,3 +40,17 @@ def test_steps_per_execution_resolution(configured: int, batches: int, expected:
         tiny_config(training={"steps_per_execution": configured}), source="<test>"
     )
     assert steps_per_execution(config, batches) == expected
+
+
+@pytest.mark.parametrize(("batch_size", "expected"), [(20, 32), (21, 1)])
+def test_auto_steps_per_execution_needs_small_batches(batch_size: int, expected: int) -> None:
+    """Batches of 128x128 RGB float32 inputs (196,608 bytes each): 20 fit in 4 MB, 21 do not."""
+    config = tiny_config(
+        model={
+            "input_shape": [128, 128, 3],
+            "layers": [{"type": "flatten"}, {"type": "dense", "units": 3}],
+        },
+        training={"batch_size": batch_size, "loss": "sparse_categorical_crossentropy"},
+    )
+    config["data"] = {"source": "shapes", "image_size": 128, "color_mode": "rgb"}
+    assert steps_per_execution(validate_config(config, source="<test>"), 1000) == expected

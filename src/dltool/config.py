@@ -131,7 +131,7 @@ class TrainingConfig(Strict):
         ge=0,
         le=10_000,
         description="batches per call into TensorFlow; 0 = automatic "
-        "(32 when an epoch has 256+ batches, else 1)",
+        "(32 when an epoch has 256+ batches of at most 4 MB of inputs, else 1)",
     )
     jit_compile: bool = Field(
         False, description="XLA compilation; measured slower on CPU (1.4x MLP, 2.8x CNN)"

@@ -1,4 +1,5 @@
-"""Input pipelines: numpy arrays -> ``tf.data`` batches for training, evaluation and prediction.
+"""Input pipelines: arrays or Rows (read from disk) -> ``tf.data`` batches for training,
+evaluation and prediction.
 
 Keras' own wrapping of numpy arrays uses AUTOTUNE prefetch, which on small CPU
 machines often stalls ~1 s with the CPU idle (see KERAS-NOTES): every pipeline
@@ -22,18 +23,21 @@ import tensorflow as tf  # noqa: E402
 from dltool.data.rows import Rows  # noqa: E402
 
 
-def make_pipeline(x: np.ndarray | Rows, y: np.ndarray | None, batch_size: int) -> tf.data.Dataset:
+def make_pipeline(
+    x: np.ndarray | Rows, y: np.ndarray | None, batch_size: int, every_row: bool = False
+) -> tf.data.Dataset:
     """An evaluation (or, with ``y=None``, prediction) pipeline: in order, fixed prefetch, autotune off.
 
     Keras' own wrapping of numpy arrays uses AUTOTUNE prefetch, which on small CPU
     machines often stalls ~1 s with the CPU idle (see KERAS-NOTES). Batches are cut
     from the arrays whole, not row by row and re-batched: 1.5x faster on 1M rows.
-    :class:`Rows` are read a batch at a time; where a reader can find an example
-    unusable (an image that fails to decode), labelled batches carry a sample weight,
-    0 for it, so that it counts nowhere.
+    :class:`Rows` are read a batch at a time; an example that cannot be read (an image
+    that fails to decode) is left out of its batch, so that it counts in no loss,
+    metric or statistic, unless ``every_row`` (predictions, one per row, read afterwards
+    with :func:`dltool.data.rows.usable`).
     """
     if isinstance(x, Rows):
-        return _fast(_read(x, y, tf.data.Dataset.range(len(x)).batch(batch_size)))
+        return _fast(_read(x, y, tf.data.Dataset.range(len(x)).batch(batch_size), every_row))
     arrays = [np.asarray(x, dtype="float32"), *([] if y is None else [np.asarray(y)])]
     full = len(arrays[0]) // batch_size * batch_size  # rows in whole batches
 
@@ -48,19 +52,23 @@ def make_pipeline(x: np.ndarray | Rows, y: np.ndarray | None, batch_size: int) -
     return _fast(data)
 
 
-def _read(rows: Rows, y: np.ndarray | None, positions: tf.data.Dataset) -> tf.data.Dataset:
-    """Batches of ``rows`` (and labels) at each batch of positions, read from disk."""
+def _read(
+    rows: Rows, y: np.ndarray | None, positions: tf.data.Dataset, every_row: bool = False
+) -> tf.data.Dataset:
+    """Batches of ``rows`` (and labels) at each batch of positions, read from disk; rows that
+    cannot be read are left out of their batch (kept as zeros with ``every_row``)."""
     shape = tuple(rows.shape[1:])
     labels = None if y is None else tf.constant(np.asarray(y))
+    stored = tf.as_dtype(rows.reader.dtype)
+    drop = rows.reader.fallible and not every_row
 
     def load(where: tf.Tensor) -> Any:
-        x, usable = tf.numpy_function(rows.read, [where], [tf.float32, tf.bool], stateful=False)
-        x = tf.ensure_shape(x, (None, *shape))
-        if labels is None:
-            return x
-        if not rows.reader.fallible:
-            return x, tf.gather(labels, where)
-        return x, tf.gather(labels, where), tf.cast(tf.ensure_shape(usable, (None,)), tf.float32)
+        x, usable = tf.numpy_function(rows.read_stored, [where], [stored, tf.bool], stateful=False)
+        x = tf.cast(tf.ensure_shape(x, (None, *shape)), tf.float32)
+        usable = tf.ensure_shape(usable, (None,))
+        if drop:
+            x, where = tf.boolean_mask(x, usable), tf.boolean_mask(where, usable)
+        return x if labels is None else (x, tf.gather(labels, where))
 
     return positions.map(load)
 
@@ -133,4 +141,4 @@ def predict_array(model: Any, x: np.ndarray | Rows, batch_size: int) -> np.ndarr
     machines: 20 chunks of 50,000 rows took 2.94 s that way and 1.14 s through a
     fixed-prefetch pipeline; see benchmarks/results-predict.md for today's figures.
     """
-    return np.asarray(model.predict(make_pipeline(x, None, batch_size), verbose=0))
+    return np.asarray(model.predict(make_pipeline(x, None, batch_size, every_row=True), verbose=0))

@@ -46,7 +46,8 @@ from dltool.callbacks import (  # noqa: E402
 )
 from dltool.config import ExperimentConfig, resolved_dict  # noqa: E402
 from dltool.data import Dataset  # noqa: E402
-from dltool.data.rows import Rows, failures, usable  # noqa: E402
+from dltool.data.images import MAX_SKIPPED_EXAMPLES  # noqa: E402
+from dltool.data.rows import Rows, failures, image_readers, usable  # noqa: E402
 from dltool.errors import DltoolError, TrainingError  # noqa: E402
 from dltool.evaluation import (  # noqa: E402
     Predictions,
@@ -286,13 +287,6 @@ def _train_and_finish(
         for name, (x, y, _) in evaluated.items()
         if name != "test"
     }
-    # fit validates on the whole validation split, not a sample
-    validation = dataset.splits().get("validation")
-    validation_pipeline = (
-        make_pipeline(validation[0], prepared.labels["validation"], batch_size)
-        if validation is not None
-        else None
-    )
     log = EpochLog(run, console, training.epochs, rows=history)
     guard = StopOnNonFinite()
     saver = Checkpointer(run, fingerprint(config), log, training.checkpoint_seconds)
@@ -307,7 +301,7 @@ def _train_and_finish(
             with prepared.clock.phase("fit"):
                 model.fit(
                     train_pipeline.dataset,  # one epoch per pass: no steps_per_epoch (see there)
-                    validation_data=validation_pipeline,
+                    validation_data=evaluation_pipelines.get("validation"),  # every row
                     initial_epoch=first_epoch,
                     epochs=training.epochs,
                     shuffle=False,  # the pipeline shuffles, seeded per epoch
@@ -323,8 +317,7 @@ def _train_and_finish(
         if pruned is not None:
             extra["pruned_after_epoch"] = pruned
             console.print(f"pruned after epoch {pruned}: the sweep judged the trial hopeless", highlight=False)  # fmt: skip
-        counts = {name: {"rows": len(x), "of": of} for name, (x, _, of) in evaluated.items()}
-        metrics = _write_outputs(run, prepared, evaluation_pipelines, log, counts)
+        metrics = _write_outputs(run, prepared, evaluation_pipelines, log, evaluated)
         extra.update(_late_skips(run, dataset, console))
     except KeyboardInterrupt as interrupt:
         with deferred_signals():
@@ -384,7 +377,7 @@ def _train_and_finish(
     )
 
 
-def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[str, Any], log: EpochLog, counts: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[str, Any], log: EpochLog, evaluated: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """metrics.json, predictions.csv, the confusion matrix, model.keras and the learning curves."""
     config, dataset, model, clock = (
         prepared.config,
@@ -412,7 +405,9 @@ def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[s
             if config.task != "regression":
                 report = class_report(tested)
                 metrics["test_classes"] = report
-        metrics["evaluated"] = counts  # rows per split the metrics come from (train: a sample)
+        # the rows each split's numbers come from (a streamed train split: a sample); only
+        # those that could be read: a file that failed to decode counts nowhere
+        metrics["evaluated"] = {name: {"rows": int(usable(x).sum()), "of": of} for name, (x, _, of) in evaluated.items()}  # fmt: skip
     raise_if_requested()  # a signal during evaluation stops the run before anything is written
     with clock.phase("save"):
         if dataset.x_test is not None and dataset.y_test is not None:
@@ -461,22 +456,28 @@ def _evaluated_rows(dataset: Dataset, labels: dict[str, np.ndarray], seed: int) 
 
 
 def _late_skips(run: RunDir, dataset: Dataset, console: Console) -> dict[str, Any]:
-    """Files that passed the pre-scan but failed to decode while streaming: they trained with
-    weight 0 and are left out of the metrics and predictions; added to skipped.txt and run.json."""
-    late = [line for line in failures(*(x for x, _ in dataset.splits().values())) if line not in dataset.skipped]  # fmt: skip
-    if not late:
-        return {}
-    dataset.skipped += late
-    write_text(run.file(SKIPPED), "".join(f"{line}\n" for line in dataset.skipped))
-    console.print(
-        f"[yellow]note[/yellow]: {len(late)} files failed to decode while training and were "
-        f"left out (weight 0); every one, with the reason: {escape(str(run.file(SKIPPED)))}",
-        highlight=False,
-    )
-    skipped = dict(dataset.notes.get("skipped") or {"count": 0, "examples": []})
-    skipped["count"] = len(dataset.skipped)
-    skipped["examples"] = [line.rsplit(": ", 1)[0] for line in dataset.skipped[:5]]
-    return {"data": {**dataset.notes, "skipped": skipped}}
+    """What streaming found only while training: files that passed the pre-scan but failed to
+    decode (left out of every batch, metric and prediction; added to skipped.txt and run.json)
+    and images that were resized."""
+    xs = [x for x, _ in dataset.splits().values()]
+    resized = sum(len(reader.resized) for reader in image_readers(*xs))
+    notes = {**dataset.notes, **({"resized": resized} if resized else {})}
+    late = [(file, reason) for file, reason in failures(*xs) if f"{file}: {reason}" not in dataset.skipped]  # fmt: skip
+    if late:
+        dataset.skipped += [f"{file}: {reason}" for file, reason in late]
+        write_text(run.file(SKIPPED), "".join(f"{line}\n" for line in dataset.skipped))
+        console.print(
+            f"[yellow]note[/yellow]: {len(late)} files failed to decode while training and were "
+            f"left out; every one, with the reason: {escape(str(run.file(SKIPPED)))}",
+            highlight=False,
+        )
+        skipped = dict(notes.get("skipped") or {"count": 0, "examples": []})
+        examples = [*skipped["examples"], *(str(file) for file, _ in late)]
+        notes["skipped"] = {
+            "count": len(dataset.skipped),
+            "examples": examples[:MAX_SKIPPED_EXAMPLES],
+        }
+    return {"data": notes} if notes != dataset.notes else {}
 
 
 def _announce(

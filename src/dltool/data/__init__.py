@@ -6,6 +6,9 @@ where ``task`` is ``"binary"``, ``"multiclass"`` or ``"regression"`` (from the l
 return raw values: tables as float32 columns, images as float32 pixels in
 0..255 with shape (n, height, width, channels); scaling belongs in the model
 (a ``rescaling`` or ``normalization`` layer), so the saved model takes raw input.
+Data bigger than memory comes as :class:`dltool.data.rows.Rows` instead of an array: the
+same shape and indexing, read from disk a batch at a time (``loading`` in the source's
+schema decides). Labels are always arrays in memory.
 Classification labels are integer class indices 0..k-1 with ``class_names``.
 A loader that has no test set leaves ``x_test`` as None; :func:`load_dataset`
 then holds out ``test_split`` of the rows (seeded, stratified).

@@ -36,14 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dltool.data import Dataset
 from dltool.data.source import CHANNELS, ColorMode, DataPath, StreamingSource
 from dltool.errors import DataError
-from dltool.files import IMAGE_SUFFIXES, image_problem
+from dltool.files import IMAGE_SUFFIXES, available_memory, image_problem
 from dltool.layers import Pair
-from dltool.messages import did_you_mean
+from dltool.messages import did_you_mean, size_in_bytes
 
 if TYPE_CHECKING:  # NumPy and the readers load with the data, not with the schema (validate)
     import numpy as np
@@ -94,6 +94,15 @@ class ImageFolderData(StreamingSource):
         "runs on the same files and settings ($DLTOOL_CACHE_DIR, else ~/.cache/dltool)",
     )
 
+    @model_validator(mode="after")
+    def _cache_streams(self) -> ImageFolderData:
+        if self.cache == "disk" and self.loading == "memory":
+            raise ValueError(
+                "cache: disk reads the pixels from the cache a batch at a time (received "
+                "loading: memory with it; expected loading: auto or stream, or cache: none)"
+            )
+        return self
+
     def input_shape(self) -> list[int] | None:
         return [*self.image_size, CHANNELS[self.color_mode]]
 
@@ -117,18 +126,27 @@ class ImageFolderData(StreamingSource):
         count = sum(len(folder.files) for folder in folders)
         pixel_bytes = count * size[0] * size[1] * channels * 4
         mode, why = self._mode(pixel_bytes)
+        available = available_memory()
+        short = available is not None and 2 * pixel_bytes > available  # pixels + TF's copy
+        if mode == "memory" and short and self.loading == "auto":  # small, but memory is short
+            mode, why = "stream", f"{why}, but only {size_in_bytes(available or 0)} of memory is available"  # fmt: skip
+        if mode == "memory" and short:
+            raise DataError(
+                f"{self.path}: data.loading: memory needs about {size_in_bytes(2 * pixel_bytes)} "
+                f"for the decoded images and {size_in_bytes(available or 0)} is available (stream "
+                "them instead: data.loading: stream or auto)"
+            )
         started = time.perf_counter()
         xs: list[np.ndarray | Rows]
         with _quiet():
             if mode == "disk cache":
                 xs = [_cached(folder, size, self.color_mode, channels) for folder in folders]
-            elif mode == "memory" or self.strict:
-                # strict streaming decodes every file once here, so that a refusal comes
-                # before the run starts; then the pixels are dropped
+            elif mode == "memory":
                 xs = [_decoded(folder, size, self.color_mode, channels) for folder in folders]
-                if mode == "stream":
-                    xs = [_streamed(folder, size, self.color_mode, channels) for folder in folders]  # fmt: skip
             else:
+                if self.strict:  # every file decoded once now, so that a refusal comes first
+                    for folder in folders:
+                        _decodes(folder, size, self.color_mode, channels)
                 xs = [_streamed(folder, size, self.color_mode, channels) for folder in folders]
         decode_s = round(time.perf_counter() - started, 3)
         # Every unusable file at once: those the pre-scan found and those that failed to
@@ -349,6 +367,17 @@ def _decoded(folder: _Folder, size: tuple[int, int], color_mode: str, channels: 
     return pixels if usable.all() else pixels[usable]  # rare: one copy of the usable rows
 
 
+def _decodes(folder: _Folder, size: tuple[int, int], color_mode: str, channels: int) -> None:
+    """Decode every scanned file, a chunk at a time, keeping nothing but the verdicts."""
+    import numpy as np
+
+    from dltool.data.rows import Rows
+
+    reader = _reader(folder, size, color_mode, channels)
+    usable = np.concatenate([ok for _, ok in Rows.of(reader, len(folder.files)).chunks()])
+    _keep(folder, reader, usable)
+
+
 def _streamed(folder: _Folder, size: tuple[int, int], color_mode: str, channels: int) -> Rows:
     """The scanned files as Rows: decoded batch by batch while training."""
     from dltool.data.rows import Rows
@@ -384,15 +413,17 @@ def _fill_cache(entry: Path, folder: _Folder, size: tuple[int, int], color_mode:
 
     import numpy as np
 
-    from dltool.data.rows import Rows
+    from dltool.data.rows import CHUNK_BYTES, Rows
+    from dltool.interrupts import raise_if_requested
 
     reader = _reader(folder, size, color_mode, channels)
     rows = Rows.of(reader, len(folder.files))
     target = np.lib.format.open_memmap(entry / "pixels.npy", mode="w+", dtype="uint8", shape=rows.shape)  # fmt: skip
-    done = 0
-    for pixels, _ in rows.chunks():
-        target[done : done + len(pixels)] = pixels.astype("uint8")  # whole 0..255 from Pillow
-        done += len(pixels)
+    step = max(1, CHUNK_BYTES // max(1, int(np.prod(rows.shape[1:]))))  # uint8: a byte each
+    for start in range(0, len(rows), step):
+        pixels, _ = rows.read_stored(np.arange(start, min(start + step, len(rows))))
+        target[start : start + len(pixels)] = pixels
+        raise_if_requested()  # Ctrl-C: stop between chunks (the entry is removed)
     target.flush()
     del target
     meta = {"failed": sorted(reader.failed.items()), "resized": len(reader.resized)}

@@ -14,7 +14,7 @@ A reader turns positions into examples:
   in-memory path and ``dltool predict`` do (:func:`dltool.files.read_image`),
   several files at once on a thread pool (Pillow releases the GIL while it decodes).
   A file that fails to decode only now (a damaged file that passed the pre-scan)
-  gives zero pixels and ``usable=False``: the pipeline gives it sample weight 0,
+  gives zero pixels and ``usable=False``: the pipeline leaves it out of its batch,
   and the run reports it in ``skipped.txt``. None is dropped silently.
 - :class:`ArrayReader`: a NumPy array or memory-mapped ``.npy`` file (the disk cache
   of decoded images, a big ``.npy``, a CSV converted in chunks).
@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,8 +55,13 @@ class Reader(Protocol):
         """Whether every value is finite by construction (no NaN check needed)."""
         ...
 
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """What read() gives: uint8 pixels, or the array's own type (float32 once in TensorFlow)."""
+        ...
+
     def read(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(float32 examples, usable flags) at ``positions``, in that order."""
+        """(examples as ``dtype``, usable flags) at ``positions``, in that order."""
         ...
 
 
@@ -95,6 +101,13 @@ class Rows:
 
     def read(self, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(float32 examples, usable flags) of ``where`` (indices into these Rows)."""
+        examples, usable = self.read_stored(where)
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf: the NaN check finds it
+            return examples.astype("float32", copy=False), usable
+
+    def read_stored(self, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(examples as the reader's ``dtype``, usable flags): what the input pipeline reads,
+        so that uint8 pixels cross into TensorFlow at a quarter of float32's size."""
         return self.reader.read(self.index[np.asarray(where, dtype="int64")])
 
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -152,8 +165,11 @@ def nonfinite_rows(x: np.ndarray | Rows, limit: int = 5) -> list[int]:
 def usable(x: np.ndarray | Rows) -> np.ndarray:
     """Which rows could be read so far (False: a file that failed to decode)."""
     flags = np.ones(len(x), dtype=bool)
-    if isinstance(x, Rows) and isinstance(x.reader, ImageReader) and x.reader.failed:
-        flags[np.isin(x.index, list(x.reader.failed))] = False
+    if isinstance(x, Rows) and isinstance(x.reader, ImageReader):
+        with x.reader._lock:
+            failed = list(x.reader.failed)
+        if failed:
+            flags[np.isin(x.index, failed)] = False
     return flags
 
 
@@ -199,6 +215,13 @@ class ImageReader:
     resized: set[int] = field(default_factory=set)  # positions of images of another size
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    dtype = np.dtype("uint8")
+
+    def __post_init__(self) -> None:
+        # Pillow's warnings (palette transparency and the like) while decoding during training:
+        # silenced as the loaders silence them (catch_warnings is not thread-safe; this is).
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+
     @property
     def example_shape(self) -> tuple[int, ...]:
         return (*self.size, self.channels)
@@ -206,7 +229,7 @@ class ImageReader:
     def read(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from dltool.files import read_pixels, unreadable_image
 
-        pixels = np.zeros((len(positions), *self.example_shape), dtype="float32")
+        pixels = np.zeros((len(positions), *self.example_shape), dtype="uint8")
         usable = np.ones(len(positions), dtype=bool)
 
         def decode(slot: int) -> None:
@@ -231,22 +254,27 @@ class ImageReader:
             list(pool().map(decode, range(len(positions))))
         return pixels, usable
 
-    def failures(self) -> list[str]:
-        """``"path: reason"`` of every file that failed to decode so far, in file order."""
+    def failures(self) -> list[tuple[Path, str]]:
+        """(path, reason) of every file that failed to decode so far, in file order."""
         with self._lock:
-            return [f"{self.files[p]}: {reason}" for p, reason in sorted(self.failed.items())]
+            return [(self.files[p], reason) for p, reason in sorted(self.failed.items())]
 
 
 @dataclass(eq=False)
 class ArrayReader:
-    """Examples in an array, usually a memory-mapped ``.npy`` file (any dtype, read as float32)."""
+    """Examples in an array, usually a memory-mapped ``.npy`` file (any numeric dtype)."""
 
     array: np.ndarray
+    checked: bool = False  # every value already found finite (a converted CSV, a checked .npy)
     fallible = False
 
     @property
     def finite(self) -> bool:
-        return bool(np.issubdtype(self.array.dtype, np.integer))
+        return self.checked or bool(np.issubdtype(self.array.dtype, np.integer))
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.array.dtype
 
     @property
     def example_shape(self) -> tuple[int, ...]:
@@ -254,16 +282,26 @@ class ArrayReader:
 
     def read(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(positions, kind="stable")  # a memory map reads forwards fastest
-        examples = np.empty((len(positions), *self.example_shape), dtype="float32")
-        with np.errstate(over="ignore"):  # beyond float32 becomes inf: the NaN check finds it
-            examples[order] = self.array[positions[order]]
+        examples = np.empty((len(positions), *self.example_shape), dtype=self.array.dtype)
+        examples[order] = self.array[positions[order]]
         return examples, np.ones(len(positions), dtype=bool)
 
 
-def failures(*xs: Any) -> list[str]:
-    """Files that failed to decode while streaming, in any of ``xs`` (each reader once)."""
+def mark_checked(x: np.ndarray | Rows) -> None:
+    """Say that every value of ``x`` was found finite (Rows over an array): not checked again."""
+    if isinstance(x, Rows) and isinstance(x.reader, ArrayReader):
+        x.reader.checked = True
+
+
+def image_readers(*xs: Any) -> list[ImageReader]:
+    """The image readers behind any of ``xs`` (Rows of the same folder share one), each once."""
     readers = {id(x.reader): x.reader for x in xs if isinstance(x, Rows)}
-    return [line for reader in readers.values() if isinstance(reader, ImageReader) for line in reader.failures()]  # fmt: skip
+    return [reader for reader in readers.values() if isinstance(reader, ImageReader)]
+
+
+def failures(*xs: Any) -> list[tuple[Path, str]]:
+    """(path, reason) of the files that failed to decode while streaming, in any of ``xs``."""
+    return [failure for reader in image_readers(*xs) for failure in reader.failures()]
 
 
 CACHE_FORMAT = 1  # bump when what a cache entry holds changes
@@ -294,22 +332,49 @@ def cached(name: str, fill: Callable[[Path], None]) -> Path:
     """The cache entry folder ``name``, filled first by ``fill(folder)`` when no earlier run did.
 
     ``fill`` writes into a fresh temporary folder that is renamed into place when it
-    returns, so an entry is complete or absent; if ``fill`` raises, nothing is left.
-    Two runs filling the same entry at once both succeed; the first rename wins.
+    returns, so an entry is complete or absent; if ``fill`` raises (Ctrl-C included),
+    nothing is left. Two runs filling the same entry at once both succeed; the first
+    rename wins. Temporary folders older than a day (a killed run's) are removed.
+
+    Raises:
+        DataError: the cache folder cannot be written (one line, naming it).
     """
     import shutil
     import tempfile
+    import time
+
+    from dltool.errors import DataError
 
     root = cache_dir()
     entry = root / name
     if entry.is_dir():
         return entry
-    root.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(".building-*"):
+            with contextlib.suppress(OSError):
+                if time.time() - stale.stat().st_mtime > STALE_BUILD_SECONDS:
+                    shutil.rmtree(stale, ignore_errors=True)
+        building = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    except OSError as error:
+        raise DataError(_cache_problem(root, error)) from error
     try:
         fill(building)
         with contextlib.suppress(OSError):  # another run filled it meanwhile: use that one
             building.rename(entry)
+    except OSError as error:
+        raise DataError(_cache_problem(root, error)) from error
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return entry
+
+
+STALE_BUILD_SECONDS = 86_400
+
+
+def _cache_problem(root: Path, error: OSError) -> str:
+    return (
+        f"{root}: cannot write the data cache ({error.strerror or type(error).__name__}); "
+        "set DLTOOL_CACHE_DIR to a writable folder with room for the data, or use "
+        "data.loading: memory"
+    )

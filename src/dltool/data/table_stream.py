@@ -33,10 +33,12 @@ from dltool.data.tabular import (
     _classes,
     _feature_columns,
     _header,
-    _listing,
     _same_columns,
+    class_indices,
+    refuse_unknown,
 )
 from dltool.errors import DataError
+from dltool.interrupts import raise_if_requested
 
 if TYPE_CHECKING:
     from dltool.data.tabular import CsvData
@@ -72,9 +74,9 @@ def stream_csv(config: CsvData, task: str) -> Dataset:
         y = labels["values"]
         y_test = test[0][1]["values"] if test else None
     else:
-        names, indices = _class_order(labels, path, target, task)
+        names, indices, mapping = _class_order(labels, path, target, task)
         y = indices[labels["codes"]]
-        y_test = _test_classes(test[0][1], test_path, target, labels, indices, names) if test_path else None  # fmt: skip
+        y_test = _test_classes(test[0][1], test_path, target, mapping, names) if test_path else None  # fmt: skip
     dataset = Dataset(
         x_train=x,
         y_train=y,
@@ -120,7 +122,7 @@ def _table(path: Path, delimiter: str, features: list[str], target: str, task: s
     x = np.memmap(entry / FEATURES, dtype="float32", mode="r", shape=(rows, len(features)))
     stored = np.load(entry / LABELS, allow_pickle=False)
     labels: dict[str, Any] = {"values": stored} if task == "regression" else {"codes": stored, "texts": meta["texts"]}  # fmt: skip
-    return Rows.of(ArrayReader(x), rows), labels, []
+    return Rows.of(ArrayReader(x, checked=True), rows), labels, []  # every cell checked
 
 
 def _convert(path: Path, into: Path, delimiter: str, features: list[str], target: str, task: str) -> None:  # fmt: skip
@@ -154,6 +156,7 @@ def _convert(path: Path, into: Path, delimiter: str, features: list[str], target
             else:
                 labels.append(_codes(y, texts))
             rows += len(frame)
+            raise_if_requested()  # Ctrl-C: stop between chunks (the entry is removed)
     # Blank rows after the last filled one are the file's trailing blank lines, not problems.
     found = [cell for cell in found if not (cell[1] == -1 and cell[0] >= filled)]
     count -= trailing_blanks
@@ -161,7 +164,9 @@ def _convert(path: Path, into: Path, delimiter: str, features: list[str], target
     problems = [] if filled == 0 else _cell_report(path, found, count, [*columns, target])
     if filled == 0:
         problems = [f"{path}: no data rows (only a header line; expected rows below it)"]
-    stored = np.concatenate(labels)[:filled] if labels else np.zeros(0)
+    if problems:  # the entry only replays the refusal: no rows kept
+        (into / FEATURES).unlink()
+    stored = np.concatenate(labels)[:filled] if labels and not problems else np.zeros(0)
     np.save(into / LABELS, stored, allow_pickle=False)
     meta = {"rows": filled, "texts": list(texts), "problems": problems}
     (into / META).write_text(json.dumps(meta))
@@ -176,45 +181,18 @@ def _codes(cells: np.ndarray, texts: dict[str, int]) -> np.ndarray:
     return lookup[codes]  # code -1 (an empty cell) picks the last entry: -1
 
 
-def _class_order(labels: dict[str, Any], path: Path, target: str, task: str) -> tuple[list[str], np.ndarray]:  # fmt: skip
-    """(class names, class index of each label code), ordered as the in-memory reader orders them."""
+def _class_order(labels: dict[str, Any], path: Path, target: str, task: str) -> tuple[list[str], np.ndarray, dict[Any, int]]:  # fmt: skip
+    """(class names, class index of each label code, label -> index), ordered as the
+    in-memory reader orders them."""
     texts = np.asarray(labels["texts"], dtype=object)
-    indices, names, _ = _classes(texts, path, target, task)  # one cell per distinct label
-    return names, np.append(indices, -1)  # code -1: an empty cell, refused before this
+    indices, names, mapping = _classes(texts, path, target, task)  # one cell per distinct label
+    return names, np.append(indices, -1), mapping  # code -1: an empty cell, refused before this
 
 
-def _test_classes(labels: dict[str, Any], path: Path, target: str, train: dict[str, Any], indices: np.ndarray, names: list[str]) -> np.ndarray:  # fmt: skip
-    """The test file's labels as training class indices; an unknown class is an error."""
-    known = {text: int(indices[code]) for code, text in enumerate(train["texts"])}
-    numbers = {_number(text): index for text, index in known.items()}
-    # numeric classes match by value ("1.0" is class "1"), as the in-memory reader does
-    numeric = numbers if all(isinstance(key, float) for key in numbers) else {}
-    mapping = [known.get(text, numeric.get(_number(text), -1)) for text in labels["texts"]]
-    test = np.append(np.asarray(mapping, dtype="int64"), -1)[labels["codes"]]
-    unknown = np.flatnonzero(test < 0)
-    if unknown.size:
-        lines = [
-            f"{path}: line {row + 2}, column {target!r}: unknown class "
-            f"{labels['texts'][labels['codes'][row]]!r} (the training file has {_listing(names)})"
-            for row in unknown[:MAX_CELLS_SHOWN]
-        ]
-        if unknown.size > MAX_CELLS_SHOWN:
-            lines.append(f"{path}: and {unknown.size - MAX_CELLS_SHOWN} more")
-        raise DataError(*lines)
+def _test_classes(labels: dict[str, Any], path: Path, target: str, mapping: dict[Any, int], names: list[str]) -> np.ndarray:  # fmt: skip
+    """The test file's labels as training class indices, by the in-memory reader's rule
+    (:func:`dltool.data.tabular.class_indices`); an unknown class is an error."""
+    distinct = class_indices(np.asarray(labels["texts"], dtype=object), mapping)
+    test = np.append(distinct, -1)[labels["codes"]]
+    refuse_unknown(test, lambda row: labels["texts"][labels["codes"][row]], path, target, names)
     return test
-
-
-def _number(text: str) -> float | str:
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return value if np.isfinite(value) else text
-
-
-def map_npy(path: Path) -> Rows:
-    """An ``.npy`` features file as Rows over a memory map (read as float32, batch by batch)."""
-    array = files.load_npy(path, DataError, memory_map=True)
-    if array.ndim == 1:
-        array = array.reshape(-1, 1)
-    return Rows.of(ArrayReader(array), len(array))

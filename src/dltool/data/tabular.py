@@ -22,6 +22,7 @@ and they share the listing and class-label rules; split it by source if either g
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 MAX_CELLS_SHOWN = 5  # bad cells listed one per line; the rest are counted
 MAX_NAMES_SHOWN = 20  # column or class names listed in a message
-TOO_BIG_ADVICE = " (stream it instead: data.loading: stream or auto)"
+TOO_BIG_ADVICE = " (stream it instead: data.loading: stream)"
 NPZ_TOO_BIG_ADVICE = (
     " (an .npz is read whole: save the features as an .npy file with its labels in another, "
     "which dltool memory-maps and streams)"
@@ -100,6 +101,11 @@ class NumpyData(StreamingSource):
             raise ValueError("labels_path: not used with an .npz archive (it holds y_train)")
         if not self.path.endswith((".npy", ".npz")):
             raise ValueError(f"path: expected a .npz or .npy file (received {self.path!r})")
+        if self.path.endswith(".npz") and self.loading == "stream":
+            raise ValueError(
+                "loading: an .npz archive is read whole (received stream; expected memory or "
+                "auto, or the features as an .npy file with labels_path, which can stream)"
+            )
         return self
 
     def load(self, seed: int, task: str) -> Dataset:
@@ -376,6 +382,16 @@ def _map_test_labels(
     cells: np.ndarray, path: Path, target: str, mapping: dict[Any, int], names: list[str]
 ) -> np.ndarray:
     """Test labels as the training classes' indices; an unknown class is an error."""
+    indices = class_indices(cells, mapping)
+    refuse_unknown(indices, lambda row: str(cells[row]), path, target, names)
+    return indices
+
+
+def class_indices(cells: np.ndarray, mapping: dict[Any, int]) -> np.ndarray:
+    """Labels as written -> the training classes' indices (-1: not a training class).
+
+    Numeric classes (``mapping`` keyed by numbers) match by value: "1.0" is class "1".
+    """
     import numpy as np
 
     numeric = bool(mapping) and isinstance(next(iter(mapping)), float)
@@ -383,19 +399,28 @@ def _map_test_labels(
     if numeric and keys is None:  # some text label among numeric classes: map one by one
         keys = np.asarray([_number_or_text(c) for c in cells], dtype=object)
     lookup = keys if keys is not None else cells
-    indices = np.fromiter((mapping.get(k, -1) for k in lookup), dtype="int64", count=len(cells))
+    return np.fromiter((mapping.get(k, -1) for k in lookup), dtype="int64", count=len(cells))
+
+
+def refuse_unknown(indices: np.ndarray, label: Callable[[int], str], path: Path, target: str, names: list[str]) -> None:  # fmt: skip
+    """Refuse test labels of no training class (index -1), naming each one's file line.
+
+    Args:
+        indices: each test row's class index, -1 where the label is not a training class.
+        label: row -> its label as written.
+    """
+    import numpy as np
+
     unknown = np.flatnonzero(indices < 0)
     if unknown.size:
-        known = _listing(names)
         lines = [
-            f"{path}: line {row + 2}, column {target!r}: unknown class {str(cells[row])!r} "
-            f"(the training file has {known})"
+            f"{path}: line {row + 2}, column {target!r}: unknown class {label(int(row))!r} "
+            f"(the training file has {_listing(names)})"
             for row in unknown[:MAX_CELLS_SHOWN]
         ]
         if unknown.size > MAX_CELLS_SHOWN:
             lines.append(f"{path}: and {unknown.size - MAX_CELLS_SHOWN} more")
         raise DataError(*lines)
-    return indices
 
 
 def _number_or_text(cell: Any) -> Any:
@@ -409,6 +434,8 @@ def _number_or_text(cell: Any) -> Any:
 
 
 def _load_numpy(config: NumpyData, task: str) -> Dataset:
+    from dltool.data.rows import mark_checked
+
     path = Path(config.path)
     if config.labels_path is None:  # an .npz archive (the schema makes sure)
         arrays = _npz_arrays(path)
@@ -418,12 +445,10 @@ def _load_numpy(config: NumpyData, task: str) -> Dataset:
         notes: dict[str, Any] = {"file": str(path), "loading": {"mode": "memory", "why": "an .npz is read whole"}}  # fmt: skip
     else:
         labels_path = Path(config.labels_path)
-        mode, why = config.loading_mode(files.file_size(path), "of .npy")
+        mapped = files.load_npy(path, DataError, memory_map=True)  # the header: shape, dtype
+        mode, why = config.loading_mode(4 * mapped.size, "of float32 features")
         notes = {"file": str(path), "labels_file": str(labels_path), "loading": {"mode": mode, "why": why}}  # fmt: skip
-        if mode == "stream":  # mapped: read batch by batch while training
-            x_train = files.load_npy(path, DataError, memory_map=True)
-        else:
-            x_train = _npy_array(path)
+        x_train = mapped if mode == "stream" else _npy_array(path)  # mapped: read per batch
         y_train = _npy_array(labels_path)
         x_test = y_test = None
         where = {"x_train": str(path), "y_train": str(labels_path)}
@@ -461,6 +486,7 @@ def _load_numpy(config: NumpyData, task: str) -> Dataset:
     for name, x in (("x_train", dataset.x_train), ("x_test", dataset.x_test)):
         if x is not None:
             _check_finite(x, where[name])
+            mark_checked(x)  # one pass is enough: training does not check it again
     return dataset
 
 
