@@ -158,7 +158,7 @@ def test_three_workers_share_one_study_and_a_killed_ones_trial_is_retried(
     run_cli: Cli, database: str, network: pgserver.WorkerNetwork | None, tmp_path: Path
 ) -> None:
     """Three `dltool sweep` processes, each with its own folder and runs, over TCP: one
-    creates the study, two join it; one joiner is killed with SIGKILL mid-trial. The grid is
+    creates the study, two join it; one of them is killed with SIGKILL mid-trial. The grid is
     trained once (the killed trial again, by another worker), with a one-worker run's metrics.
 
     As root the workers run in their own network namespace and reach the server over a veth
@@ -183,27 +183,34 @@ def test_three_workers_share_one_study_and_a_killed_ones_trial_is_retried(
             break
         time.sleep(0.2)
     joiners = [_start(folder, prefix, "--join", "shared", "--storage", remote) for folder in folders[1:]]  # fmt: skip
+    workers = [creator, *joiners]
     killed, clients = None, set()
     try:
+        # Kill the first worker seen mid-trial (under a loaded machine the creator may train
+        # everything before the joiners are up, so any of the three may be the one).
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and killed is None:
-            for folder, process in zip(folders[1:], joiners, strict=True):
+        while time.monotonic() < deadline and killed is None and any(p.poll() is None for p in workers):  # fmt: skip
+            for folder, process in zip(folders, workers, strict=True):
                 if process.poll() is None and _training_now(folder):
                     clients = _clients(database)
                     process.send_signal(signal.SIGKILL)
                     killed = process
                     break
             time.sleep(0.02)
-        assert killed is not None, "no joining worker was ever seen training"
-        outputs = [p.communicate(timeout=300)[0] for p in (creator, *joiners)]
+        assert killed is not None, "no worker was ever seen training"
+        outputs = [p.communicate(timeout=300)[0] for p in workers]
     finally:
-        for process in (creator, *joiners):
+        for process in workers:
             if process.poll() is None:
                 process.kill()
+            process.wait(timeout=30)
+            if process.stdout is not None:
+                process.stdout.close()  # no pipe left for a later test's garbage collection
     assert killed.returncode == -signal.SIGKILL
-    for process, output in zip((creator, *joiners), outputs, strict=True):
-        if process is not killed:
-            assert process.returncode == 0, output
+    survivors = [p for p in workers if p is not killed]
+    for process in survivors:
+        output = outputs[workers.index(process)]
+        assert process.returncode == 0, output
 
     attempts = studies.attempts(_study(database, "shared"))
     completed = [t for t in attempts if t.state == TrialState.COMPLETE]
@@ -212,9 +219,9 @@ def test_three_workers_share_one_study_and_a_killed_ones_trial_is_retried(
     assert len(lost) == 1, [(t.number, t.state, t.user_attrs) for t in attempts]
     (retry,) = [t for t in completed if t.user_attrs[studies.TRIAL] == lost[0].user_attrs[studies.TRIAL]]  # fmt: skip
     assert lost[0].user_attrs[studies.WORKER]["pid"] == killed.pid
-    assert retry.user_attrs[studies.WORKER]["pid"] != killed.pid  # another worker retried it
-    workers = {t.user_attrs[studies.WORKER]["pid"] for t in completed}
-    assert len(workers) >= 2
+    assert retry.user_attrs[studies.WORKER]["pid"] in {
+        p.pid for p in survivors
+    }  # another retried it
     if network is not None:  # while they trained, the workers' connections came over the veth pair
         assert pgserver.WORKER_SIDE in clients, clients
     for trial in completed:
