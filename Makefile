@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dltool-installed
 
-.PHONY: install demo test test-fast lint format bench bench-data clean
+.PHONY: install demo test test-fast lint format bench bench-data bench-sweeps clean
 
 install: $(STAMP)
 
@@ -51,6 +51,11 @@ bench: install
 # 15 minutes on 2 cores; run it on a quiet machine.
 bench-data: install
 	$(BIN)/python benchmarks/data_scale.py
+
+# Search quality, pruning and throughput of sweeps (benchmarks/results-sweeps.md): about
+# 30 minutes on 2 cores, and it starts a PostgreSQL server like the tests do.
+bench-sweeps: install
+	$(BIN)/python benchmarks/sweeps.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis src/*.egg-info

@@ -47,3 +47,19 @@ def test_timing_measures_a_child_without_gnu_time(compare: Any, tmp_path: Path) 
     assert measured.stdout.strip() == "done"
     assert measured.wall > 0
     assert measured.peak_mib >= 64  # the child's own peak, not the parent's
+
+
+def test_the_sweep_benchmark_counts_best_so_far_over_completed_trials_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    sweeps = importlib.import_module("sweeps")
+    trials = [
+        {"status": "completed", "value": 0.5},
+        {"status": "pruned", "value": 0.1},  # never the best
+        {"status": "failed", "value": None},
+        {"status": "completed", "value": 0.3},
+    ]
+    assert [sweeps.best_after(trials, n) for n in (1, 2, 3, 4)] == [0.5, 0.5, 0.5, 0.3]
+    assert sweeps.trials_to_reach(trials, 0.4) == 4
+    assert sweeps.trials_to_reach(trials, 0.2) is None

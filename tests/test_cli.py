@@ -26,7 +26,7 @@ import json, sys
 from typer.testing import CliRunner
 from dltool.cli import app
 result = CliRunner().invoke(app, sys.argv[1:])
-heavy = sorted(m for m in ("tensorflow", "keras", "numpy", "matplotlib", "sklearn") if m in sys.modules)
+heavy = sorted(m for m in ("tensorflow", "keras", "numpy", "matplotlib", "sklearn", "optuna") if m in sys.modules)
 print(json.dumps({"exit": result.exit_code, "heavy": heavy}))
 """
 
@@ -41,6 +41,7 @@ print(json.dumps({"exit": result.exit_code, "heavy": heavy}))
         pytest.param(["runs", "--runs-dir", str(REPO / "runs")], id="runs"),
         pytest.param(["train", "--help"], id="train-help"),
         pytest.param(["schema", "--sweep"], id="schema"),
+        pytest.param(["sweep", "--help"], id="sweep-help"),
     ],
 )
 @pytest.mark.slow
@@ -52,6 +53,7 @@ def test_instant_commands_do_not_import_tensorflow(args: list[str]) -> None:
     assert report["exit"] == 0
     assert "tensorflow" not in report["heavy"]
     assert "keras" not in report["heavy"]
+    assert "optuna" not in report["heavy"]  # sweep commands import it inside
 
 
 def test_version(run_cli: Callable[..., Any]) -> None:

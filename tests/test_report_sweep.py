@@ -75,8 +75,7 @@ def test_sweep_png_keeps_long_values_out_of_the_ticks(tmp_path: Path) -> None:
     folder = make_sweep(tmp_path / "sweep")
     sweep = load_sweep(folder / "source.yaml")
     directory = sweeps.SweepDir(folder, sweep, plan(sweep, base_seed=0), "tiny")
-    directory.load_finished()
-    directory.results = {n: {**o, "metrics": {"train": {"loss": 0.3}, "validation": {"loss": 0.4 + n / 100}}} for n, o in directory.results.items() if o["status"] == "completed"}  # fmt: skip
+    directory.results = {t.number: {"status": "completed", "run": "", "duration_s": 1.0, "metrics": {"train": {"loss": 0.3}, "validation": {"loss": 0.4 + t.number / 100}}} for t in directory.trials if t.number != 4}  # fmt: skip
     figure = plot_figure(directory)
     axis = figure.axes[0]
     assert [t.get_text() for t in axis.get_xticklabels()] == [str(n) for n in sorted(directory.results)]  # fmt: skip

@@ -55,7 +55,7 @@ def test_grid_sweep_with_two_jobs(run_cli: Cli, tmp_path: Path) -> None:
     ]
     assert {r["status"] for r in rows} == {"completed"}
     assert len(list((folder / "runs").iterdir())) == 4  # each trial is a normal run folder
-    assert list(rows[0])[4:-3] == [
+    assert list(rows[0])[4:-4] == [
         "status",
         *(f"{s}.{m}" for s in ("train", "validation", "test") for m in ("loss", "accuracy")),
         "gap.loss",
@@ -127,8 +127,57 @@ def test_random_search_is_seeded_and_in_range(tmp_path: Path) -> None:
                 "grid": {"training.epochs": [1]},
                 "random": {"trials": 1, "params": {"seed": {"choice": [1]}}},
             },
-            r"give exactly one of grid and random",
+            r"give exactly one of grid, random and tpe \(received grid and random\)$",
             id="both",
+        ),
+        pytest.param({"repeats": 2}, r"give exactly one of grid, random and tpe$", id="no-search"),
+        pytest.param(
+            {"bayes": {"trials": 2, "params": {"seed": {"choice": [1]}}}},
+            r"bayes: unknown key",
+            id="unknown-search",
+        ),
+        pytest.param(
+            {
+                "tpe": {
+                    "trials": 2,
+                    "params": {"training.optimizer.learning_rate": {"log_uniform": [0.1, 0.001]}},
+                }
+            },
+            r"tpe\.params\['training\.optimizer\.learning_rate'\]: inverted range \(received \[0\.1, 0\.001\]; expected \[LOW, HIGH\] with LOW <= HIGH\)$",
+            id="inverted-log-uniform",
+        ),
+        pytest.param(
+            {"random": {"trials": 2, "params": {"model.layers[2].rate": {"uniform": [0.5, 0.1]}}}},
+            r"inverted range \(received \[0\.5, 0\.1\]",
+            id="inverted-uniform",
+        ),
+        pytest.param(
+            {"tpe": {"trials": 2, "params": {"training.epochs": {"int_uniform": [3, 1]}}}},
+            r"inverted range \(received \[3, 1\]",
+            id="inverted-int-uniform",
+        ),
+        pytest.param(
+            {"grid": {"training.epochs": [1]}, "prune": {"type": "medain"}},
+            r"prune\.type: unknown type, did you mean 'median'\? \(received 'medain'; expected one of median, successive_halving, hyperband\)$",
+            id="unknown-prune",
+        ),
+        pytest.param(
+            {"grid": {"training.epochs": [1]}, "prune": {"type": "median", "min_epochs": 0}},
+            r"prune\.median\.min_epochs: out of range|prune.*min_epochs",
+            id="prune-min-epochs",
+        ),
+        pytest.param(
+            {
+                "tpe": {"trials": 2, "params": {"training.epochs": {"int_uniform": [1, 3]}}},
+                "repeats": 2,
+            },
+            r"repeats: tpe trains each point once \(received repeats: 2\)",
+            id="tpe-repeats",
+        ),
+        pytest.param(
+            {"tpe": {"trials": 2, "params": {"model.input_shape": {"choice": [[3], [4]]}}}},
+            r"tpe choices must be numbers, strings, booleans or null \(received \[3\]\)",
+            id="tpe-list-choice",
         ),
         pytest.param(
             {"grid": {"training.epochs": [1]}, "metric": "accuracy"},
@@ -238,6 +287,11 @@ def test_interrupted_sweep_resumes(tmp_path: Path) -> None:
     assert "continue with: dltool sweep" in stderr
     finished = [r for r in _rows(table) if r["status"] == "completed"]
     assert 1 <= len(finished) < 6
+    # The journal has what trials.csv says, and the interrupted trial waits to be trained again.
+    attempts = _journal_study(table.parent).trials
+    outcomes = [t.user_attrs.get("dltool.outcome", {}).get("status") for t in attempts]
+    assert outcomes.count("completed") == len(finished)
+    assert sum(t.state.name == "WAITING" for t in attempts) == 6 - len(finished)
     done = subprocess.run(
         [str(DLTOOL), "sweep", str(table.parent), "--resume"],
         capture_output=True,
@@ -288,7 +342,7 @@ def test_trials_csv_columns_cover_every_metric_of_every_trial(tmp_path: Path) ->
     )
     directory.results[2] = _outcome(train={"loss": 0.1, "auc": 0.8}, test={"loss": 0.6})
     header, rows = directory.rows()
-    assert header[4:-3] == [
+    assert header[4:-4] == [
         *("train.loss", "train.accuracy", "train.auc"),
         *("validation.loss", "validation.accuracy", "validation.auc"),
         *("test.loss", "test.auc"),  # the sweep's own metric always has its three columns
@@ -348,6 +402,14 @@ def test_parallel_sweep_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     after = _run_folders(folder)
     assert sorted(after.values()).count("completed") == 6
     assert {n: s for n, s in after.items() if n in folders} == folders  # interrupted stay so
+
+
+def _journal_study(folder: Path) -> Any:
+    """The study in a sweep folder's journal file, read as another process would."""
+    from dltool.sweep import study as studies
+
+    sweep = load_sweep(folder / "sweep.yaml", recorded=True)
+    return studies.load(studies.open_storage(str(folder / "study.journal")), sweep, epochs=1)
 
 
 def _children(pid: int) -> list[int]:
@@ -436,6 +498,9 @@ def test_workers_die_with_a_killed_sweep(run_cli: Cli, tmp_path: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     (folder,) = runs.iterdir()
+    # The journal survived the SIGKILL: the two trials it was training still say running.
+    states = sorted(t.state.name for t in _journal_study(folder).trials)
+    assert states == ["RUNNING", "RUNNING", "WAITING"], states
     listed = json.loads(run_cli("runs", "--runs-dir", folder / "runs", "--json").stdout)
     assert len(listed) == 2
     for row in listed:
@@ -498,3 +563,36 @@ def test_resume_of_a_sweep_whose_files_no_longer_parse_is_refused(
     assert re.search(message, result.stderr), result.stderr
     assert "internal error" not in result.stderr
     assert not (folder / "trials.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_has_a_complete_run_folder_and_status_pruned_everywhere(
+    run_cli: Cli, tmp_path: Path
+) -> None:
+    """Real training: a hopeless learning rate is stopped after its first epoch by the median
+    pruner; its folder has everything a run has, for the epoch it trained."""
+    from dltool.rundir import RunDir
+
+    training = {"epochs": 3, "optimizer": {"name": "adam", "learning_rate": 0.01}}
+    grid = {"training.optimizer.learning_rate": [0.05, 0.00001]}
+    prune = {"type": "median", "min_epochs": 1, "startup_trials": 1}
+    path = _files(tmp_path, {"grid": grid, "prune": prune}, training=training, data={"validation_split": 0.25})  # fmt: skip
+    result = run_cli("sweep", path, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr + result.stdout
+    (folder,) = (tmp_path / "runs").iterdir()
+    rows = _rows(folder / "trials.csv")
+    assert [r["status"] for r in rows] == ["completed", "pruned"]
+    run = RunDir(folder / "runs" / rows[1]["run"])
+    info = run.info()
+    assert (info["status"], info["pruned_after_epoch"], info["epochs_completed"]) == (
+        "pruned",
+        1,
+        1,
+    )
+    assert run.missing_files() == []  # history, model.keras at that epoch, metrics, plots
+    assert len(_rows(run.path / "history.csv")) == 1
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert float(rows[1]["validation.loss"]) == pytest.approx(metrics["validation"]["loss"])
+    listed = json.loads(run_cli("runs", "--runs-dir", folder / "runs", "--json").stdout)
+    assert sorted(r["status"] for r in listed) == ["completed", "pruned"]
+    assert json.loads((folder / "best.json").read_text())["trial"] == 1

@@ -8,6 +8,7 @@ run.metrics["test"]["accuracy"], run.path
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ def train(
     quiet: bool = False,
     smoke: bool = False,
     console: Console | None = None,
+    prune: Callable[[int, dict[str, float]], bool] | None = None,
 ) -> RunResult:
     """Train one experiment; returns a ``RunResult`` with ``.path``, ``.metrics``, ``.params``.
 
@@ -53,6 +55,8 @@ def train(
         quiet: no progress output.
         smoke: 1 epoch on a small slice of the data (a quick check).
         console: where progress goes (default: the terminal; ``quiet`` silences it).
+        prune: called after each epoch with its number (from 1) and Keras' logs; True
+            stops the run there with status ``pruned`` (what a sweep's pruning uses).
 
     Raises:
         dltool.errors.DltoolError: the same errors the command line reports.
@@ -72,4 +76,5 @@ def train(
         console=console or views.console(quiet=quiet),
         overrides=overrides,
         smoke=smoke,
+        prune=prune,
     )

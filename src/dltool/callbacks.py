@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,24 @@ class Checkpointer(keras.callbacks.Callback):
         self.run.write_checkpoint(save, epoch, self.fingerprint, self.log.rows[:epoch], pointed)
 
 
+class PruneCheck(keras.callbacks.Callback):
+    """Asks ``check(epoch, logs)`` after each completed epoch (epochs from 1); True stops
+    training there, and the run ends ``pruned`` with everything it trained so far."""
+
+    def __init__(self, check: Callable[[int, dict[str, float]], bool], log: EpochLog) -> None:
+        super().__init__()
+        self.check, self.log = check, log
+        self.pruned_after: int | None = None  # the last epoch trained, once pruned
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self.log.completed(epoch) or self.model.stop_training:
+            return  # cut short by a signal, or stopping anyway (NaN, early stopping)
+        values = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
+        if self.check(epoch + 1, values):
+            self.pruned_after = epoch + 1
+            self.model.stop_training = True
+
+
 class SaveBestModel(keras.callbacks.Callback):
     """Keeps the best epoch so far as ``best.keras``, written atomically.
 
@@ -269,11 +288,15 @@ def make_callbacks(
     log: EpochLog,
     guard: StopOnNonFinite,
     saver: Checkpointer,
+    prune: Callable[[int, dict[str, float]], bool] | None = None,
 ) -> list[Any]:
-    """dltool's own callbacks, then those the config asks for (each spec builds its own)."""
+    """dltool's own callbacks, then those the config asks for (each spec builds its own);
+    ``prune`` (a sweep's) is asked after each epoch whether to stop the run there."""
     training = config.training
     # Order matters: the log writes the epoch's row before the checkpoint copies it.
     callbacks: list[Any] = [StopOnSignal(), guard, log, saver]
+    if prune is not None:
+        callbacks.append(PruneCheck(prune, log))
     if training.early_stopping is not None:
         callbacks.append(training.early_stopping.callback(run))
     schedule = training.learning_rate_schedule
@@ -284,6 +307,11 @@ def make_callbacks(
     if training.tensorboard:  # Keras' own callback: scalars per epoch, the graph, histograms off
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.file(TENSORBOARD))))
     return callbacks
+
+
+def pruned_after(callbacks: list[Any]) -> int | None:
+    """The last epoch a pruned run trained, or None when it was not pruned."""
+    return next((c.pruned_after for c in callbacks if isinstance(c, PruneCheck) and c.pruned_after), None)  # fmt: skip
 
 
 def early_stop_report(callbacks: list[Any], console: Console) -> dict[str, Any]:

@@ -375,12 +375,12 @@ def validate(
 @app.command()
 def sweep(
     target: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
             help="A sweep file (YAML), or with --resume an earlier sweep's folder.",
             show_default=False,
         ),
-    ],
+    ] = None,
     jobs: Annotated[
         int,
         typer.Option(
@@ -391,14 +391,65 @@ def sweep(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue a sweep folder; finished trials are kept.")
     ] = False,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            metavar="URL",
+            help="Keep the study in PostgreSQL (postgresql://USER@HOST:PORT/DB), shared by many machines.",
+            show_default=False,
+        ),
+    ] = None,
+    join: Annotated[
+        str | None,
+        typer.Option(
+            "--join",
+            metavar="STUDY",
+            help="Add workers to a study in --storage (run on any machine with the same files).",
+            show_default=False,
+        ),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            metavar="STUDY",
+            help="Show every trial of a study in --storage, from every machine; write its tables.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train every variant a sweep file describes; trials.csv compares them, best.json names the best."""
+    _check_sweep_arguments(target, resume, storage, join, status)
     from dltool import sweep as sweeps
 
-    with sweeps.open_sweep(target, runs_dir, resume) as directory:
-        code = sweeps.run(directory, jobs, _out())
+    if status is not None:
+        assert storage is not None  # noqa: S101  (checked above)
+        code = sweeps.show_status(status, storage, runs_dir, _out())
+    else:
+        with sweeps.open_sweep(target, runs_dir, resume, storage, join) as directory:
+            code = sweeps.run(directory, jobs, _out())
     if code:
         raise typer.Exit(int(code))
+
+
+def _check_sweep_arguments(
+    target: Path | None, resume: bool, storage: str | None, join: str | None, status: str | None
+) -> None:
+    """Raises: UsageError: the options of ``dltool sweep`` do not go together."""
+    given = [name for name, value in (("--join", join), ("--status", status)) if value is not None]
+    if len(given) > 1 or (given and (target is not None or resume)):
+        raise UsageError(
+            "dltool sweep: give one of SWEEP.yaml, SWEEP_FOLDER --resume, --join STUDY and --status STUDY"
+        )
+    if given and storage is None:
+        raise UsageError(f"{given[0]} needs --storage postgresql://USER@HOST:PORT/DATABASE")
+    if not given and target is None:
+        raise UsageError("give a sweep file (dltool sweep SWEEP.yaml), or --join/--status STUDY --storage URL")  # fmt: skip
+    if storage is not None:
+        from dltool.sweep.study import require_database_url
+
+        require_database_url(storage)
 
 
 RunArg = Annotated[

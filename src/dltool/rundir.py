@@ -41,6 +41,9 @@ STATUS_COMPLETED = "completed"
 STATUS_FAILED = "failed"
 STATUS_INTERRUPTED = "interrupted"
 STATUS_CRASHED = "crashed"  # never written: "running" in run.json, but its process is gone
+STATUS_PRUNED = (
+    "pruned"  # a sweep stopped it early as hopeless; its folder is complete for what it trained
+)
 
 # Every file a run folder can hold; nothing else in dltool spells these names.
 CONFIG = "config.yaml"  # the resolved experiment, every default filled in

@@ -18,6 +18,7 @@ import secrets
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from dltool.callbacks import (  # noqa: E402
     StopOnNonFinite,
     early_stop_report,
     make_callbacks,
+    pruned_after,
 )
 from dltool.config import ExperimentConfig, defaulted_keys, resolved_dict  # noqa: E402
 from dltool.data import Dataset  # noqa: E402
@@ -79,6 +81,7 @@ from dltool.rundir import (  # noqa: E402
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
+    STATUS_PRUNED,
     STATUS_RUNNING,
     SUMMARY,
     RunDir,
@@ -145,6 +148,7 @@ def run_training(
     console: Console | None = None,
     overrides: list[str] | None = None,
     smoke: bool = False,
+    prune: Callable[[int, dict[str, float]], bool] | None = None,
 ) -> RunResult:
     """Train ``config`` and write a complete run folder under ``runs_dir``.
 
@@ -155,6 +159,8 @@ def run_training(
         console: where progress goes (default: stdout).
         overrides: the ``--set`` assignments already applied, recorded in run.json.
         smoke: a quick check: 1 epoch on at most SMOKE_ROWS rows of each split.
+        prune: a sweep's check after each epoch (epoch from 1, Keras' logs); True stops
+            the run there, complete for what it trained, with status ``pruned``.
 
     Raises:
         ConfigError, DataError: refused before any run folder exists.
@@ -213,7 +219,9 @@ def run_training(
         )
         write_text(run.file(SUMMARY), model_summary(model))
         _announce(console, config, dataset, params, run)
-        return _train_and_finish(run, prepared, console, started, first_epoch=0, history=[])
+        return _train_and_finish(
+            run, prepared, console, started, first_epoch=0, history=[], prune=prune
+        )
 
 
 def resume_training(folder: Path, console: Console | None = None) -> RunResult:
@@ -268,6 +276,7 @@ def _train_and_finish(
     started: float,
     first_epoch: int,
     history: list[dict[str, Any]],
+    prune: Callable[[int, dict[str, float]], bool] | None = None,
 ) -> RunResult:
     """Fit from ``first_epoch``, then evaluate and write every output; keeps run.json's status true."""
     config, dataset, model, batch_size = (
@@ -287,7 +296,7 @@ def _train_and_finish(
     log = EpochLog(run, console, training.epochs, rows=history)
     guard = StopOnNonFinite()
     saver = Checkpointer(run, fingerprint(config), log, training.checkpoint_seconds)
-    callbacks = make_callbacks(config, run, log, guard, saver)
+    callbacks = make_callbacks(config, run, log, guard, saver, prune)
     if training.record_internals:  # last: it reads the weights early stopping restored
         from dltool.internals import PROBE_ROWS, RecordInternals
 
@@ -317,6 +326,10 @@ def _train_and_finish(
             raise TrainingError(guard.failure)
         raise_if_requested()
         extra.update(early_stop_report(callbacks, console))
+        pruned = pruned_after(callbacks)
+        if pruned is not None:
+            extra["pruned_after_epoch"] = pruned
+            console.print(f"pruned after epoch {pruned}: the sweep judged the trial hopeless", highlight=False)  # fmt: skip
         metrics = _write_outputs(
             run, prepared, evaluation_pipelines, log, evaluated, extra.get("weights_from_epoch")
         )
@@ -369,12 +382,13 @@ def _train_and_finish(
             "profile (seconds): " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()),
             highlight=False,
         )
-    _finish(run, STATUS_COMPLETED, started, len(log.rows), timings=timings, **extra)
+    status = STATUS_PRUNED if "pruned_after_epoch" in extra else STATUS_COMPLETED
+    _finish(run, status, started, len(log.rows), timings=timings, **extra)
     _write_report(run, console)
     run.remove_checkpoint()
     return RunResult(
         path=run.path,
-        status=STATUS_COMPLETED,
+        status=status,
         metrics={k: v for k, v in metrics.items() if k in SPLITS},
         params=int(model.count_params()),
         epochs_run=len(log.rows),

@@ -31,7 +31,16 @@ from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
-STATUS_STYLE = {"completed": "green", "failed": "red", "crashed": "red", "interrupted": "yellow", "running": "cyan"}  # fmt: skip
+from dltool.rundir import (
+    STATUS_COMPLETED,
+    STATUS_CRASHED,
+    STATUS_FAILED,
+    STATUS_INTERRUPTED,
+    STATUS_PRUNED,
+    STATUS_RUNNING,
+)
+
+STATUS_STYLE = {STATUS_COMPLETED: "green", STATUS_FAILED: "red", STATUS_CRASHED: "red", STATUS_INTERRUPTED: "yellow", STATUS_RUNNING: "cyan", STATUS_PRUNED: "magenta"}  # fmt: skip
 
 # C0 (ESC included), DEL, C1, and the bidirectional overrides that reorder what is shown.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")

@@ -10,15 +10,21 @@ A sweep file names a base experiment and the values to try, as ``--set`` keys::
       model.layers[2].rate: [0.0, 0.3, 0.5]
       training.regularization.l2: [0.0, 0.001, 0.01]
 
-or ``random: {trials: 20, seed: 0, params: {KEY: {log_uniform: [1.0e-4, 1.0e-1]}}}``.
+or ``random: {trials: 20, seed: 0, params: {KEY: {log_uniform: [1.0e-4, 1.0e-1]}}}``, or
+``tpe:`` with the same keys (Optuna's TPE sampler chooses each point from the results so
+far), and optionally ``prune: {type: median, min_epochs: 3}``.
 Each trial is a normal run folder under ``SWEEP/runs/``, named ``BASE-trialN`` so it is
-found exactly even when it fails; ``SWEEP/trials.csv`` has a row per trial (every final
-``split.metric``) and is rewritten (atomically) after each one, so an interrupted sweep
-loses no finished trial and ``--resume`` skips them.
+found exactly even when it fails. The sweep's Optuna study (``SWEEP/study.journal``, or a
+PostgreSQL database shared by many machines) records every trial; ``SWEEP/trials.csv`` has a
+row per trial (every final ``split.metric``) and is rewritten (atomically) from it after
+each one, so an interrupted sweep loses no finished trial and ``--resume`` skips them.
 
-The package: :mod:`.spec` (the sweep file and the trial plan), :mod:`.folder` (the sweep
-folder and its tables), :mod:`.executor` (running trials, in worker processes with
-``--jobs``); :func:`open_sweep` and :func:`run` here are what ``dltool sweep`` calls.
+The package: :mod:`.spec` (the sweep file and the trial plan), :mod:`.study` (the Optuna
+study: storage, taking trials, heartbeats), :mod:`.pruning` (the pruners, and what a trial
+reports after each epoch), :mod:`.folder` (the sweep folder and its tables), :mod:`.opening`
+(a new, joined, resumed or --status folder), :mod:`.executor` (running trials, in worker
+processes with ``--jobs``); :func:`open_sweep`,
+:func:`run` and :func:`show_status` here are what ``dltool sweep`` calls.
 """
 
 from __future__ import annotations
@@ -33,31 +39,63 @@ from rich.console import Console
 
 from dltool import interrupts, locks, views
 from dltool.errors import ExitCode
-from dltool.rundir import STATUS_COMPLETED
+from dltool.rundir import STATUS_COMPLETED, STATUS_PRUNED
+from dltool.sweep import opening
 from dltool.sweep.executor import execute, run_trial
-from dltool.sweep.folder import SweepDir, create, plot, reopen, require_sweep_folder
+from dltool.sweep.folder import SweepDir, plot, require_sweep_folder
 from dltool.sweep.spec import SweepConfig, Trial, load_sweep, plan
+from dltool.sweep.study import is_database, shown
 
-__all__ = ["SweepConfig", "SweepDir", "Trial", "load_sweep", "open_sweep", "plan", "run", "run_trial"]  # fmt: skip
+__all__ = ["SweepConfig", "SweepDir", "Trial", "load_sweep", "open_sweep", "plan", "run", "run_trial", "show_status"]  # fmt: skip
 
 
 @contextlib.contextmanager
-def open_sweep(target: Path, runs_dir: Path, resume: bool) -> Iterator[SweepDir]:
+def open_sweep(
+    target: Path | None,
+    runs_dir: Path,
+    resume: bool,
+    storage: str | None = None,
+    join: str | None = None,
+) -> Iterator[SweepDir]:
     """A new sweep folder for the sweep file ``target``, or (``resume``) the folder ``target``,
+    or (``join``) a new folder for this worker of a study in the database ``storage``;
     locked while the body runs: a second process that resumes it is refused at once.
 
     Raises:
-        ConfigError, InputError: the sweep file, its base experiment or the folder is refused,
-            or another process is running the sweep (named by pid and host).
+        ConfigError, InputError, UsageError: the sweep file, its base experiment, the folder,
+            the database or the study is refused, or another process is running the sweep
+            (named by pid and host).
     """
-    if resume:
+    if join is not None:
+        assert storage is not None  # noqa: S101  (the CLI requires it)
+        directory = opening.join(join, storage, runs_dir)
+    elif resume:
+        assert target is not None  # noqa: S101
         require_sweep_folder(target)
         with locks.hold(target, "sweep"):
-            yield reopen(target)
+            yield opening.reopen(target, storage)
         return
-    directory = create(load_sweep(target), target, runs_dir)
+    else:
+        assert target is not None  # noqa: S101
+        directory = opening.create(load_sweep(target), target, runs_dir, storage)
     with locks.hold(directory.path, "sweep"):
         yield directory
+
+
+def _trial_line(directory: SweepDir, console: Console, trial: Trial, outcome: dict[str, Any]) -> None:  # fmt: skip
+    metric, total = directory.sweep.metric, len(directory.trials)
+    value = directory.metric_value(outcome, metric)
+    shown_value = (
+        f"{metric} {views.number(value)}" if value is not None else outcome.get("error", "")
+    )
+    views.line(
+        console,
+        f"trial {trial.number:>{len(str(total))}}/{total} ",
+        (outcome["status"], views.STATUS_STYLE.get(outcome["status"], "red")),
+        f"  {trial.label()}  {shown_value}  ",
+        (f"{outcome.get('duration_s') or 0:.1f}s", "dim"),
+        f"  {outcome.get('host') or ''}",
+    )
 
 
 def run(directory: SweepDir, jobs: int, console: Console) -> ExitCode:
@@ -74,33 +112,32 @@ def run(directory: SweepDir, jobs: int, console: Console) -> ExitCode:
     views.line(
         console,
         (directory.sweep.name, "bold"),
-        f": {total} trials, {len(directory.results)} already finished, {jobs} at a time; folder ",
+        f": {total} trials ({directory.sweep.search}), {directory.finished()} already finished, {jobs} at a time; folder ",
         str(directory.path),
     )
-    metric = directory.sweep.metric
 
     def report(trial: Trial, outcome: dict[str, Any]) -> None:
-        value = directory.metric_value(outcome, metric)
-        shown = f"{metric} {views.number(value)}" if value is not None else outcome.get("error", "")
-        style = "green" if outcome["status"] == STATUS_COMPLETED else "red"
-        views.line(
-            console,
-            f"trial {trial.number:>{len(str(total))}}/{total} ",
-            (outcome["status"], style),
-            f"  {trial.label()}  {shown}  ",
-            (f"{outcome['duration_s']:.1f}s", "dim"),
-        )
+        _trial_line(directory, console, trial, outcome)
 
     try:
         with interrupts.handling_signals():
             execute(directory, jobs, report)
     except KeyboardInterrupt as interrupt:
         directory.write()
+        database = (
+            f" --storage {shown(directory.storage)}" if is_database(directory.storage) else ""
+        )
         interrupt.args = (
-            f"{interrupts.stop_of(interrupt).word}: {len(directory.results)} of {total} trials "
-            f"finished and kept; continue with: dltool sweep {directory.path} --resume --jobs {jobs}",
+            f"{interrupts.stop_of(interrupt).word}: {directory.finished()} of {total} trials "
+            f"finished and kept; continue with: dltool sweep {directory.path} --resume --jobs {jobs}{database}",
         )
         raise
+    return _summary(directory, console)
+
+
+def _summary(directory: SweepDir, console: Console) -> ExitCode:
+    """Write trials.csv, best.json and the plot; print the best trial; exit 3 if any failed."""
+    metric = directory.sweep.metric
     directory.write()
     picture = plot(directory)
     from dltool.report import write_sweep_report
@@ -118,5 +155,29 @@ def run(directory: SweepDir, jobs: int, console: Console) -> ExitCode:
         ("trials.csv", "green"),
         f" {directory.trials_file}" + (f"; plot {picture}" if picture else "") + f"; report {page}",
     )
-    failed = [n for n, o in directory.results.items() if o["status"] != STATUS_COMPLETED]
+    failed = [n for n, o in directory.results.items() if o["status"] not in (STATUS_COMPLETED, STATUS_PRUNED)]  # fmt: skip
     return ExitCode.TRAINING_FAILED if failed else ExitCode.OK
+
+
+def show_status(name: str, storage: str, runs_dir: Path, console: Console) -> ExitCode:
+    """Every trial of a study, from every machine: one line each, then trials.csv, best.json
+    and the plot written in a new folder under ``runs_dir``.
+
+    Returns:
+        ExitCode.OK, or TRAINING_FAILED when a trial failed.
+    """
+    directory = opening.status(name, storage, runs_dir)
+    waiting = len(directory.trials) - len(directory.results) - len(directory.stopped)
+    views.line(
+        console,
+        (name, "bold"),
+        f": {len(directory.trials)} trials ({directory.sweep.search}) in {shown(storage)}; "
+        f"{len(directory.results)} finished, {len(directory.stopped)} interrupted, "
+        f"{waiting} waiting or running",
+    )
+    for trial in directory.trials:
+        outcome = directory.results.get(trial.number) or directory.stopped.get(trial.number)
+        if outcome is not None:
+            _trial_line(directory, console, trial, outcome)
+            views.line(console, "  run ", outcome.get("run") or "-")
+    return _summary(directory, console)

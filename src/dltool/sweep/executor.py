@@ -1,5 +1,10 @@
 """Running a sweep's trials: one at a time, or ``--jobs N`` worker processes.
 
+This process takes each trial from the study (:meth:`SweepDir.claim`) just before it
+starts, and records how it ended there; each worker process imports TensorFlow once and
+trains many trials. When no trial waits but other machines' workers still train some,
+it waits: one of theirs may be lost (its heartbeat stops) and queued again.
+
 With ``--jobs N`` at most N trials are in flight: after Ctrl-C none starts, and
 those running stop at their next batch and are listed as interrupted, with their
 folders. A worker process that dies fails only its own trials; a worker whose sweep
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import signal
 import threading
 import time
@@ -30,7 +36,9 @@ from dltool.rundir import (
     folders_named,
 )
 from dltool.sweep.folder import SweepDir
+from dltool.sweep.pruning import Watch
 from dltool.sweep.spec import Trial
+from dltool.sweep.study import Claimed, Heartbeat, busy_elsewhere
 
 _STOP: Any = None
 _PARENT = 0  # the sweep process's pid, in a worker; 0 in the sweep process itself
@@ -41,11 +49,31 @@ _IN_TRIAL = threading.Event()  # set while a worker's run_trial runs
 ORPHAN_GRACE_S = 20
 
 
-def _start_worker(stop: Any, parent: int) -> None:
-    """Set up a worker process: ignore signals between trials, follow the parent's stop,
-    and end with the parent (see :func:`_follow_parent`)."""
+# TensorFlow's thread pools, read from the environment when it starts in a worker.
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")
+
+
+def worker_threads(jobs: int) -> int:
+    """Threads for each of ``jobs`` workers' TensorFlow: the cores shared out, so that N
+    workers do not each start a pool as large as the machine and fight over it."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def share_cores(threads: int) -> None:
+    """Give this process's TensorFlow ``threads`` threads (before it is imported), unless the
+    user set TensorFlow's thread variables; 0 leaves TensorFlow's defaults."""
+    if threads:
+        for name in THREAD_VARIABLES:
+            os.environ.setdefault(name, str(threads))
+
+
+def _start_worker(stop: Any, parent: int, threads: int = 0) -> None:
+    """Set up a worker process: share out the cores (``threads`` each, unless the user set
+    TensorFlow's thread variables), ignore signals between trials, follow the parent's
+    stop, and end with the parent (see :func:`_follow_parent`)."""
     global _STOP, _PARENT
     _STOP, _PARENT = stop, parent
+    share_cores(threads)
     threading.Thread(target=_follow_parent, args=(parent,), daemon=True).start()
     # Ctrl-C in a terminal reaches every worker too. Between trials it must not kill the
     # worker (that breaks the pool); during one, run_trial's handling_signals() turns it
@@ -97,11 +125,14 @@ def _note_signal(signum: int, frame: Any) -> None:
         interrupts.REQUEST.signum = signum
 
 
-def run_trial(base: str, assignments: list[str], runs_dir: str, name: str) -> dict[str, Any]:
+def run_trial(
+    base: str, assignments: list[str], runs_dir: str, name: str, watch: Watch | None = None
+) -> dict[str, Any]:
     """Train one trial (in this process or a worker); never raises for a failed trial.
 
     ``name`` is the trial's own run name, so its folder is found exactly even when it
-    fails, whatever other trials do in the same ``runs_dir`` at the same time.
+    fails, whatever other trials do in the same ``runs_dir`` at the same time. ``watch``
+    reports each epoch's value to the study and says when to prune the trial.
     """
     started = time.perf_counter()
     before = folders_named(Path(runs_dir), name)
@@ -118,8 +149,8 @@ def run_trial(base: str, assignments: list[str], runs_dir: str, name: str) -> di
                     signal.signal(sig, _note_signal)
             from dltool.api import train
 
-            result = train(base, overrides=assignments, runs_dir=runs_dir, name=name, quiet=True)
-        outcome = {"status": "completed", "run": str(result.path), "metrics": result.metrics}
+            result = train(base, overrides=assignments, runs_dir=runs_dir, name=name, quiet=True, prune=watch)  # fmt: skip
+        outcome = {"status": result.status, "run": str(result.path), "metrics": result.metrics}
     except DltoolError as error:
         outcome = {"status": "failed", "error": error.lines[0] if error.lines else str(error), "exit_code": int(error.exit_code)}  # fmt: skip
     except KeyboardInterrupt as interrupt:
@@ -131,6 +162,7 @@ def run_trial(base: str, assignments: list[str], runs_dir: str, name: str) -> di
         created = sorted(folders_named(Path(runs_dir), name) - before)
         outcome["run"] = str(created[-1]) if created else ""
     outcome["duration_s"] = round(time.perf_counter() - started, 2)
+    outcome["host"] = platform.node()
     if _ORPHANED.is_set():  # nobody will read the outcome: say so in the folder, and end
         if outcome["run"]:
             _mark_orphaned(RunDir(Path(outcome["run"])), Path(runs_dir).parent)
@@ -151,10 +183,12 @@ def _mark_orphaned(run: RunDir, sweep_folder: Path) -> None:
 
 
 Report = Callable[[Trial, dict[str, Any]], None]
+WAIT_FOR_OTHERS_S = 1.0  # how often an idle worker looks for a lost trial of another worker
 
 
 def execute(directory: SweepDir, jobs: int, report: Report) -> None:
-    """Run every trial not finished yet, ``jobs`` at a time; Ctrl-C keeps finished trials.
+    """Train trials taken from the study until none is left, ``jobs`` at a time; Ctrl-C
+    keeps finished trials.
 
     After Ctrl-C (or SIGTERM) no new trial starts; trials in flight stop at their next
     batch and are recorded as ``interrupted`` with their run folders (marked so too).
@@ -162,40 +196,65 @@ def execute(directory: SweepDir, jobs: int, report: Report) -> None:
     Raises:
         KeyboardInterrupt: after recording every trial that started.
     """
-    todo = [t for t in directory.trials if t.number not in directory.results]
-    if jobs > 1:
-        _execute_parallel(directory, todo, jobs, report)
-    else:
-        for trial in todo:
-            interrupts.raise_if_requested()  # a safe point between trials
-            outcome = run_trial(*_arguments(directory, trial))
-            _keep(directory, trial, outcome, report)
-            if outcome["status"] == "interrupted":
-                raise interrupts.interrupt_for(signal.Signals[outcome["signal"]])
+    assert directory.study is not None  # noqa: S101  (a sweep folder always has its study)
+    with Heartbeat(directory.study).running() as heartbeat:
+        if jobs > 1:
+            _execute_parallel(directory, jobs, report, heartbeat)
+        else:
+            _execute_here(directory, report, heartbeat)
     interrupts.raise_if_requested()
 
 
-def _arguments(directory: SweepDir, trial: Trial) -> tuple[str, list[str], str, str]:
-    """``run_trial``'s arguments for ``trial``."""
+def _execute_here(directory: SweepDir, report: Report, heartbeat: Heartbeat) -> None:
+    """One trial at a time, in this process."""
+    while True:
+        interrupts.raise_if_requested()  # a safe point between trials
+        claimed = directory.claim()
+        if claimed is None:
+            if not _wait_for_others(directory, set()):
+                return
+            continue
+        heartbeat.trial_ids.add(claimed.trial_id)
+        try:
+            outcome = run_trial(*_arguments(directory, claimed))
+            _keep(directory, claimed, outcome, report)
+        finally:
+            heartbeat.trial_ids.discard(claimed.trial_id)
+        if outcome["status"] == "interrupted":
+            raise interrupts.interrupt_for(signal.Signals[outcome["signal"]])
+
+
+def _wait_for_others(directory: SweepDir, mine: set[int]) -> bool:
+    """When no trial waits: True (after a pause) while other workers still train some."""
+    assert directory.study is not None  # noqa: S101
+    if not busy_elsewhere(directory.study, mine):
+        return False
+    time.sleep(WAIT_FOR_OTHERS_S)
+    return True
+
+
+def _arguments(directory: SweepDir, claimed: Claimed) -> tuple[str, list[str], str, str, Watch | None]:  # fmt: skip
+    """``run_trial``'s arguments for a trial."""
+    trial = claimed.trial
     assignments = trial.assignments(directory.sweep.overrides)
-    return directory.sweep.base, assignments, str(directory.runs_dir), directory.run_name(trial)
+    return directory.sweep.base, assignments, str(directory.runs_dir), directory.run_name(trial), directory.watch(claimed)  # fmt: skip
 
 
-def _keep(directory: SweepDir, trial: Trial, outcome: dict[str, Any], report: Report) -> None:
+def _keep(directory: SweepDir, claimed: Claimed, outcome: dict[str, Any], report: Report) -> None:
+    directory.record(claimed, outcome)  # in the study too: an interrupted trial waits again
     if outcome["status"] == "interrupted" and not outcome["run"]:
-        return  # stopped before its run folder existed: nothing to keep, --resume runs it
-    directory.record(trial, outcome)
-    report(trial, outcome)
+        return  # stopped before its run folder existed: nothing to show
+    report(claimed.trial, outcome)
 
 
 @dataclass
 class _InFlight:
-    trial: Trial
+    claimed: Claimed
     existing: set[Path]  # the trial's run folders before it started (from earlier sweeps)
     started: float
 
 
-def _execute_parallel(directory: SweepDir, todo: list[Trial], jobs: int, report: Report) -> None:
+def _execute_parallel(directory: SweepDir, jobs: int, report: Report, heartbeat: Heartbeat) -> None:  # fmt: skip
     """At most ``jobs`` trials in flight, so a stop request cancels every trial not started."""
     import multiprocessing
 
@@ -204,34 +263,47 @@ def _execute_parallel(directory: SweepDir, todo: list[Trial], jobs: int, report:
     stop = context.Value(
         "i", 0, lock=False
     )  # the signal that stopped the sweep, for the workers; 0 = none
-    queue = list(todo)
     in_flight: dict[Future[dict[str, Any]], _InFlight] = {}
+    drained = False  # no trial waited at the last look
 
     def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(stop, os.getpid()))  # fmt: skip
+        return ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(stop, os.getpid(), worker_threads(jobs)))  # fmt: skip
 
     pool = new_pool()
     try:
-        while queue or in_flight:
+        while True:
             if interrupts.stop_requested() and not stop.value:
                 stop.value = interrupts.REQUEST.signum or signal.SIGINT
-            while queue and len(in_flight) < jobs and not stop.value:
-                trial = queue.pop(0)
-                existing = folders_named(directory.runs_dir, directory.run_name(trial))
+            drained = False
+            while len(in_flight) < jobs and not stop.value:
+                claimed = directory.claim()
+                if claimed is None:
+                    drained = True
+                    break
+                heartbeat.trial_ids.add(claimed.trial_id)
+                name = directory.run_name(claimed.trial)
+                existing = folders_named(directory.runs_dir, name)
                 try:
-                    future = pool.submit(run_trial, *_arguments(directory, trial))
+                    future = pool.submit(run_trial, *_arguments(directory, claimed))
                 except BrokenProcessPool:
                     # A worker died (killed, out of memory): the executor refuses new work, so
                     # the next trials get a new one; the trials it was running count as failed.
                     pool.shutdown(wait=False, cancel_futures=True)
                     pool = new_pool()
-                    future = pool.submit(run_trial, *_arguments(directory, trial))
-                in_flight[future] = _InFlight(trial, existing, time.perf_counter())
+                    future = pool.submit(run_trial, *_arguments(directory, claimed))
+                in_flight[future] = _InFlight(claimed, existing, time.perf_counter())
             if not in_flight:
-                break  # stopped: the rest never started
+                if stop.value or not drained:
+                    break  # stopped: the rest never started
+                mine = set(heartbeat.trial_ids)
+                if _wait_for_others(directory, mine):
+                    continue
+                break
             done, _ = wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
             for future in done:
-                _collect(directory, in_flight.pop(future), future, report)
+                flight = in_flight.pop(future)
+                heartbeat.trial_ids.discard(flight.claimed.trial_id)
+                _collect(directory, flight, future, report)
     except KeyboardInterrupt:  # a second Ctrl-C: stop the trials in flight at once
         stop.value = stop.value or signal.SIGINT
         _stop_now(directory, pool, in_flight, report)
@@ -247,13 +319,13 @@ def _collect(directory: SweepDir, flight: _InFlight, future: Future[dict[str, An
             raise ChildProcessError("killed after a second Ctrl-C")
         outcome = future.result()
     except Exception as error:  # the worker process died (killed, out of memory)
-        name = directory.run_name(flight.trial)
+        name = directory.run_name(flight.claimed.trial)
         created = sorted(folders_named(directory.runs_dir, name) - flight.existing)
         status = "interrupted" if future is None else "failed"
-        outcome = {"status": status, "error": f"worker process died: {error}", "exit_code": 1, "run": str(created[-1]) if created else "", "duration_s": round(time.perf_counter() - flight.started, 2)}  # fmt: skip
+        outcome = {"status": status, "error": f"worker process died: {error}", "exit_code": 1, "run": str(created[-1]) if created else "", "duration_s": round(time.perf_counter() - flight.started, 2), "host": platform.node()}  # fmt: skip
         if created:
             _mark(RunDir(created[-1]), status, outcome["error"])
-    _keep(directory, flight.trial, outcome, report)
+    _keep(directory, flight.claimed, outcome, report)
 
 
 def _mark(run: RunDir, status: str, error: str) -> None:

@@ -1,18 +1,34 @@
-"""A sweep's folder: sweep.yaml, trials.csv, best.json, sweep.png and the trials' runs/."""
+"""A sweep's folder: sweep.yaml, study.journal, trials.csv, best.json, sweep.png and runs/.
+
+The study (:mod:`.study`) is the record of every trial; trials.csv, best.json and the plot
+are rewritten from it, so on many machines they show every machine's trials.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dltool.errors import InputError
 from dltool.metrics import SPLITS, higher_is_better
-from dltool.rundir import METRICS, RunDir, read_json_object, write_csv, write_json, write_yaml
-from dltool.sweep.spec import SweepConfig, Trial, load_sweep, plan
+from dltool.rundir import (
+    STATUS_COMPLETED,
+    STATUS_INTERRUPTED,
+    STATUS_PRUNED,
+    write_csv,
+    write_json,
+)
+from dltool.sweep import pruning
+from dltool.sweep import study as studies
+from dltool.sweep.spec import SweepConfig, Trial
+
+if TYPE_CHECKING:
+    import optuna
+
 
 SWEEP_FILE = "sweep.yaml"  # the sweep file as run, with the file it came from
 TRIALS = "trials.csv"  # a row per finished or interrupted trial
@@ -20,16 +36,30 @@ BEST = "best.json"  # the best completed trial
 PLOT = "sweep.png"
 REPORT = "report.html"  # dltool.report.sweep: the trials on one page
 RUNS = "runs"  # the trials' run folders
+JOURNAL = "study.journal"  # the Optuna study, when it is not in a database
 
 
 class SweepDir:
     """A sweep's folder: sweep.yaml, trials.csv, best.json, sweep.png, runs/."""
 
-    def __init__(self, path: Path, sweep: SweepConfig, trials: list[Trial], prefix: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        sweep: SweepConfig,
+        trials: list[Trial],
+        prefix: str,
+        study: optuna.Study | None = None,
+        storage: str = "",
+        epochs: int = 1,
+    ) -> None:
         self.path, self.sweep, self.trials = path, sweep, trials
         self.prefix = prefix  # the base experiment's name; trial runs are PREFIX-trialN
-        self.results: dict[int, dict[str, Any]] = {}  # finished: completed or failed
+        self.results: dict[int, dict[str, Any]] = {}  # finished: completed, pruned or failed
         self.stopped: dict[int, dict[str, Any]] = {}  # interrupted with a run folder
+        self.study = study  # None only in tests of the tables
+        self.storage = storage  # the journal's path or the database URL (never printed)
+        self.epochs = epochs  # the base experiment's training.epochs (pruning's last rung)
+        self.hosts: dict[int, str] = {}  # the worker host of each trial's latest attempt
 
     @property
     def runs_dir(self) -> Path:
@@ -40,14 +70,66 @@ class SweepDir:
         suffix = f"-trial{trial.number:0{len(str(len(self.trials)))}d}"
         return self.prefix[: 80 - len(suffix)] + suffix  # run names are at most 80 characters
 
-    def record(self, trial: Trial, outcome: dict[str, Any]) -> None:
-        """Keep a trial's outcome and rewrite trials.csv; an interrupted one is redone by --resume."""
-        if outcome["status"] == "interrupted":
-            self.stopped[trial.number] = outcome
-        else:
-            self.stopped.pop(trial.number, None)
-            self.results[trial.number] = outcome
+    def claim(self) -> studies.Claimed | None:
+        """The next trial for this worker to train, taken from the study; None when none waits."""
+        if self.study is None:
+            return None
+        claimed = studies.claim(self.study, self.sweep)
+        if claimed is not None:
+            self.trials[claimed.trial.number - 1] = claimed.trial  # a tpe trial's values
+        return claimed
+
+    def watch(self, claimed: studies.Claimed) -> pruning.Watch | None:
+        """What the trial's training reports after each epoch, when the sweep prunes."""
+        spec = pruning.prune_spec(self.sweep)
+        if spec is None or self.study is None:
+            return None
+        return pruning.Watch(self.storage, self.sweep.name, claimed.trial_id, self.sweep.epoch_key(), spec, self.epochs)  # fmt: skip
+
+    def record(self, claimed: studies.Claimed, outcome: dict[str, Any]) -> None:
+        """Keep a trial's outcome in the study and rewrite trials.csv; an interrupted one is
+        queued again (for --resume, or for another worker)."""
+        if outcome.get("run"):  # where on its host: other machines read it from the study
+            outcome = {**outcome, "run": str(Path(outcome["run"]).absolute())}
+        self._keep(claimed.trial.number, outcome)
+        if self.study is not None:
+            value = self.metric_value(outcome, self.sweep.metric)
+            studies.finish(self.study, claimed, outcome, value)
         self.write()
+
+    def _keep(self, number: int, outcome: dict[str, Any]) -> None:
+        if outcome["status"] == STATUS_INTERRUPTED:
+            if outcome.get("run"):
+                self.stopped[number] = outcome
+        else:
+            self.stopped.pop(number, None)
+            self.results[number] = outcome
+        if outcome.get("host"):
+            self.hosts[number] = outcome["host"]
+
+    def refresh(self) -> None:
+        """Read every trial's latest outcome (from every worker) back from the study."""
+        if self.study is None:
+            return
+        from optuna.trial import TrialState
+
+        self.results, self.stopped = {}, {}
+        for attempt in studies.attempts(self.study):
+            number = attempt.user_attrs[studies.TRIAL]
+            if not 1 <= number <= len(self.trials):
+                continue
+            values = attempt.user_attrs.get(studies.VALUES)
+            if values and not self.sweep.planned:
+                self.trials[number - 1] = Trial(number, values, self.trials[number - 1].seed)
+            outcome = attempt.user_attrs.get(studies.OUTCOME)
+            if outcome is None and attempt.state == TrialState.FAIL:
+                outcome = studies.stale_outcome(attempt)  # its worker was killed
+            if outcome is not None:
+                self._keep(number, outcome)
+
+    def finished(self) -> int:
+        """How many trials completed or were pruned: those --resume keeps."""
+        return sum(o["status"] in (STATUS_COMPLETED, STATUS_PRUNED) for o in self.results.values())
 
     @property
     def trials_file(self) -> Path:
@@ -80,16 +162,16 @@ class SweepDir:
         return values, gaps
 
     def rows(self) -> tuple[list[str], list[list[Any]]]:
-        keys = list(self.trials[0].values) if self.trials else []
+        keys = self.sweep.params
         values, gaps = self._columns()
-        header = ["trial", *keys, "seed", "status", *values, *gaps, "duration_s", "run", "error"]
+        header = ["trial", *keys, "seed", "status", *values, *gaps, "duration_s", "run", "error", "host"]  # fmt: skip
         rows = []
         for trial in self.trials:
             outcome = self.results.get(trial.number) or self.stopped.get(trial.number)
             if outcome is None:
                 continue
-            varied = [json.dumps(trial.values[k]) if isinstance(trial.values[k], list | dict) else trial.values[k] for k in keys]  # fmt: skip
-            rows.append([trial.number, *varied, trial.seed, outcome["status"], *(self.metric_value(outcome, c) for c in values), *(self._gap(outcome, c.split(".", 1)[1]) for c in gaps), outcome.get("duration_s"), Path(outcome.get("run", "")).name, outcome.get("error", "")])  # fmt: skip
+            varied = [json.dumps(trial.values.get(k)) if isinstance(trial.values.get(k), list | dict) else trial.values.get(k) for k in keys]  # fmt: skip
+            rows.append([trial.number, *varied, trial.seed, outcome["status"], *(self.metric_value(outcome, c) for c in values), *(self._gap(outcome, c.split(".", 1)[1]) for c in gaps), outcome.get("duration_s"), Path(outcome.get("run", "")).name, outcome.get("error", ""), outcome.get("host", "")])  # fmt: skip
         return header, rows
 
     def _gap(self, outcome: dict[str, Any], name: str) -> float | None:
@@ -106,76 +188,29 @@ class SweepDir:
         scored = [
             (self.metric_value(o, self.sweep.metric), n)
             for n, o in self.results.items()
-            if o["status"] == "completed"
+            if o["status"] == STATUS_COMPLETED  # never a pruned trial
         ]
         scored = [(v, n) for v, n in scored if v is not None and math.isfinite(v)]
         if not scored:
             return None
         value, number = (max if self.sweep.maximize else min)(scored)
         trial = self.trials[number - 1]
-        return {"trial": number, "metric": self.sweep.metric, "value": value, "values": trial.values, "seed": trial.seed, "run": self.results[number].get("run")}  # fmt: skip
+        return {"trial": number, "metric": self.sweep.metric, "value": value, "values": trial.values, "seed": trial.seed, "run": self.results[number].get("run"), "host": self.results[number].get("host")}  # fmt: skip
 
     def write(self) -> None:
+        """trials.csv and best.json, from the study's record of every trial."""
+        self.refresh()
         header, rows = self.rows()
         write_csv(self.path / TRIALS, header, rows)
         best = self.best()
         if best is not None:
             write_json(self.path / BEST, best)
 
-    def load_finished(self) -> None:
-        """Trials of an earlier run of this sweep (for --resume): completed ones are kept,
-        interrupted ones stay listed (with their folders) until they are trained again."""
-        import csv
-
-        table = self.path / TRIALS
-        if not table.is_file():
-            return
-        with open(table, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                number, status = int(row["trial"]), row.get("status")
-                run = self.runs_dir / row["run"]
-                duration = float(row["duration_s"] or 0)
-                if status == "interrupted" and row["run"]:
-                    self.stopped[number] = {"status": status, "run": str(run), "duration_s": duration, "error": row.get("error", "")}  # fmt: skip
-                if status != "completed":
-                    continue
-                metrics = read_json_object(run / METRICS)
-                self.results[number] = {"status": "completed", "run": str(run), "metrics": metrics, "duration_s": duration}  # fmt: skip
-
-
-def create(sweep: SweepConfig, source: Path, runs_dir: Path) -> SweepDir:
-    from dltool.config import load_config
-
-    base = load_config(Path(sweep.base), sweep.overrides)  # also validates the base
-    trials = plan(sweep, base.seed)
-    for trial in trials[:1]:  # the trial keys must fit the base config
-        load_config(Path(sweep.base), trial.assignments(sweep.overrides))
-    folder = RunDir.create(runs_dir, f"{sweep.name}-sweep").path
-    write_yaml(folder / SWEEP_FILE, {**sweep.model_dump(mode="json"), "source": str(source)})
-    return SweepDir(folder, sweep, trials, base.name)
-
 
 def require_sweep_folder(folder: Path) -> None:
     """Raises: InputError: ``folder`` holds no sweep file."""
     if not (folder / SWEEP_FILE).is_file():
         raise InputError(f"{folder}: not a sweep folder (no {SWEEP_FILE})")
-
-
-def reopen(folder: Path) -> SweepDir:
-    """An earlier sweep folder, with its finished trials (``--resume``).
-
-    Raises:
-        InputError: not a sweep folder.
-        ConfigError: its sweep file or base experiment no longer validates.
-    """
-    require_sweep_folder(folder)
-    sweep = load_sweep(folder / SWEEP_FILE, recorded=True)
-    from dltool.config import load_config
-
-    base = load_config(Path(sweep.base), sweep.overrides)
-    directory = SweepDir(folder, sweep, plan(sweep, base.seed), base.name)
-    directory.load_finished()
-    return directory
 
 
 LABEL_CHARACTERS = 24  # a trial's values as a tick label, when every trial's fits; else its number
