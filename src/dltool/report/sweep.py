@@ -22,7 +22,7 @@ from dltool.rundir import HISTORY, RUN_JSON, json_object, write_text
 from dltool.yamlio import YamlProblem, read_yaml_mapping
 
 CURVES_OF = 12  # trials whose curves are overlaid: the best ones, or the chart is a tangle
-FIXED_COLUMNS = ("trial", "seed", "status", "duration_s", "run", "error")
+
 LONG_VALUE = 16  # characters: a longer parameter value is shown as #1, #2, ... on the axes
 
 
@@ -36,7 +36,7 @@ class SweepFiles:
     """What a sweep folder holds, as far as it can be read."""
 
     def __init__(self, folder: Path) -> None:
-        from dltool.sweep.folder import BEST, RUNS, SWEEP_FILE, TRIALS
+        from dltool.sweep.folder import BEST, RUNS, SWEEP_FILE, TRIAL_COLUMNS, TRIALS
 
         self.path, self.runs = folder, folder / RUNS
         try:
@@ -53,7 +53,8 @@ class SweepFiles:
         mode = self.spec.get("mode", "auto")
         self.maximize = mode == "max" or (mode == "auto" and higher_is_better(self.metric))
         metric_like = {c for c in self.header if c.split(".", 1)[0] in ("train", "validation", "test", "gap")}  # fmt: skip
-        self.params = [c for c in self.header if c not in FIXED_COLUMNS and c not in metric_like]
+        self.params = [c for c in self.header if c not in TRIAL_COLUMNS and c not in metric_like]
+        self.shown_metrics = [c for c in self.header if c not in TRIAL_COLUMNS and c not in self.params]
 
     @property
     def name(self) -> str:
@@ -132,7 +133,7 @@ def _trials(files: SweepFiles) -> str:
     best = str(files.best.get("trial", "")) if files.best else ""
     repeats = files.repeats()
     axes = {p: _Axis([r.get(p, "") for r in files.rows]) for p in files.params}
-    shown_metrics = [c for c in files.header if c not in FIXED_COLUMNS and c not in files.params]
+    shown_metrics = files.shown_metrics
     header = ["trial", *files.params, "repeat", "status", *shown_metrics, "seconds"]
     rows, classes = [], []
     for row in files.rows:

@@ -36,6 +36,8 @@ BEST = "best.json"  # the best completed trial
 PLOT = "sweep.png"
 REPORT = "report.html"  # dltool.report.sweep: the trials on one page
 RUNS = "runs"  # the trials' run folders
+# trials.csv's columns that are neither a varied parameter nor a metric (see SweepDir.rows)
+TRIAL_COLUMNS = ("trial", "seed", "status", "duration_s", "run", "error", "host")
 JOURNAL = "study.journal"  # the Optuna study, when it is not in a database
 
 

@@ -200,6 +200,7 @@ def status(name: str, storage: str, runs_dir: Path) -> SweepDir:
     trials = plan(sweep, base.get("seed"))
     folder = RunDir.create(runs_dir, f"{name}-status").path
     epochs = int(base.get("training", {}).get("epochs", 1))
+    _write_sweep_file(folder, sweep, f"study {name} in {where}", storage)  # for report.html
     directory = SweepDir(folder, sweep, trials, attrs[studies.PREFIX], study, storage, epochs)
     directory.write()
     return directory
