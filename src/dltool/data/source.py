@@ -73,7 +73,7 @@ Loading = Literal["auto", "memory", "stream"]
 # beyond (image folders: the decoded float32 pixels; CSV: the file's size; .npy: its values as
 # float32). In memory a 2,000-image 128x128 RGB folder (393 MB of pixels) peaked at 2.55 GB
 # against plain Keras' 0.98 GB; under this size the in-memory path is the faster one (shapes as
-# PNGs, 10 epochs: 14.1 s from memory, 16.4 s streamed; benchmarks/results-data.md).
+# PNGs, 10 epochs: 9.6 s from memory, 10.6 s streamed; benchmarks/results-data.md).
 IN_MEMORY_BYTES = 128_000_000
 LOADING_HELP = (
     "how the data is read: memory (all of it, before training), stream (each batch from disk "
