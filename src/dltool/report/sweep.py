@@ -54,7 +54,9 @@ class SweepFiles:
         self.maximize = mode == "max" or (mode == "auto" and higher_is_better(self.metric))
         metric_like = {c for c in self.header if c.split(".", 1)[0] in ("train", "validation", "test", "gap")}  # fmt: skip
         self.params = [c for c in self.header if c not in TRIAL_COLUMNS and c not in metric_like]
-        self.shown_metrics = [c for c in self.header if c not in TRIAL_COLUMNS and c not in self.params]
+        self.shown_metrics = [
+            c for c in self.header if c not in TRIAL_COLUMNS and c not in self.params
+        ]
 
     @property
     def name(self) -> str:

@@ -149,28 +149,27 @@ class MedianPrune(Strict):
     )
 
 
-class SuccessiveHalvingPrune(Strict):
+class _Rungs(Strict):
+    """What successive halving and Hyperband share: the first rung and the cut at each rung."""
+
+    min_epochs: Int = Field(
+        1, ge=1, description="epochs every trial trains before it can be pruned"
+    )
+    reduction_factor: Int = Field(
+        3, ge=2, le=100, description="keep the best 1/factor at each rung"
+    )
+
+
+class SuccessiveHalvingPrune(_Rungs):
     """Asynchronous successive halving: at epochs min_epochs * factor**k keep the top 1/factor."""
 
     type: Literal["successive_halving"]
-    min_epochs: Int = Field(
-        1, ge=1, description="epochs every trial trains before it can be pruned"
-    )
-    reduction_factor: Int = Field(
-        3, ge=2, le=100, description="keep the best 1/factor at each rung"
-    )
 
 
-class HyperbandPrune(Strict):
+class HyperbandPrune(_Rungs):
     """Hyperband: several successive-halving brackets, from min_epochs up to the base's epochs."""
 
     type: Literal["hyperband"]
-    min_epochs: Int = Field(
-        1, ge=1, description="epochs every trial trains before it can be pruned"
-    )
-    reduction_factor: Int = Field(
-        3, ge=2, le=100, description="keep the best 1/factor at each rung"
-    )
 
 
 PruneSpec = Annotated[
