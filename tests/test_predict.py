@@ -699,4 +699,4 @@ def test_predicted_values_are_fixed_point_text() -> None:
     assert list(_prediction_columns(np.array([[3e-7], [-12.5]]), regression)["predicted"]) == ["0.000000", "-12.500000"]  # type: ignore[arg-type]  # fmt: skip
     tested = Predictions("binary", raw, np.array([[0], [1], [1], [0]]), ["fail", "pass"])
     _, rows = predictions_table(tested)
-    assert rows[0] == [0, "fail", "fail", True, "0.999999", "0.000001"]
+    assert next(iter(rows)) == [0, "fail", "fail", True, "0.999999", "0.000001"]

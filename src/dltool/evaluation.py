@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -61,19 +62,23 @@ def predict(model: Any, x: np.ndarray | Rows, y: np.ndarray, config: ExperimentC
     return Predictions(task=config.task, raw=raw, y_true=y_true, class_names=names)
 
 
-def predictions_table(predictions: Predictions) -> tuple[list[str], list[list[Any]]]:
-    """``predictions.csv``: index, true, predicted, correct, prob_<class>... (or error)."""
+def predictions_table(predictions: Predictions) -> tuple[list[str], Iterator[list[Any]]]:
+    """``predictions.csv``: index, true, predicted, correct, prob_<class>... (or error).
+
+    The rows are made one at a time as they are written: a million test rows as Python
+    lists held at once took hundreds of MB.
+    """
     if predictions.task == "regression":
         true, predicted = predictions.y_true[:, 0], predictions.raw[:, 0]
-        rows = [[int(i), fixed_point(t), fixed_point(p), fixed_point(p - t)] for i, t, p in zip(predictions.positions, true, predicted, strict=True)]  # fmt: skip
+        rows = ([int(i), fixed_point(t), fixed_point(p), fixed_point(p - t)] for i, t, p in zip(predictions.positions, true, predicted, strict=True))  # fmt: skip
         return ["index", "true", "predicted", "error"], rows
     names = predictions.class_names
     header = ["index", "true", "predicted", "correct", *(f"prob_{name}" for name in names)]
     true, predicted = predictions.true_index, predictions.predicted_index
-    rows = [
+    rows = (
         [int(i), names[t], names[p], bool(t == p), *(fixed_point(v) for v in probabilities)]
         for i, t, p, probabilities in zip(predictions.positions, true, predicted, predictions.probabilities, strict=True)
-    ]  # fmt: skip
+    )  # fmt: skip
     return header, rows
 
 

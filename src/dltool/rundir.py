@@ -22,7 +22,7 @@ import platform
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -145,7 +145,7 @@ def write_yaml(final: Path, data: Any) -> None:
     write_text(final, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
-def write_csv(final: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def write_csv(final: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     def fill(handle: IO[str]) -> None:
         writer = csv.writer(handle)
         writer.writerow(header)
