@@ -317,3 +317,21 @@ def test_cli_report_refuses_what_is_not_a_run(tmp_path: Path, run_cli: Callable[
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1
     assert message in result.stderr
+
+
+def test_a_big_predictions_file_is_read_as_a_sample_plus_the_worst_mistakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import numpy as np
+
+    from dltool.report import run as page
+
+    monkeypatch.setattr(page, "MAX_PREDICTION_ROWS", 3)
+    rows = [[i, "a", "b" if i % 4 else "a", i % 4 == 0, 0.5, 0.5] for i in range(10)]
+    write_csv(tmp_path / PREDICTIONS, ["index", "true", "predicted", "correct", "prob_a", "prob_b"], rows)  # fmt: skip
+    np.savez(tmp_path / MISTAKES, index=np.array([7, 9]), x=np.zeros((2, 3)))
+    problems: list[str] = []
+    kept = page._prediction_rows(tmp_path, problems)
+    assert [row["index"] for row in kept] == ["0", "1", "2", "7", "9"]
+    assert problems == [
+        f"{PREDICTIONS}: 10 rows; this page uses the first 3 (the test split is in random order) "
+        "and the worst mistakes"
+    ]

@@ -38,6 +38,7 @@ from dltool.runs import flatten
 from dltool.yamlio import YamlProblem, read_yaml_mapping
 
 MAX_CSV_BYTES = 200_000_000  # predictions.csv of a few million test rows; beyond that, not ours
+MAX_PREDICTION_ROWS = 100_000  # read from predictions.csv (plus the worst mistakes' rows)
 NOT_PLOTTED = ("epoch", "learning_rate", "duration_s")
 
 
@@ -89,7 +90,7 @@ def read_run_files(folder: Path) -> RunFiles:
     summary = ""
     if (run.path / SUMMARY).is_file():
         summary = (run.path / SUMMARY).read_text(encoding="utf-8", errors="replace")[:100_000]
-    predictions = _csv_rows(run.path / PREDICTIONS, problems)
+    predictions = _prediction_rows(run.path, problems)
     return RunFiles(run.path, info, config, history, metrics, predictions, summary, problems)
 
 
@@ -101,6 +102,33 @@ def _csv_rows(path: Path, problems: list[str]) -> list[dict[str, str]]:
         return []
     with open(path, encoding="utf-8", errors="replace", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def _prediction_rows(folder: Path, problems: list[str]) -> list[dict[str, str]]:
+    """predictions.csv's rows, at most MAX_PREDICTION_ROWS of them plus the worst mistakes'
+    (mistakes.npz): the test split is in random order, so the first rows are a fair sample
+    for the histogram, and a million rows as dicts would take about a gigabyte."""
+    path = folder / PREDICTIONS
+    if not path.is_file():
+        return []
+    if path.stat().st_size > MAX_CSV_BYTES:
+        problems.append(f"{path.name}: larger than {MAX_CSV_BYTES:,} bytes; left out")
+        return []
+    inputs = _mistake_inputs(folder)
+    wanted = {str(int(p)) for p in inputs[0]} if inputs is not None else set()
+    rows: list[dict[str, str]] = []
+    total = 0
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        for row in csv.DictReader(handle):
+            total += 1
+            if len(rows) < MAX_PREDICTION_ROWS or row.get("index") in wanted:
+                rows.append(row)
+    if total > MAX_PREDICTION_ROWS:
+        problems.append(
+            f"{path.name}: {total:,} rows; this page uses the first {MAX_PREDICTION_ROWS:,} "
+            "(the test split is in random order) and the worst mistakes"
+        )
+    return rows
 
 
 def _float(value: Any) -> float | None:
