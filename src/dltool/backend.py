@@ -82,3 +82,10 @@ def use_backend(name: str, source: str) -> ModuleType:
             )
         return keras_module
     return import_keras(name)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity; all of them where that is unknown)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

@@ -36,6 +36,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dltool.backend import usable_cores
+
 CHUNK_BYTES = 64_000_000  # examples read at once by whole-split passes (statistics, load)
 
 
@@ -173,11 +175,6 @@ def usable(x: np.ndarray | Rows) -> np.ndarray:
     return flags
 
 
-def threads() -> int:
-    """Decoding threads: one per core this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -197,7 +194,9 @@ def pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="dltool-decode")
+            _POOL = ThreadPoolExecutor(
+                max_workers=usable_cores(), thread_name_prefix="dltool-decode"
+            )
         return _POOL
 
 

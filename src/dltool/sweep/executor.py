@@ -56,7 +56,9 @@ THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")
 def worker_threads(jobs: int) -> int:
     """Threads for each of ``jobs`` workers' TensorFlow: the cores shared out, so that N
     workers do not each start a pool as large as the machine and fight over it."""
-    return max(1, (os.cpu_count() or 1) // jobs)
+    from dltool.backend import usable_cores
+
+    return max(1, usable_cores() // jobs)
 
 
 def share_cores(threads: int) -> None:
