@@ -301,7 +301,7 @@ def test_parallel_workers_share_the_cores_unless_the_user_chose(
 ) -> None:
     from dltool.sweep import executor
 
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setattr("dltool.backend.usable_cores", lambda: 8)
     assert [executor.worker_threads(jobs) for jobs in (1, 2, 3, 16)] == [8, 4, 2, 1]
     monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice stays
