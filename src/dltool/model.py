@@ -73,8 +73,7 @@ def _adapt_data(x: np.ndarray | Rows, before: keras.Sequential | None = None) ->
     if isinstance(x, Rows):
         from dltool.pipelines import make_pipeline
 
-        example_bytes = 4 * math.prod(x.shape[1:])
-        batches = make_pipeline(x, None, max(1, ADAPT_BATCH_BYTES // example_bytes))
+        batches = make_pipeline(x, None, max(1, ADAPT_BATCH_BYTES // x.example_bytes))
         if before is None:
             return batches
         import tensorflow as tf

@@ -25,6 +25,7 @@ No TensorFlow here: ``dltool data`` and the loaders use it.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import warnings
@@ -89,8 +90,9 @@ class Rows:
     dtype = np.dtype("float32")
 
     @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * 4
+    def example_bytes(self) -> int:
+        """Bytes of one example as float32, the form training reads."""
+        return 4 * math.prod(self.reader.example_shape)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -114,7 +116,7 @@ class Rows:
 
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every example in order, a chunk of at most CHUNK_BYTES at a time."""
-        per_chunk = max(1, CHUNK_BYTES // max(1, self.nbytes // max(1, len(self))))
+        per_chunk = max(1, CHUNK_BYTES // max(1, self.example_bytes))
         for start in range(0, len(self), per_chunk):
             yield self.read(np.arange(start, min(start + per_chunk, len(self))))
 
