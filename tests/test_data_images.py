@@ -245,6 +245,37 @@ def test_a_file_that_fails_to_decode_is_skipped_too(tmp_path: Path) -> None:
     )
 
 
+def test_the_pre_scan_reads_headers_and_a_png_end_and_decoding_finds_the_rest(
+    tmp_path: Path,
+) -> None:
+    """The pre-scan no longer verifies whole files: a truncated PNG is still caught by its
+    missing IEND chunk, and damage inside a PNG (a broken compressed stream) when decoding."""
+    root = _folder(tmp_path, {"a": 2, "b": 2})
+    whole = tmp_path / "whole.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(whole)
+    data = whole.read_bytes()
+    truncated = root / "a" / "cut.png"
+    truncated.write_bytes(data[: len(data) // 2])
+    damaged = root / "b" / "inside.png"
+    middle = len(data) // 2
+    damaged.write_bytes(data[:middle] + bytes(64) + data[middle + 64 :])
+
+    dataset = _config(root).load(0, "multiclass")
+    assert len(dataset.x_train) == 4
+    assert dataset.notes["skipped"]["count"] == 2
+    _assert_lines(
+        _problems(_config(root, strict=True)),
+        [
+            re.escape(
+                f"{truncated}: not a readable image (a truncated PNG: it does not end with IEND)"
+            ),
+            re.escape(f"{damaged}: not a readable image (") + ".*",
+            r"data\.strict: 2 unusable files refused .*",
+        ],
+    )
+
+
 # -------------------------------------------------------------------------- errors
 
 

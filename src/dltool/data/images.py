@@ -20,8 +20,9 @@ as ``dltool predict`` reads images. Pixels are float32 in 0..255, shape
 (n, height, width, channels), in one array allocated once.
 
 Before anything is decoded, a pre-scan checks every file: an image extension
-(:data:`dltool.files.IMAGE_SUFFIXES`), not empty, and Pillow can open and
-verify it. Files that fail are skipped and counted in ``Dataset.notes["skipped"]``
+(:data:`dltool.files.IMAGE_SUFFIXES`), not empty, Pillow can read its header, and a
+PNG ends with its IEND chunk (a truncated PNG). Damage inside a file is found when it
+is decoded, and reported with the rest. Files that fail are skipped and counted in ``Dataset.notes["skipped"]``
 (the count and up to 5 example paths); with ``strict: true`` they are refused
 with one line per file. This module prints nothing.
 """
@@ -33,6 +34,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -291,7 +293,7 @@ def _scan(root: Path, key: str, present: list[str], class_names: list[str]) -> _
 
     folder = _Folder(root, key, class_names, present)
     found = [(file, class_names.index(name)) for name in present for file in _class_files(root / name)]  # fmt: skip
-    problems = pool().map(image_problem, [file for file, _ in found])
+    problems = pool().map(partial(image_problem, thorough=False), [file for file, _ in found])
     for (file, label), problem in zip(found, problems, strict=True):
         if problem is None:
             folder.files.append(file)
@@ -356,8 +358,8 @@ def _keep(folder: _Folder, reader: ImageReader, usable: np.ndarray) -> None:
 def _decoded(folder: _Folder, size: tuple[int, int], color_mode: str, channels: int) -> np.ndarray:
     """Every scanned file decoded into one float32 array (several at once).
 
-    A file that passed the pre-scan but fails to decode (e.g. a truncated JPEG,
-    which ``verify`` does not read) moves to ``folder.bad``.
+    A file that passed the pre-scan but fails to decode (e.g. a truncated JPEG, or
+    damage inside a PNG: the pre-scan reads headers only) moves to ``folder.bad``.
     """
     from dltool.data.rows import Rows
 
