@@ -6,6 +6,7 @@ quick look that works anywhere an image does (a file browser, a chat, a CI artif
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,22 @@ def _pyplot() -> Any:
 
 
 def _save(figure: Any, target: Path) -> None:
-    with atomic_path(target, suffix=".png") as temporary:
-        figure.savefig(temporary, dpi=100)
+    write_png(png(figure), target)
+
+
+def png(figure: Any) -> bytes:
+    """The figure as PNG bytes (then closed): drawing is the slow part, and it touches no
+    file, so a run draws its plots on a thread while it evaluates (one figure at a time:
+    pyplot is not thread-safe)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
     _pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def write_png(data: bytes, target: Path) -> None:
+    with atomic_path(target, suffix=".png") as temporary:
+        temporary.write_bytes(data)
 
 
 def learning_curves_figure(

@@ -19,7 +19,9 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -397,6 +399,21 @@ def _train_and_finish(
 
 def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[str, Any], log: EpochLog, evaluated: dict[str, Any], kept_epoch: int | None) -> dict[str, Any]:  # fmt: skip
     """metrics.json, predictions.csv, the confusion matrix, model.keras and the learning curves."""
+    # The plots are drawn on a thread while the model evaluates (TensorFlow leaves the
+    # interpreter free meanwhile) and written in order below; one figure at a time.
+    drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dltool-plots")
+    try:
+        curves = drawing.submit(_curves_png, list(log.rows), prepared.config.name, kept_epoch) if log.rows else None  # fmt: skip
+        return _evaluate_and_save(run, prepared, evaluation_pipelines, evaluated, drawing, curves)  # fmt: skip
+    finally:
+        drawing.shutdown(wait=True, cancel_futures=True)
+
+
+def _curves_png(rows: list[dict[str, Any]], name: str, kept_epoch: int | None) -> bytes:
+    return plots.png(plots.learning_curves_figure(rows, name, kept_epoch))
+
+
+def _evaluate_and_save(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[str, Any], evaluated: dict[str, Any], drawing: ThreadPoolExecutor, curves: Future[bytes] | None) -> dict[str, Any]:  # fmt: skip
     config, dataset, model, clock = (
         prepared.config,
         prepared.dataset,
@@ -434,17 +451,17 @@ def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[s
             # position in the test split (predictions.csv's index column)
             worst = tested.positions[mistakes_of(tested)]
             write_npz(run.file(MISTAKES), index=worst, x=_examples(dataset.x_test, worst))
+        matrix_png = None
         if report is not None:
             matrix = report["confusion_matrix"]
-            plots.confusion_matrix(
-                matrix["rows_true_columns_predicted"],
-                matrix["labels"],
-                run.file(CONFUSION_MATRIX),
-            )
+            figure = partial(plots.confusion_matrix_figure, matrix["rows_true_columns_predicted"], matrix["labels"], "test")  # fmt: skip
+            matrix_png = drawing.submit(lambda: plots.png(figure()))
         write_json(run.file(METRICS), metrics)
         save_model(model, run.file(MODEL))
-        if log.rows:
-            plots.learning_curves(log.rows, run.file(LEARNING_CURVES), config.name, kept_epoch)
+        if matrix_png is not None:
+            plots.write_png(matrix_png.result(), run.file(CONFUSION_MATRIX))
+        if curves is not None:
+            plots.write_png(curves.result(), run.file(LEARNING_CURVES))
     return metrics
 
 
