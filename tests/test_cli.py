@@ -26,7 +26,7 @@ import json, sys
 from typer.testing import CliRunner
 from dltool.cli import app
 result = CliRunner().invoke(app, sys.argv[1:])
-heavy = sorted(m for m in ("tensorflow", "keras", "numpy", "matplotlib", "sklearn", "optuna") if m in sys.modules)
+heavy = sorted(m for m in ("tensorflow", "keras", "numpy", "matplotlib", "sklearn", "optuna", "markdown_it", "rich.traceback") if m in sys.modules)
 print(json.dumps({"exit": result.exit_code, "heavy": heavy}))
 """
 
@@ -55,6 +55,18 @@ def test_instant_commands_do_not_import_tensorflow(args: list[str]) -> None:
     assert "keras" not in report["heavy"]
     if args[0] != "schema":  # the sweep schema lives in dltool.sweep, which needs optuna (53 ms)
         assert "optuna" not in report["heavy"]  # sweep commands import it inside
+    # Typer's help renderer imports these for features dltool turns off (cli._light_help_renderer)
+    assert "markdown_it" not in report["heavy"]
+    assert "rich.traceback" not in report["heavy"]
+
+
+def test_a_deferred_stand_in_gives_the_real_class() -> None:
+    from rich.markdown import Markdown
+
+    from dltool.cli import _deferred
+
+    made = _deferred("rich.markdown", "Markdown")("# title")
+    assert type(made) is Markdown
 
 
 def test_version(run_cli: Callable[..., Any]) -> None:
@@ -113,9 +125,12 @@ def test_console_script_trains_end_to_end(tmp_path: Path) -> None:
     config = tmp_path / "exp.yaml"
     config.write_text(yaml.safe_dump(tiny_config()))
     runs = tmp_path / "runs"
+    # Output block-buffered, as in a pipe: the process leaves without Python's shutdown
+    # (cli.leave_now), so this proves that everything printed still arrives.
+    env = {k: v for k, v in _env().items() if k != "PYTHONUNBUFFERED"}
     done = subprocess.run(
         [str(DLTOOL), "train", str(config), "--runs-dir", str(runs)],
-        capture_output=True, text=True, timeout=300, env=_env(), cwd=tmp_path,
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     (run,) = runs.iterdir()
@@ -124,6 +139,45 @@ def test_console_script_trains_end_to_end(tmp_path: Path) -> None:
     # TensorFlow's start-up noise is silenced: nothing on stderr for a clean run.
     assert done.stderr == "", done.stderr
     assert json.loads((run / "run.json").read_text())["command"][1:3] == ["train", str(config)]
+
+
+class _Left(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("loaded", "code", "left_with"),
+    [
+        (["tensorflow"], None, 0),
+        (["tensorflow"], 3, 3),
+        (["tensorflow"], "a message", 1),
+        ([], 0, None),  # TensorFlow never loaded: Python's own shutdown is quick
+        (["tensorflow", "ray"], 0, None),  # Ray's exit handlers stop a private cluster
+    ],
+)
+def test_leave_now_skips_the_slow_shutdown_only_where_it_is_safe(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    loaded: list[str], code: Any, left_with: int | None,
+) -> None:  # fmt: skip
+    from dltool import cli
+
+    for name in ("tensorflow", *cli.NEEDS_SHUTDOWN):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    for name in loaded:
+        monkeypatch.setitem(sys.modules, name, sys.modules.get(name, object()))
+
+    def left(status: int) -> None:
+        raise _Left(status)
+
+    monkeypatch.setattr(os, "_exit", left)
+    if left_with is None:
+        cli.leave_now(code)  # returns: the caller's SystemExit goes on
+        return
+    with pytest.raises(_Left) as caught:
+        cli.leave_now(code)
+    assert caught.value.args == (left_with,)
+    if isinstance(code, str):
+        assert capsys.readouterr().err == "a message\n"
 
 
 @pytest.mark.slow
