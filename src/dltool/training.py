@@ -55,7 +55,6 @@ from dltool.evaluation import (  # noqa: E402
     Predictions,
     StreamingScores,
     class_report,
-    loss_first,
     mistakes_of,
     predict,
     predictions_table,
@@ -290,11 +289,8 @@ def _train_and_finish(
     training = config.training
     seed = config.seed if config.seed is not None else 0
     evaluated = _evaluated_rows(dataset, prepared.labels, seed)
-    evaluation_pipelines = {  # the test split's numbers come from its predictions: one pass
-        name: make_pipeline(x, y, batch_size)
-        for name, (x, y, _) in evaluated.items()
-        if name != "test"
-    }
+    validation = evaluated.get("validation")  # every row, each epoch
+    validation_data = make_pipeline(validation[0], validation[1], batch_size) if validation else None  # fmt: skip
     log = EpochLog(run, console, training.epochs, rows=history)
     guard = StopOnNonFinite()
     saver = Checkpointer(run, fingerprint(config), log, training.checkpoint_seconds)
@@ -316,7 +312,7 @@ def _train_and_finish(
             with prepared.clock.phase("fit"):
                 model.fit(
                     train_pipeline.dataset,  # one epoch per pass: no steps_per_epoch (see there)
-                    validation_data=evaluation_pipelines.get("validation"),  # every row
+                    validation_data=validation_data,
                     initial_epoch=first_epoch,
                     epochs=training.epochs,
                     shuffle=False,  # the pipeline shuffles, seeded per epoch
@@ -332,9 +328,7 @@ def _train_and_finish(
         if pruned is not None:
             extra["pruned_after_epoch"] = pruned
             console.print(f"pruned after epoch {pruned}: the sweep judged the trial hopeless", highlight=False)  # fmt: skip
-        metrics = _write_outputs(
-            run, prepared, evaluation_pipelines, log, evaluated, extra.get("weights_from_epoch")
-        )
+        metrics = _write_outputs(run, prepared, log, evaluated, extra.get("weights_from_epoch"))
         extra.update(_late_skips(run, dataset, console))
     except KeyboardInterrupt as interrupt:
         with deferred_signals():
@@ -397,14 +391,14 @@ def _train_and_finish(
     )
 
 
-def _write_outputs(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[str, Any], log: EpochLog, evaluated: dict[str, Any], kept_epoch: int | None) -> dict[str, Any]:  # fmt: skip
+def _write_outputs(run: RunDir, prepared: Prepared, log: EpochLog, evaluated: dict[str, Any], kept_epoch: int | None) -> dict[str, Any]:  # fmt: skip
     """metrics.json, predictions.csv, the confusion matrix, model.keras and the learning curves."""
     # The plots are drawn on a thread while the model evaluates (TensorFlow leaves the
     # interpreter free meanwhile) and written in order below; one figure at a time.
     drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dltool-plots")
     try:
         curves = drawing.submit(_curves_png, list(log.rows), prepared.config.name, kept_epoch) if log.rows else None  # fmt: skip
-        return _evaluate_and_save(run, prepared, evaluation_pipelines, evaluated, drawing, curves)  # fmt: skip
+        return _evaluate_and_save(run, prepared, evaluated, drawing, curves)
     finally:
         drawing.shutdown(wait=True, cancel_futures=True)
 
@@ -413,7 +407,7 @@ def _curves_png(rows: list[dict[str, Any]], name: str, kept_epoch: int | None) -
     return plots.png(plots.learning_curves_figure(rows, name, kept_epoch))
 
 
-def _evaluate_and_save(run: RunDir, prepared: Prepared, evaluation_pipelines: dict[str, Any], evaluated: dict[str, Any], drawing: ThreadPoolExecutor, curves: Future[bytes] | None) -> dict[str, Any]:  # fmt: skip
+def _evaluate_and_save(run: RunDir, prepared: Prepared, evaluated: dict[str, Any], drawing: ThreadPoolExecutor, curves: Future[bytes] | None) -> dict[str, Any]:  # fmt: skip
     config, dataset, model, clock = (
         prepared.config,
         prepared.dataset,
@@ -422,10 +416,13 @@ def _evaluate_and_save(run: RunDir, prepared: Prepared, evaluation_pipelines: di
     )
     report = None
     with clock.phase("evaluate"):
-        metrics: dict[str, Any] = {
-            name: loss_first(model.evaluate(data, verbose=0, return_dict=True))
-            for name, data in evaluation_pipelines.items()
-        }
+        # Every split's numbers come from its predictions, as model.evaluate gives them
+        # (StreamingScores): one traced function (predict's) serves every split.
+        metrics: dict[str, Any] = {}
+        for name, (x, _, _, y) in evaluated.items():
+            if name != "test":
+                scored = predict(model, x, y, config, dataset.class_names, prepared.batch_size)
+                metrics[name] = _scores(model, scored.subset(usable(x)), config)
         if dataset.x_test is not None and dataset.y_test is not None:
             tested = predict(
                 model,
@@ -442,7 +439,7 @@ def _evaluate_and_save(run: RunDir, prepared: Prepared, evaluation_pipelines: di
                 metrics["test_classes"] = report
         # the rows each split's numbers come from (a streamed train split: a sample); only
         # those that could be read: a file that failed to decode counts nowhere
-        metrics["evaluated"] = {name: {"rows": int(usable(x).sum()), "of": of} for name, (x, _, of) in evaluated.items()}  # fmt: skip
+        metrics["evaluated"] = {name: {"rows": int(usable(x).sum()), "of": of} for name, (x, _, of, _) in evaluated.items()}  # fmt: skip
     raise_if_requested()  # a signal during evaluation stops the run before anything is written
     with clock.phase("save"):
         if dataset.x_test is not None and dataset.y_test is not None:
@@ -489,15 +486,16 @@ def _scores(model: keras.Model, tested: Predictions, config: ExperimentConfig) -
 TRAIN_EVALUATED_ROWS = 1_000
 
 
-def _evaluated_rows(dataset: Dataset, labels: dict[str, np.ndarray], seed: int) -> dict[str, tuple[Any, np.ndarray, int]]:  # fmt: skip
-    """split -> (examples, labels, rows in the split) that the final metrics are computed on."""
+def _evaluated_rows(dataset: Dataset, labels: dict[str, np.ndarray], seed: int) -> dict[str, tuple[Any, np.ndarray, int, np.ndarray]]:  # fmt: skip
+    """split -> (examples, the model's labels, rows in the split, the data's labels) that the
+    final metrics are computed on."""
     chosen = {}
-    for name, (x, _) in dataset.splits().items():
+    for name, (x, y_data) in dataset.splits().items():
         y, count = labels[name], len(x)
         if name == "train" and isinstance(x, Rows) and count > TRAIN_EVALUATED_ROWS:
             rows = np.sort(np.random.default_rng(seed).choice(count, TRAIN_EVALUATED_ROWS, replace=False))  # fmt: skip
-            x, y = x[rows], y[rows]
-        chosen[name] = (x, y, count)
+            x, y, y_data = x[rows], y[rows], y_data[rows]
+        chosen[name] = (x, y, count, y_data)
     return chosen
 
 
