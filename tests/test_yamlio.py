@@ -159,3 +159,20 @@ def test_non_utf8_and_oversized_refused_by_train(tmp_path: Path) -> None:
         assert (result.exit_code, len(result.stderr.splitlines())) == (2, 1)
         assert message in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_libyaml_parses_what_pyyaml_parses() -> None:
+    """The C parser (when PyYAML has it, as its wheels do) gives the same data as PyYAML's
+    own for every shipped config, and its refusals keep PyYAML's messages."""
+    from dltool import yamlio
+
+    assert yamlio._FastLoader is not None
+    shipped = sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml"))
+    assert len(shipped) > 5
+    for path in shipped:
+        text = path.read_text()
+        assert yamlio.parse_yaml(text) == yamlio._parse_with_messages(text), path
+    with pytest.raises(YamlProblem, match=r"^line 2, column 4: YAML syntax error: mapping values are not allowed here$"):  # fmt: skip
+        yamlio.parse_yaml("a: 1\n  b: 2\n")
+    with pytest.raises(YamlProblem, match=r"^line 2: duplicate key 'a' \(first defined on line 1\)$"):  # fmt: skip
+        yamlio.parse_yaml("a: 1\na: 2\n")
