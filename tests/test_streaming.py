@@ -126,6 +126,23 @@ def _truncated_jpeg(folder: Path) -> Path:
     return cut
 
 
+def test_dltool_data_names_a_streamed_file_it_could_not_decode(
+    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    root = _images(tmp_path / "pictures", {"cat": 3, "dog": 3})
+    cut = _truncated_jpeg(root / "dog")
+    data = {"source": "image_folder", "path": str(root), "image_size": [6, 8], "loading": "stream"}  # fmt: skip
+    config = tiny_config(model={"input_shape": [6, 8, 3], "layers": [{"type": "flatten"}, {"type": "dense", "units": 2, "activation": "softmax"}]})  # fmt: skip
+    config["data"] = data
+    config["training"]["loss"] = "sparse_categorical_crossentropy"
+    path = write_config(config)
+    result = run_cli("data", path, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    assert len(list((tmp_path / "out").glob("*/*/*.png"))) == 6
+    assert result.stderr.startswith(f"note: {cut}: not a readable image (")
+    assert result.stderr.rstrip().endswith("(it failed to decode: not written)")
+
+
 def test_a_file_that_fails_only_when_streamed_is_unusable_not_dropped(tmp_path: Path) -> None:
     root = _images(tmp_path / "pictures", {"cat": 3, "dog": 3})
     cut = _truncated_jpeg(root / "dog")

@@ -610,6 +610,8 @@ def data(
     target = getattr(config.data, "target", "label")
     result = export_dataset(dataset, out, target, source=config.data.source)
     views.dataset(_out(), config, dataset, result)
+    for line in result["left_out"]:
+        _err().print(f"note: {escape(line)} (it failed to decode: not written)", highlight=False)
 
 
 @app.command("report")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from dltool.data import Dataset
-from dltool.data.rows import Rows, examples
+from dltool.data.rows import Rows, examples, failures
 from dltool.errors import InputError, UsageError
 from dltool.inputs import image_file_scale
 from dltool.rundir import write_csv
@@ -128,4 +128,7 @@ def export_dataset(
         )
         for split, (x, y) in dataset.splits().items()
     }
-    return {"written": written, "stretch": scale}
+    # Streamed image files that passed the pre-scan but failed to decode just now (a cut-off
+    # JPEG): not written, and named, never dropped silently.
+    left_out = [f"{file}: {reason}" for file, reason in failures(*(x for x, _ in dataset.splits().values()))]  # fmt: skip
+    return {"written": written, "stretch": scale, "left_out": left_out}
