@@ -61,15 +61,16 @@ def _write_table(
     dataset: Dataset, split: str, x: np.ndarray | Rows, y: np.ndarray, out: Path, target: str
 ) -> str:
     columns = dataset.feature_names or [f"x{i}" for i in range(int(np.prod(x.shape[1:])))]
-    # float32 values printed at float32 precision: 7.3, not 7.300000190734863
-    rows = [
+    # float32 values printed at float32 precision: 7.3, not 7.300000190734863. Made one row
+    # at a time as they are written: a streamed table may not fit in memory as text.
+    rows = (
         [
             *(np.format_float_positional(v, trim="-") for v in row.reshape(-1).astype("float32")),
             _label_text(dataset, label),
         ]
         for row, label in zip(examples(x), y, strict=True)
         if row is not None
-    ]
+    )
     path = out / f"{split}.csv"
     write_csv(path, [*columns, target], rows)
     return str(path)
