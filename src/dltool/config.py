@@ -329,7 +329,11 @@ def _distribute_problems(training: TrainingConfig) -> list[tuple[str, str]]:
                 "training.distribute",
                 f"{distribute} runs on training.backend {needed} (received backend "
                 f"{training.backend!r}; expected training.backend: {needed}"
-                + (", or distribute: data_parallel)" if needed == "tensorflow" else ", or distribute: mirrored)"),
+                + (
+                    ", or distribute: data_parallel)"
+                    if needed == "tensorflow"
+                    else ", or distribute: mirrored)"
+                ),
             )
         )
     if training.jit_compile and distribute == "mirrored":

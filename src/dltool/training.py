@@ -260,7 +260,9 @@ def resume_training(folder: Path, console: Console | None = None) -> RunResult:
                 highlight=False,
             )
             recorded = info.get("duration_s")  # run.json may have been edited: never trust its type
-            previous = float(recorded) if isinstance(recorded, int | float) and recorded >= 0 else 0.0
+            previous = (
+                float(recorded) if isinstance(recorded, int | float) and recorded >= 0 else 0.0
+            )
             return _train_and_finish(
                 run,
                 prepared,
