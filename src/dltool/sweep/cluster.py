@@ -119,6 +119,7 @@ def _require_reachable(address: str) -> None:
 def connected(options: RayOptions | None) -> Iterator[Any]:
     """Connected to the cluster (``local``: a private Ray on this machine) while the body
     runs; the ``ray`` module, or None without ``options``. Before any sweep folder is made.
+    A process that is connected already (``ray.init`` in a notebook) keeps its connection.
 
     Raises:
         UsageError: Ray is missing or the address is malformed.
@@ -128,6 +129,12 @@ def connected(options: RayOptions | None) -> Iterator[Any]:
         yield None
         return
     ray = _ray()
+    if ray.is_initialized():  # the caller connected (a notebook, a test): theirs to end
+        address = ray.get_runtime_context().gcs_address
+        if _host_port(options.address) not in (None, _host_port(address)):
+            raise UsageError(f"--ray {options.address}: this process is connected to the Ray cluster at {address} already")  # fmt: skip
+        yield ray
+        return
     _require_reachable(options.address)
     quiet = {"logging_level": "ERROR", "log_to_driver": False}
     try:
@@ -263,9 +270,7 @@ def execute_on_ray(directory: SweepDir, options: RayOptions, report: Report) -> 
         UsageError, InputError: Ray is missing or the cluster cannot be reached.
     """
     assert directory.study is not None  # noqa: S101  (a sweep folder always has its study)
-    ray = _ray()
-    connection = contextlib.nullcontext(ray) if ray.is_initialized() else connected(options)
-    with connection, Heartbeat(directory.study).running() as heartbeat:
+    with connected(options) as ray, Heartbeat(directory.study).running() as heartbeat:
         directory.runs_dir.mkdir(parents=True, exist_ok=True)
         marker = MARKER_PREFIX + secrets.token_hex(8)
         _write_marker(directory.runs_dir / marker)
