@@ -21,22 +21,28 @@ from dltool.config import validate_config
 from dltool.errors import ConfigError
 from dltool.rundir import RUN_FILES
 
-# One device, mirrored, and mirrored interrupted after epoch 2 then resumed: the final
+# One device, the strategy (argv[3]), and the strategy interrupted after epoch 2 then resumed: the final
 # metrics of each, the devices run.json recorded, and the resumed run's history.
+TWO_TF_DEVICES = """
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+TWO_JAX_DEVICES = """
+import os
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"  # before JAX starts
+"""
 CHILD = textwrap.dedent(
     """
     import json, signal, sys
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
     import dltool
     from dltool import interrupts
-    from dltool.training import resume_training
 
-    config, runs = json.loads(sys.argv[1]), sys.argv[2]
-    mirrored = ["training.distribute=mirrored"]
+    config, runs, strategy = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+    distributed = [f"training.distribute={strategy}"]
 
     def stop_after_2(epoch, logs):  # a Ctrl-C as the handler records it, after epoch 2
         if epoch == 2:
@@ -44,16 +50,18 @@ CHILD = textwrap.dedent(
         return False
 
     out = {}
-    for key, overrides in (("one", []), ("mirrored", mirrored)):
+    for key, overrides in (("one", []), ("distributed", distributed)):
         run = dltool.train(config, overrides=overrides, runs_dir=f"{runs}/{key}", quiet=True)
         out[key] = {"metrics": run.metrics, "run": str(run.path)}
     try:
-        dltool.train(config, overrides=mirrored, runs_dir=f"{runs}/cut", quiet=True, prune=stop_after_2)
+        dltool.train(config, overrides=distributed, runs_dir=f"{runs}/cut", quiet=True, prune=stop_after_2)
     except KeyboardInterrupt:
         pass
     interrupts.REQUEST.signum = None
     (folder,) = __import__("pathlib").Path(f"{runs}/cut").iterdir()
     out["interrupted"] = json.loads((folder / "run.json").read_text())["status"]
+    from dltool.training import resume_training  # after Keras started on the config's backend
+
     run = resume_training(folder, console=__import__("dltool.views").views.console(quiet=True))
     out["resumed"] = {"metrics": run.metrics, "run": str(run.path)}
     print(json.dumps(out))
@@ -74,6 +82,37 @@ def _close(ours: dict[str, Any], theirs: dict[str, Any], relative: float) -> Non
             assert ours[split][name] == pytest.approx(value, rel=relative, abs=relative), (split, name)  # fmt: skip
 
 
+def _train_in_child(tmp_path: Path, devices: str, strategy: str, **training: Any) -> dict[str, Any]:
+    """One device, ``strategy``, and ``strategy`` cut after epoch 2 and resumed, in a child
+    process whose CPU is two devices (``devices``: the code that makes them)."""
+    config = tiny_config(
+        data={"n_train": 200, "validation_split": 0.25},
+        training={"epochs": 3, "checkpoint_seconds": 0, **training},
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", devices + CHILD, json.dumps(config), str(tmp_path), strategy],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    return dict(json.loads(child.stdout.strip().splitlines()[-1]))
+
+
+def _resumed_exactly(out: dict[str, Any], devices: list[str]) -> None:
+    assert out["interrupted"] == "interrupted"
+    resumed = out["resumed"]
+    info = _info(resumed["run"])
+    assert (info["status"], info["resumed"][0]["from_epoch"]) == ("completed", 2)
+    assert info["devices"] == devices
+    history = (Path(resumed["run"]) / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3"]
+    _close(resumed["metrics"], out["distributed"]["metrics"], 1e-6)  # continues exactly
+    for name in RUN_FILES:  # every artifact of a completed run
+        assert (Path(resumed["run"]) / name).is_file(), name
+
+
 @pytest.mark.slow
 def test_mirrored_on_two_devices_matches_one_device_and_resumes_exactly(tmp_path: Path) -> None:
     """Mirrored on 2 devices: the same final metrics as 1 device, within MIRRORED_TOLERANCE.
@@ -87,35 +126,26 @@ def test_mirrored_on_two_devices_matches_one_device_and_resumes_exactly(tmp_path
     strategy, the run ends where the uninterrupted one does (the checkpoint holds the
     weights and optimizer state, and each epoch's order is seeded).
     """
-    config = tiny_config(
-        data={"n_train": 200, "validation_split": 0.25},
-        training={"epochs": 3, "checkpoint_seconds": 0},
-    )
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(config), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert child.returncode == 0, child.stderr[-3000:]
-    out = json.loads(child.stdout.strip().splitlines()[-1])
-
-    one, mirrored, resumed = out["one"], out["mirrored"], out["resumed"]
+    out = _train_in_child(tmp_path, TWO_TF_DEVICES, "mirrored")
+    one, mirrored = out["one"], out["distributed"]
     assert _info(one["run"])["devices"] == ["/device:CPU:0"]
     assert _info(mirrored["run"])["devices"] == ["/device:CPU:0", "/device:CPU:1"]
     assert _info(mirrored["run"])["distribute"] == "mirrored"
     _close(mirrored["metrics"], one["metrics"], MIRRORED_TOLERANCE)
+    _resumed_exactly(out, ["/device:CPU:0", "/device:CPU:1"])
 
-    assert out["interrupted"] == "interrupted"
-    info = _info(resumed["run"])
-    assert (info["status"], info["resumed"][0]["from_epoch"]) == ("completed", 2)
-    assert info["devices"] == ["/device:CPU:0", "/device:CPU:1"]
-    history = (Path(resumed["run"]) / "history.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3"]
-    _close(resumed["metrics"], mirrored["metrics"], 1e-6)  # continues exactly
-    for name in RUN_FILES:  # every artifact of a completed run
-        assert (Path(resumed["run"]) / name).is_file(), name
+
+@pytest.mark.slow
+def test_data_parallel_on_jax_matches_one_device_and_resumes_exactly(tmp_path: Path) -> None:
+    """keras.distribution.DataParallel over two JAX CPU devices: the same reasoning and
+    tolerance as mirrored. Skipped without JAX (the jax extra; CI does not install it)."""
+    pytest.importorskip("jax")
+    out = _train_in_child(tmp_path, TWO_JAX_DEVICES, "data_parallel", backend="jax")
+    one, parallel = out["one"], out["distributed"]
+    assert _info(one["run"])["devices"] == ["cpu:0"]
+    assert _info(parallel["run"])["devices"] == ["cpu:0", "cpu:1"]
+    _close(parallel["metrics"], one["metrics"], MIRRORED_TOLERANCE)
+    _resumed_exactly(out, ["cpu:0", "cpu:1"])
 
 
 @pytest.mark.parametrize(
