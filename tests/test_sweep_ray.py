@@ -22,12 +22,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 import yaml
 
 from conftest import tiny_config
 from dltool.errors import InputError
 from dltool.sweep import cluster as on_ray
+from dltool.sweep.folder import JOURNAL
+from dltool.sweep.study import open_storage
 
 Cli = Callable[..., Any]
 pytestmark = pytest.mark.xdist_group("ray_cluster")  # one cluster, one pytest worker
@@ -39,10 +42,12 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _files(tmp_path: Path, grid: dict[str, list[Any]], **config: Any) -> Path:
+def _files(tmp_path: Path, grid: dict[str, list[Any]], prune: dict[str, Any] | None = None, **config: Any) -> Path:  # fmt: skip
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_config(**config)))
     path = tmp_path / "sweep.yaml"
     sweep = {"name": "s", "base": "base.yaml", "metric": "validation.accuracy", "grid": grid}
+    if prune is not None:
+        sweep["prune"] = prune
     path.write_text(yaml.safe_dump(sweep))
     return path
 
@@ -178,7 +183,10 @@ def test_trials_land_on_both_nodes_come_back_and_equal_a_local_run(
     cluster: Any, run_cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     grid = {"model.layers[1].units": [2, 4], "training.batch_size": [16, 32]}
-    path = _files(tmp_path, grid, data={"validation_split": 0.25}, training={"epochs": 2})
+    # pruning that never prunes (fewer trials than startup_trials) still records each epoch's
+    # value in the study, through the pruning actor on this machine
+    prune = {"type": "median", "min_epochs": 1, "startup_trials": 10}
+    path = _files(tmp_path, grid, prune, data={"validation_split": 0.25}, training={"epochs": 2})
     # no marker: every node acts as if it did not see the sweep folder, and sends each
     # trial's folder back as an archive (what nodes of other machines do)
     monkeypatch.setattr(on_ray, "_write_marker", lambda path: None)
@@ -203,6 +211,8 @@ def test_trials_land_on_both_nodes_come_back_and_equal_a_local_run(
         assert (run / "model.keras").is_file()
     assert json.loads((ray_folder / "best.json").read_text())["trial"] == json.loads((local_folder / "best.json").read_text())["trial"]  # fmt: skip
     assert not list((ray_folder / "runs").glob(".dltool-ray-*"))
+    study = optuna.load_study(study_name="s", storage=open_storage(str(ray_folder / JOURNAL)))
+    assert [sorted(t.intermediate_values) for t in study.trials] == [[1, 2]] * 4
 
 
 @pytest.mark.slow
