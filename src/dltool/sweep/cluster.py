@@ -44,7 +44,7 @@ from typing import Any
 from dltool import interrupts
 from dltool.errors import InputError, UsageError
 from dltool.rundir import STATUS_FAILED, STATUS_RUNNING, RunDir, folders_named
-from dltool.sweep.executor import Report, _arguments, _keep, _mark, run_trial
+from dltool.sweep.executor import Report, _arguments, _keep, _mark, _wait_for_others, run_trial
 from dltool.sweep.folder import SweepDir
 from dltool.sweep.pruning import Watch
 from dltool.sweep.study import Claimed, Heartbeat
@@ -310,6 +310,8 @@ def _drive(ray: Any, directory: SweepDir, options: RayOptions, report: Report, h
                 _collect_all(ray, directory, in_flight, report, STOP_GRACE_S)
                 return
             if not in_flight:
+                if _wait_for_others(directory, set()):  # another machine's trial may be lost
+                    continue
                 return
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.2)
             for reference in done:
