@@ -164,6 +164,41 @@ CHILD = textwrap.dedent(
     """
 )
 
+# The same strategy without dltool: a plain Keras MLP on 2,000 rows (batch 32, no validation),
+# to tell the strategy's own cost from dltool's.
+PLAIN = textwrap.dedent(
+    """
+    import json, statistics, sys, time
+    import tensorflow as tf
+
+    devices = int(sys.argv[1])
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+    import keras, numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.random((2000, 3), dtype="float32")
+    y = (x.sum(axis=1) > 1.5).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).prefetch(2)
+    names = [d.name for d in tf.config.list_logical_devices("CPU")]
+    strategy = tf.distribute.MirroredStrategy(devices=names) if devices > 1 else tf.distribute.get_strategy()
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    seconds = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.started)
+
+    model.fit(data, epochs=6, verbose=0, callbacks=[Timer()])
+    print(json.dumps({"epoch_s": statistics.median(seconds[1:]), "devices": names[:devices]}))
+    """
+)
+
 MIRRORED_CASES = {
     "student MLP (2,000 rows, batch 32)": (
         "configs/student_pass_rule.yaml",
@@ -183,6 +218,7 @@ MIRRORED_CASES = {
         "configs/digits_cnn.yaml",
         ["training.epochs=6", "training.early_stopping=null"],
     ),
+    "plain Keras MLP, no dltool (2,000 rows, batch 32, no validation)": ("", []),
 }
 
 
@@ -200,7 +236,8 @@ def mirrored(runs: int) -> list[str]:
         for _ in range(runs):
             for case, extra, devices in (("one", [], 1), ("mirrored", ["training.distribute=mirrored"], 2)):  # fmt: skip
                 with tempfile.TemporaryDirectory() as work:
-                    done = subprocess.run([sys.executable, "-c", CHILD, str(REPO / config), json.dumps(overrides + extra), str(devices), work], capture_output=True, text=True, check=False)  # fmt: skip
+                    child = [CHILD, str(REPO / config), json.dumps(overrides + extra), str(devices), work] if config else [PLAIN, str(devices)]  # fmt: skip
+                    done = subprocess.run([sys.executable, "-c", *child], capture_output=True, text=True, check=False)  # fmt: skip
                 if done.returncode != 0:
                     raise SystemExit(f"{name} ({case}) failed:\n{done.stderr[-2000:]}")
                 result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -218,20 +255,35 @@ def main() -> None:
     parser.add_argument("--only", default="overhead,mirrored")
     arguments = parser.parse_args()
     parts = set(arguments.only.split(","))
-    started = time.perf_counter()
     lines = [
         "# Benchmarks: sweeps on Ray, and mirrored training",
         "",
-        f"Written by `benchmarks/cluster.py --runs {arguments.runs} --only {arguments.only}`.",
+        "Each part below says how it was run; `--only PART` rewrites that part and keeps the others.",
         "",
     ]
-    if "overhead" in parts:
-        lines += overhead(arguments.runs)
-    if "mirrored" in parts:
-        lines += mirrored(arguments.runs)
-    lines.append(f"Took {(time.perf_counter() - started) / 60:.1f} min.")
-    (HERE / "results-cluster.md").write_text("\n".join(lines) + "\n")
+    target = HERE / "results-cluster.md"
+    kept = _sections(target.read_text()) if target.is_file() else {}
+    for part, measure in (("overhead", overhead), ("mirrored", mirrored)):
+        if part in parts:
+            took = time.perf_counter()
+            body = measure(arguments.runs)
+            body.append(f"Written by `benchmarks/cluster.py --runs {arguments.runs}`; took {(time.perf_counter() - took) / 60:.1f} min.")  # fmt: skip
+            kept[part] = "\n".join(body)
+        if part in kept:
+            lines += [f"{MARK}{part} -->", kept[part], ""]
+    target.write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+MARK = "<!-- part: "  # each part's section starts so: --only PART rewrites that one alone
+
+
+def _sections(text: str) -> dict[str, str]:
+    found = {}
+    for chunk in text.split(MARK)[1:]:
+        name, _, body = chunk.partition(" -->\n")
+        found[name] = body.strip()
+    return found
 
 
 if __name__ == "__main__":
