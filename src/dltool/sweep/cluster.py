@@ -346,6 +346,7 @@ def _collect_all(ray: Any, directory: SweepDir, in_flight: dict[Any, _InFlight],
         left = max(0.0, deadline - time.monotonic())
         done, _ = ray.wait(list(in_flight), num_returns=1, timeout=min(left, 0.5))
         if not done and left <= 0:
+            _cancel(ray, in_flight, force=True)  # end their processes: nothing writes after this
             for reference, flight in list(in_flight.items()):
                 del in_flight[reference]
                 _collect(ray, directory, flight, None, report)
@@ -379,9 +380,9 @@ def _lost(ray: Any, error: Exception, flight: _InFlight) -> dict[str, Any]:
     """The outcome of a trial whose task did not return: cancelled, or its node lost."""
     exceptions = ray.exceptions
     took = round(time.perf_counter() - flight.started, 2)
-    if isinstance(error, exceptions.TaskCancelledError | TimeoutError):
+    if interrupts.stop_requested() or isinstance(error, exceptions.TaskCancelledError | TimeoutError):  # fmt: skip
         which = signal.Signals(interrupts.REQUEST.signum or signal.SIGINT).name
-        when = "was ended: it did not stop in time" if isinstance(error, TimeoutError) else "was cancelled"  # fmt: skip
+        when = "was cancelled" if isinstance(error, exceptions.TaskCancelledError) else "was ended: it did not stop in time"  # fmt: skip
         return {"status": "interrupted", "signal": which, "error": f"stopped by {which}: its Ray task {when}; --resume trains it again", "run": "", "duration_s": took, "host": ""}  # fmt: skip
     if isinstance(error, exceptions.NodeDiedError | exceptions.WorkerCrashedError | exceptions.OwnerDiedError):  # fmt: skip
         why = f"its Ray node or worker was lost {NODE_RETRIES + 1} times (tried again up to {NODE_RETRIES} times): {type(error).__name__}"  # fmt: skip
@@ -391,13 +392,17 @@ def _lost(ray: Any, error: Exception, flight: _InFlight) -> dict[str, Any]:
 
 
 def _mark_lost_attempts(directory: SweepDir, name: str, flight: _InFlight, outcome: dict[str, Any]) -> None:  # fmt: skip
-    """Mark failed the folders of attempts lost with their node (still saying running)."""
+    """Say in run.json what became of the trial's folders whose process died (they still say
+    running): the trial's own folder takes its outcome; an attempt lost with its node is
+    failed, naming the folder of the attempt that replaced it."""
     kept = Path(outcome["run"]).resolve() if outcome.get("run") else None
     for folder in sorted(folders_named(directory.runs_dir, name) - flight.existing):
-        if kept is not None and folder.resolve() == kept:
-            continue
         run = RunDir(folder)
         with contextlib.suppress(Exception):
-            if run.info().get("status") == STATUS_RUNNING:
+            if run.info().get("status") != STATUS_RUNNING:
+                continue
+            if kept is not None and folder.resolve() == kept:
+                _mark(run, outcome["status"], outcome.get("error") or "its Ray task ended")
+            else:
                 again = f"; tried again as {kept.name}" if kept is not None else ""
                 _mark(run, STATUS_FAILED, f"its Ray node was lost mid-trial{again}")
