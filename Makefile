@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dltool-installed
 
-.PHONY: install demo test test-fast lint format bench bench-data bench-sweeps clean
+.PHONY: install demo test test-fast lint format bench bench-data bench-sweeps bench-cluster clean
 
 install: $(STAMP)
 
@@ -56,6 +56,11 @@ bench-data: install
 # 30 minutes on 2 cores, and it starts a PostgreSQL server like the tests do.
 bench-sweeps: install
 	$(BIN)/python benchmarks/sweeps.py
+
+# Sweeps on a local two-node Ray cluster against --jobs 2 (overhead per trial), and mirrored
+# training on 2 logical CPU devices against 1 (benchmarks/results-cluster.md): about 10 minutes.
+bench-cluster: install
+	$(BIN)/python benchmarks/cluster.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis src/*.egg-info

@@ -470,17 +470,44 @@ def sweep(
             show_default=False,
         ),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run each trial as a task on a Ray cluster: HOST:PORT of its head, auto, or local (a private Ray here). Needs pip install 'dltool[ray]'.",
+            show_default=False,
+        ),
+    ] = None,
+    cpus_per_trial: Annotated[
+        float,
+        typer.Option(
+            "--cpus-per-trial", min=0, help="With --ray: CPUs Ray reserves for each trial."
+        ),
+    ] = 1.0,
+    gpus_per_trial: Annotated[
+        float,
+        typer.Option(
+            "--gpus-per-trial",
+            min=0,
+            help="With --ray: GPUs Ray gives each trial (0.5: two share one).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Train every variant a sweep file describes; trials.csv compares them, best.json names the best."""
     _check_sweep_arguments(target, resume, storage, join, status)
+    options = _ray_options(ray, cpus_per_trial, gpus_per_trial, jobs, status)
     from dltool import sweep as sweeps
 
     if status is not None:
         assert storage is not None  # noqa: S101  (checked above)
         code = sweeps.show_status(status, storage, runs_dir, _out())
     else:
-        with sweeps.open_sweep(target, runs_dir, resume, storage, join) as directory:
-            code = sweeps.run(directory, jobs, _out())
+        from dltool.sweep.cluster import connected
+
+        # connected first: a cluster that cannot be reached leaves no sweep folder behind
+        with connected(options), sweeps.open_sweep(target, runs_dir, resume, storage, join) as directory:  # fmt: skip
+            code = sweeps.run(directory, jobs, _out(), options)
     if code:
         raise typer.Exit(int(code))
 
@@ -502,6 +529,31 @@ def _check_sweep_arguments(
         from dltool.sweep.study import require_database_url
 
         require_database_url(storage)
+
+
+def _ray_options(address: str | None, cpus: float, gpus: float, jobs: int, status: str | None) -> Any:  # fmt: skip
+    """``--ray``'s options (None without it), checked before any folder is made.
+
+    Raises:
+        UsageError: they do not go with the other options, or Ray is not installed.
+    """
+    if address is None:
+        if cpus != 1.0 or gpus:
+            raise UsageError("--cpus-per-trial and --gpus-per-trial go with --ray ADDRESS")
+        return None
+    if status is not None:
+        raise UsageError("--status reads the study and trains nothing: it takes no --ray")
+    if jobs != 1:
+        raise UsageError(
+            f"--ray: the cluster's room sets how many trials run at once (received --jobs {jobs}; "
+            "expected no --jobs, and --cpus-per-trial / --gpus-per-trial for each trial's share)"
+        )
+    if cpus == 0 and gpus == 0:
+        raise UsageError("--ray: a trial needs some room (received --cpus-per-trial 0 and no --gpus-per-trial)")  # fmt: skip
+    from dltool.sweep.cluster import RayOptions, require_ray
+
+    require_ray()
+    return RayOptions(address, cpus, gpus)
 
 
 RunArg = Annotated[

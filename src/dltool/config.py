@@ -150,6 +150,12 @@ class TrainingConfig(Strict):
         "tensorflow",
         description="Keras backend; jax is an optional extra (pip install 'dltool[jax]')",
     )
+    distribute: Literal["mirrored", "multi_worker_mirrored", "data_parallel"] | None = Field(
+        None,
+        description="train one model on every local device, batch_size split across them: "
+        "mirrored (tf.distribute, backend tensorflow) or data_parallel "
+        "(keras.distribution, backend jax); default: one device",
+    )
 
     @field_validator("optimizer", mode="before", json_schema_input_type=Optimizer | OptimizerName)
     @classmethod
@@ -292,6 +298,52 @@ def _metric_problems(training: TrainingConfig) -> list[tuple[str, str]]:
         refused = refusal(metric, training.loss)
         if refused:
             problems.append(("training.metrics", refused))
+    return problems + _distribute_problems(training)
+
+
+# What each training.distribute needs (the backend it runs on).
+DISTRIBUTE_BACKENDS = {"mirrored": "tensorflow", "data_parallel": "jax"}
+
+
+def _distribute_problems(training: TrainingConfig) -> list[tuple[str, str]]:
+    """A strategy runs on one backend; multi-worker mirrored is broken with Keras 3."""
+    distribute = training.distribute
+    if distribute is None:
+        return []
+    if distribute == "multi_worker_mirrored":
+        return [
+            (
+                "training.distribute",
+                "multi_worker_mirrored is refused: Keras 3's fit fails under "
+                "tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585) "
+                "(received 'multi_worker_mirrored'; expected mirrored for the devices of one "
+                "machine, or data_parallel with training.backend: jax, which "
+                "keras.distribution.initialize() extends to several machines)",
+            )
+        ]
+    needed = DISTRIBUTE_BACKENDS[distribute]
+    problems = []
+    if training.backend != needed:
+        problems.append(
+            (
+                "training.distribute",
+                f"{distribute} runs on training.backend {needed} (received backend "
+                f"{training.backend!r}; expected training.backend: {needed}"
+                + (
+                    ", or distribute: data_parallel)"
+                    if needed == "tensorflow"
+                    else ", or distribute: mirrored)"
+                ),
+            )
+        )
+    if training.jit_compile and distribute == "mirrored":
+        problems.append(
+            (
+                "training.jit_compile",
+                "XLA compilation clashes with tf.distribute (keras-team/keras#19005) "
+                "(received true with distribute: mirrored; expected false)",
+            )
+        )
     return problems
 
 

@@ -50,6 +50,7 @@ from dltool.config import ExperimentConfig, defaulted_keys, resolved_dict  # noq
 from dltool.data import Dataset  # noqa: E402
 from dltool.data.images import MAX_SKIPPED_EXAMPLES  # noqa: E402
 from dltool.data.rows import Rows, failures, image_readers, usable  # noqa: E402
+from dltool.distribute import distribution  # noqa: E402
 from dltool.errors import DltoolError, TrainingError  # noqa: E402
 from dltool.evaluation import (  # noqa: E402
     Predictions,
@@ -178,51 +179,52 @@ def run_training(
             update={"training": config.training.model_copy(update={"epochs": 1})}
         )
     keras.backend.clear_session()  # a clean slate when one process trains several configs
-    prepared = prepare(config, source, console, smoke)
-    raise_if_requested()  # Ctrl-C while loading data: stop before any run folder exists
-    model = prepared.model
-    with prepared.clock.phase("build"):
-        compile_model(
-            model,
-            config,
-            steps_per_epoch=steps_per_epoch(len(prepared.dataset.x_train), prepared.batch_size),
-        )
+    # under training.distribute's strategy: the model, its optimizer and the fit
+    with distribution(config.training.distribute, config.training.backend) as placement:
+        with placement.building():
+            prepared = prepare(config, source, console, smoke)
+            raise_if_requested()  # Ctrl-C while loading data: stop before any run folder exists
+            model = prepared.model
+            with prepared.clock.phase("build"):
+                compile_model(model, config, steps_per_epoch=steps_per_epoch(len(prepared.dataset.x_train), prepared.batch_size))  # fmt: skip
 
-    run = RunDir.create(runs_dir, config.name)
-    with run.writing():  # held until the run ends: a second writer is refused
-        write_yaml(run.file(CONFIG), resolved_dict(config))
-        params = int(model.count_params())
-        dataset = prepared.dataset
-        run.mark(
-            STATUS_RUNNING,
-            name=config.name,
-            config_source=source,
-            started_at=now_iso(),
-            seed=seed,
-            overrides=list(overrides or []),
-            smoke=smoke,
-            params=params,
-            data=dataset.notes,
-            examples={name: len(x) for name, (x, _) in dataset.splits().items()},
-            # What predict/evaluate need to read new inputs like the training data:
-            input_shape=list(config.model.input_shape),
-            feature_names=dataset.feature_names,
-            class_names=dataset.class_names,
-            image_file_scale=image_file_scale(dataset, config.data.source),  # see dltool.inputs
-            task=config.task,
-            layers=layer_rows(model),
-            config_defaults=defaults,
-            fingerprint=fingerprint(config),
-            command=sys.argv,
-            pid=os.getpid(),
-            host=platform.node(),
-            versions=versions(),
-        )
-        write_text(run.file(SUMMARY), model_summary(model))
-        _announce(console, config, dataset, params, run)
-        return _train_and_finish(
-            run, prepared, console, started, first_epoch=0, history=[], prune=prune
-        )
+        run = RunDir.create(runs_dir, config.name)
+        with run.writing():  # held until the run ends: a second writer is refused
+            write_yaml(run.file(CONFIG), resolved_dict(config))
+            params = int(model.count_params())
+            dataset = prepared.dataset
+            run.mark(
+                STATUS_RUNNING,
+                name=config.name,
+                config_source=source,
+                started_at=now_iso(),
+                seed=seed,
+                overrides=list(overrides or []),
+                smoke=smoke,
+                params=params,
+                data=dataset.notes,
+                examples={name: len(x) for name, (x, _) in dataset.splits().items()},
+                # What predict/evaluate need to read new inputs like the training data:
+                input_shape=list(config.model.input_shape),
+                feature_names=dataset.feature_names,
+                class_names=dataset.class_names,
+                image_file_scale=image_file_scale(dataset, config.data.source),  # see dltool.inputs
+                task=config.task,
+                layers=layer_rows(model),
+                config_defaults=defaults,
+                fingerprint=fingerprint(config),
+                command=sys.argv,
+                pid=os.getpid(),
+                host=platform.node(),
+                distribute=config.training.distribute,
+                devices=placement.devices,
+                versions=versions(),
+            )
+            write_text(run.file(SUMMARY), model_summary(model))
+            _announce(console, config, dataset, params, run)
+            return _train_and_finish(
+                run, prepared, console, started, first_epoch=0, history=[], prune=prune
+            )
 
 
 def resume_training(folder: Path, console: Console | None = None) -> RunResult:
@@ -247,27 +249,29 @@ def resume_training(folder: Path, console: Console | None = None) -> RunResult:
                 "(received a different configuration; expected the one the run was trained with)"
             )
         keras.backend.clear_session()
-        model = load_trained_model(latest["path"])
-        prepared = prepare(
-            config, str(run.path / CONFIG), console, bool(info.get("smoke")), model=model
-        )
-        epoch = int(latest["epoch"])
-        resumed = [*info.get("resumed", []), {"at": now_iso(), "from_epoch": epoch}]
-        run.mark(STATUS_RUNNING, pid=os.getpid(), host=platform.node(), resumed=resumed, error=None)
-        console.print(
-            f"[bold]{config.name}[/bold]: resuming {folder} after epoch {epoch} of {config.training.epochs}",
-            highlight=False,
-        )
-        recorded = info.get("duration_s")  # run.json may have been edited: never trust its type
-        previous = float(recorded) if isinstance(recorded, int | float) and recorded >= 0 else 0.0
-        return _train_and_finish(
-            run,
-            prepared,
-            console,
-            started - previous,
-            first_epoch=epoch,
-            history=list(latest["history"]),
-        )
+        with distribution(config.training.distribute, config.training.backend) as placement:
+            with placement.building():  # the checkpoint's weights and optimizer, mirrored
+                model = load_trained_model(latest["path"])
+                prepared = prepare(config, str(run.path / CONFIG), console, bool(info.get("smoke")), model=model)  # fmt: skip
+            epoch = int(latest["epoch"])
+            resumed = [*info.get("resumed", []), {"at": now_iso(), "from_epoch": epoch}]
+            run.mark(STATUS_RUNNING, pid=os.getpid(), host=platform.node(), resumed=resumed, devices=placement.devices, error=None)  # fmt: skip
+            console.print(
+                f"[bold]{config.name}[/bold]: resuming {folder} after epoch {epoch} of {config.training.epochs}",
+                highlight=False,
+            )
+            recorded = info.get("duration_s")  # run.json may have been edited: never trust its type
+            previous = (
+                float(recorded) if isinstance(recorded, int | float) and recorded >= 0 else 0.0
+            )
+            return _train_and_finish(
+                run,
+                prepared,
+                console,
+                started - previous,
+                first_epoch=epoch,
+                history=list(latest["history"]),
+            )
 
 
 def _train_and_finish(

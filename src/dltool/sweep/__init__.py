@@ -23,7 +23,7 @@ The package: :mod:`.spec` (the sweep file and the trial plan), :mod:`.study` (th
 study: storage, taking trials, heartbeats), :mod:`.pruning` (the pruners, and what a trial
 reports after each epoch), :mod:`.folder` (the sweep folder and its tables), :mod:`.opening`
 (a new, joined, resumed or --status folder), :mod:`.executor` (running trials, in worker
-processes with ``--jobs``); :func:`open_sweep`,
+processes with ``--jobs``), :mod:`.cluster` (each trial a Ray task, with ``--ray``); :func:`open_sweep`,
 :func:`run` and :func:`show_status` here are what ``dltool sweep`` calls.
 """
 
@@ -33,7 +33,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -45,6 +45,9 @@ from dltool.sweep.executor import execute, run_trial
 from dltool.sweep.folder import SweepDir, plot, require_sweep_folder
 from dltool.sweep.spec import SweepConfig, Trial, load_sweep, plan
 from dltool.sweep.study import is_database, shown
+
+if TYPE_CHECKING:
+    from dltool.sweep.cluster import RayOptions
 
 __all__ = ["SweepConfig", "SweepDir", "Trial", "load_sweep", "open_sweep", "plan", "run", "run_trial", "show_status"]  # fmt: skip
 
@@ -98,8 +101,9 @@ def _trial_line(directory: SweepDir, console: Console, trial: Trial, outcome: di
     )
 
 
-def run(directory: SweepDir, jobs: int, console: Console) -> ExitCode:
-    """Train every trial not finished yet, then write trials.csv, best.json and the plot.
+def run(directory: SweepDir, jobs: int, console: Console, ray: RayOptions | None = None) -> ExitCode:  # fmt: skip
+    """Train every trial not finished yet (``ray``: as tasks on a Ray cluster), then write
+    trials.csv, best.json and the plot.
 
     Returns:
         ExitCode.OK, or TRAINING_FAILED when a trial failed.
@@ -109,10 +113,11 @@ def run(directory: SweepDir, jobs: int, console: Console) -> ExitCode:
             exception's one line says how to continue.
     """
     total = len(directory.trials)
+    where = f"on the Ray cluster {ray.address}" if ray is not None else f"{jobs} at a time"
     views.line(
         console,
         (directory.sweep.name, "bold"),
-        f": {total} trials ({directory.sweep.search}), {directory.finished()} already finished, {jobs} at a time; folder ",
+        f": {total} trials ({directory.sweep.search}), {directory.finished()} already finished, {where}; folder ",
         str(directory.path),
     )
 
@@ -121,15 +126,21 @@ def run(directory: SweepDir, jobs: int, console: Console) -> ExitCode:
 
     try:
         with interrupts.handling_signals():
-            execute(directory, jobs, report)
+            if ray is not None:
+                from dltool.sweep.cluster import execute_on_ray
+
+                execute_on_ray(directory, ray, report)
+            else:
+                execute(directory, jobs, report)
     except KeyboardInterrupt as interrupt:
         directory.write()
         database = (
             f" --storage {shown(directory.storage)}" if is_database(directory.storage) else ""
         )
+        how = ray.flags() if ray is not None else f"--jobs {jobs}"
         interrupt.args = (
             f"{interrupts.stop_of(interrupt).word}: {directory.finished()} of {total} trials "
-            f"finished and kept; continue with: dltool sweep {directory.path} --resume --jobs {jobs}{database}",
+            f"finished and kept; continue with: dltool sweep {directory.path} --resume {how}{database}",
         )
         raise
     return _summary(directory, console)

@@ -37,7 +37,7 @@ PLOT = "sweep.png"
 REPORT = "report.html"  # dltool.report.sweep: the trials on one page
 RUNS = "runs"  # the trials' run folders
 # trials.csv's columns that are neither a varied parameter nor a metric (see SweepDir.rows)
-TRIAL_COLUMNS = ("trial", "seed", "status", "duration_s", "run", "error", "host")
+TRIAL_COLUMNS = ("trial", "seed", "status", "duration_s", "run", "error", "host", "node")
 JOURNAL = "study.journal"  # the Optuna study, when it is not in a database
 
 
@@ -166,14 +166,16 @@ class SweepDir:
     def rows(self) -> tuple[list[str], list[list[Any]]]:
         keys = self.sweep.params
         values, gaps = self._columns()
-        header = ["trial", *keys, "seed", "status", *values, *gaps, "duration_s", "run", "error", "host"]  # fmt: skip
+        # node: the Ray node a trial ran on, when the sweep ran on Ray (--ray)
+        on_ray = any("node" in o for o in [*self.results.values(), *self.stopped.values()])
+        header = ["trial", *keys, "seed", "status", *values, *gaps, "duration_s", "run", "error", "host", *(["node"] if on_ray else [])]  # fmt: skip
         rows = []
         for trial in self.trials:
             outcome = self.results.get(trial.number) or self.stopped.get(trial.number)
             if outcome is None:
                 continue
             varied = [json.dumps(trial.values.get(k)) if isinstance(trial.values.get(k), list | dict) else trial.values.get(k) for k in keys]  # fmt: skip
-            rows.append([trial.number, *varied, trial.seed, outcome["status"], *(self.metric_value(outcome, c) for c in values), *(self._gap(outcome, c.split(".", 1)[1]) for c in gaps), outcome.get("duration_s"), Path(outcome.get("run", "")).name, outcome.get("error", ""), outcome.get("host", "")])  # fmt: skip
+            rows.append([trial.number, *varied, trial.seed, outcome["status"], *(self.metric_value(outcome, c) for c in values), *(self._gap(outcome, c.split(".", 1)[1]) for c in gaps), outcome.get("duration_s"), Path(outcome.get("run", "")).name, outcome.get("error", ""), outcome.get("host", ""), *([outcome.get("node", "")] if on_ray else [])])  # fmt: skip
         return header, rows
 
     def _gap(self, outcome: dict[str, Any], name: str) -> float | None:
