@@ -136,6 +136,11 @@ class TrainingConfig(Strict):
     jit_compile: bool = Field(
         False, description="XLA compilation; measured slower on CPU (1.4x MLP, 2.8x CNN)"
     )
+    deterministic: bool = Field(
+        False,
+        description="bit-identical weights and metrics for the same seed, data and machine "
+        "(TensorFlow op determinism; slower, see README)",
+    )
     profile: bool = Field(False, description="write profile.json: seconds per phase")
     record_internals: bool = Field(
         False,

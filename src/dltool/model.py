@@ -149,6 +149,32 @@ def save_model(model: keras.Model, target: Path) -> None:
         raise RunDirError(f"{target}: cannot write: {error.strerror or error}") from error
 
 
+SEED_STATE = "seed_generator_state"  # Keras' name of a random layer's (dropout's) generator state
+
+
+def seed_states(model: keras.Model) -> list[list[int]]:
+    """The state of each random layer's seed generator (dropout, augmentation), in order.
+
+    model.keras does not keep them: a run continued from it would draw dropout masks
+    afresh. run.json records them, and :func:`restore_seed_states` puts them back.
+    """
+    return [
+        [int(n) for n in keras.ops.convert_to_numpy(v).tolist()]
+        for v in model.variables
+        if v.name == SEED_STATE
+    ]
+
+
+def restore_seed_states(model: keras.Model, states: Any) -> None:
+    """Put back the generator states :func:`seed_states` gave (ignored if they do not fit)."""
+    variables = [v for v in model.variables if v.name == SEED_STATE]
+    if not isinstance(states, list) or len(states) != len(variables):
+        return
+    for variable, state in zip(variables, states, strict=True):
+        if isinstance(state, list) and len(state) == 2 and all(isinstance(n, int) for n in state):
+            variable.assign(np.asarray(state, dtype=variable.dtype))
+
+
 def model_summary(model: keras.Model) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda text, line_break=False: lines.append(text))

@@ -383,6 +383,19 @@ def _comparison_tables(out: Console, names: list[str], differences: list[list[Te
     table(out, columns(headers, "metric"), metrics, title="metrics")
 
 
+def reproduction(out: Console, result: Any) -> None:
+    """`dltool reproduce`: each metric of the original run and the new one, and the difference."""
+    columns = [Column("metric"), Column("original", justify="right"), Column("reproduced", justify="right"), Column("difference", justify="right"), Column("check", drop=1)]  # fmt: skip
+    rows = []
+    for key, original, new in result.rows:
+        difference = None if original is None or new is None else new - original
+        verdict = cell("differs", "red") if result.differs(original, new) else cell("ok", "green")
+        rows.append([cell(key), metric_cell(original), metric_cell(new), Text("" if difference is None else f"{difference:+.3g}"), verdict])  # fmt: skip
+    allowed = "exactly equal" if result.tolerance == 0 else f"within {result.tolerance}"
+    table(out, columns, rows, title=f"metrics: original vs reproduced ({allowed})")
+    line(out, ("reproduced in", "green"), " ", str(result.new))
+
+
 def batch_summary(out: Console, title: str, outcomes: list[dict[str, Any]], show_folders: bool) -> None:  # fmt: skip
     """The table after several configs trained (`dltool train A B`, `dltool smoke`):
     one row per config with ``path``, ``exit`` (0: ok), test ``metrics`` and ``folder``."""
