@@ -149,6 +149,40 @@ def save_model(model: keras.Model, target: Path) -> None:
         raise RunDirError(f"{target}: cannot write: {error.strerror or error}") from error
 
 
+def init_from_run(model: keras.Model, folder: Path, source: str) -> None:
+    """Start ``model`` from a completed run's trained weights (``model.init_from``).
+
+    Raises:
+        ConfigError: the run is not a completed run, or its weights do not fit ``model``
+            (names the first layer whose weights differ in count or shape).
+    """
+    from dltool.rundir import MODEL, RunDir
+
+    key = f"{source}: model.init_from"
+    try:
+        RunDir.open(folder).require_completed()
+        trained = load_trained_model(folder / MODEL)
+    except InputError as error:
+        raise ConfigError(f"{key}: {error.lines[0]}") from error
+    ours = [layer for layer in model.layers if layer.weights]
+    theirs = [layer for layer in trained.layers if layer.weights]
+    if len(ours) != len(theirs):
+        raise ConfigError(
+            f"{key}: {folder} has {len(theirs)} layers with weights, this model "
+            f"{len(ours)} (expected the same layers)"
+        )
+    for index, (mine, other) in enumerate(zip(ours, theirs, strict=True)):
+        shapes = [list(w.shape) for w in mine.weights]
+        found = [list(w.shape) for w in other.weights]
+        if shapes != found:
+            raise ConfigError(
+                f"{key}: layer {index + 1} with weights ({mine.name}) has weight shapes "
+                f"{shapes} here and {found} in {folder} (expected the same shapes)"
+            )
+    for mine, other in zip(ours, theirs, strict=True):
+        mine.set_weights(other.get_weights())
+
+
 SEED_STATE = "seed_generator_state"  # Keras' name of a random layer's (dropout's) generator state
 
 

@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -26,7 +27,7 @@ from dltool.data import Dataset, load_dataset, naming_config  # noqa: E402
 from dltool.data.rows import nonfinite_rows  # noqa: E402
 from dltool.errors import ConfigError, DataError  # noqa: E402
 from dltool.evaluation import model_labels  # noqa: E402
-from dltool.model import build_model  # noqa: E402
+from dltool.model import build_model, init_from_run  # noqa: E402
 
 
 def check_inputs(dataset: Dataset, config: ExperimentConfig, source: str) -> None:
@@ -168,6 +169,8 @@ def prepare(
                 source,
                 normalize_inputs=bool(dataset.notes.get("normalize")),
             )
+            if config.model.init_from is not None:
+                init_from_run(model, Path(config.model.init_from), source)
     outputs = int(model.output_shape[-1])
     with naming_config(source):
         check_labels(dataset, config, outputs)

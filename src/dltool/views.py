@@ -348,6 +348,7 @@ def comparison(out: Console, result: dict[str, Any]) -> None:
     """
     names = result["runs"]
     differences = [[cell(key), *(Text(value_text(v)) for v in values)] for key, values in result["config_differences"].items()]  # fmt: skip
+    differences += [[cell(key), *(cell(v) for v in values)] for key, values in result.get("data_differences", {}).items()]  # fmt: skip
     metrics = [
         [cell("status"), *(cell(s, STATUS_STYLE.get(s, "")) for s in result["status"])],
         [cell("params"), *(cell(f"{p:,}" if p is not None else None) for p in result["params"])],
@@ -378,7 +379,7 @@ def _comparison_tables(out: Console, names: list[str], differences: list[list[Te
         headers = [f"#{n}" for n in range(1, len(names) + 1)]
         for header, name in zip(headers, names, strict=True):
             line(out, f"{header}  ", name)
-    title = "config differences" if differences else "no config differences"
+    title = "config and data differences" if differences else "no config or data differences"
     table(out, columns(headers, "key"), differences, title=title)
     table(out, columns(headers, "metric"), metrics, title="metrics")
 
