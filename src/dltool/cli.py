@@ -216,7 +216,7 @@ def train(
             raise UsageError(
                 f"--resume continues a run with the settings it started with, so it takes no "
                 f"{ignored[0].split()[0]} (received {' '.join(ignored)}); to change a run, train "
-                f"a new one"
+                f"a new one; to train a completed run longer: dltool continue RUN --epochs N"
             )
         with handling_signals():
             from dltool.backend import use_backend
