@@ -17,7 +17,7 @@ import yaml
 
 from conftest import tiny_config
 from dltool import fingerprint
-from dltool.errors import DataError, ExitCode
+from dltool.errors import DataError, ExitCode, NotReproduced
 
 Cli = Callable[..., Any]
 
@@ -80,7 +80,8 @@ def test_image_folder_fingerprint_reads_files_not_pixels(tmp_path: Path) -> None
     rows, y = Rows.of(reader, len(files)), np.array([0, 0, 0, 1, 1, 1])
     digest = fingerprint.split_digest(rows, y, per_file)
     assert fingerprint.split_digest(rows, y, {}) == digest  # the same without the cache
-    assert reader.failed == {} and not reader.resized  # nothing was decoded
+    assert reader.failed == {}
+    assert not reader.resized
     (tmp_path / "images" / "README.txt").write_text("edited")
     assert fingerprint.hash_sources([str(tmp_path / "images")])[0] == sources
     files[4].write_bytes(files[0].read_bytes())
@@ -144,11 +145,6 @@ def test_runs_compare_shows_differing_data(run_cli: Cli, tmp_path: Path) -> None
     assert "data.train" not in plain.stdout  # the same in both
 
 
-def test_exit_code_3_is_defined_once() -> None:
-    assert ExitCode.NOT_REPRODUCED == 3
-    assert ExitCode.NOT_REPRODUCED is ExitCode.TRAINING_FAILED  # one number, one enum member
-
-
 # ---------------------------------------------------------------------------- training
 
 
@@ -197,7 +193,11 @@ def _csv_experiment(folder: Path, **training: Any) -> Path:
             "epochs": 2,
             "batch_size": 16,
             "deterministic": True,
-            "learning_rate_schedule": {"type": "exponential_decay", "decay_steps": 3, "decay_rate": 0.8},  # fmt: skip
+            "learning_rate_schedule": {
+                "type": "exponential_decay",
+                "decay_steps": 3,
+                "decay_rate": 0.8,
+            },
             **training,
         },
     }
@@ -280,7 +280,8 @@ def test_reproduce_passes_on_an_unchanged_run(run_cli: Cli, table_copy: Path) ->
     assert result.exit_code == 0, result.stderr
     new = _only_new(runs, before)
     assert "metric\toriginal\treproduced\tdifference\tcheck\n" in result.stdout
-    assert "test.accuracy\t" in result.stdout and "\tdiffers" not in result.stdout
+    assert "test.accuracy\t" in result.stdout
+    assert "\tdiffers" not in result.stdout
     assert f"reproduced in {new}\n" in result.stdout
     assert json.loads((new / "run.json").read_text())["reproduces"] == str(table_copy)
     _assert_same_weights(table_copy, new)
@@ -292,8 +293,9 @@ def test_reproduce_exits_3_when_a_metric_differs(run_cli: Cli, table_copy: Path)
     metrics["test"]["loss"] += 1e-6  # as if the first run had ended elsewhere
     (table_copy / "metrics.json").write_text(json.dumps(metrics))
     result = run_cli("reproduce", table_copy)
-    assert result.exit_code == ExitCode.NOT_REPRODUCED == 3
-    assert "test.loss\t" in result.stdout and "\tdiffers\n" in result.stdout
+    assert result.exit_code == NotReproduced.exit_code == ExitCode.TRAINING_FAILED == 3
+    assert "test.loss\t" in result.stdout
+    assert "\tdiffers\n" in result.stdout
     assert result.stderr.startswith(
         "error: reproduce: 1 of 6 metrics differ (test.loss); expected exactly equal "
         "(training.deterministic); new run: "
@@ -356,7 +358,8 @@ def test_continue_refuses_what_is_not_a_completed_run(run_cli: Cli, tmp_path: Pa
         f"error: {tmp_path}: not a dltool run folder (no run.json)\n",
     )
     no_epochs = run_cli("continue", tmp_path)
-    assert no_epochs.exit_code == 2 and "--epochs" in no_epochs.stderr
+    assert no_epochs.exit_code == 2
+    assert "--epochs" in no_epochs.stderr
 
 
 @pytest.mark.slow

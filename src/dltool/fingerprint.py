@@ -109,10 +109,14 @@ def hash_sources(paths: list[str]) -> tuple[dict[str, str], dict[str, str]]:
         path = Path(text)
         try:
             if path.is_dir():
+                from dltool.data.rows import pool
+
+                listed = folder_files(path)
                 digest = hashlib.sha256()
-                for file in folder_files(path):
-                    files[str(file)] = sha256_file(file)
-                    digest.update(f"{file.relative_to(path).as_posix()}\0{files[str(file)]}\n".encode())  # fmt: skip
+                # several files at once: hashlib releases the GIL (6,000 PNGs: 1.5 s -> see README)
+                for file, file_digest in zip(listed, pool().map(sha256_file, listed), strict=True):
+                    files[str(file)] = file_digest
+                    digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest}\n".encode())
                 sources[text] = digest.hexdigest()
             else:
                 sources[text] = sha256_file(path)
