@@ -349,6 +349,12 @@ def test_continue_equals_one_uninterrupted_run(run_cli: Cli, table_copy: Path) -
     assert [",".join(line.split(",")[:-1]) for line in history[1:]] == drop_time
     assert (child / "metrics.json").read_text() == (uninterrupted / "metrics.json").read_text()
 
+    before = set(runs.iterdir())
+    again = run_cli("reproduce", child)  # a continued run is reproduced from its parent
+    assert again.exit_code == 0, again.stderr
+    redone = json.loads((_only_new(runs, before) / "run.json").read_text())
+    assert (redone["parent"], redone["reproduces"]) == (str(table_copy), str(child))
+
 
 @pytest.mark.slow
 def test_continue_refuses_what_is_not_a_completed_run(run_cli: Cli, tmp_path: Path) -> None:

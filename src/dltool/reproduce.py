@@ -73,17 +73,28 @@ def reproduce(
             highlight=False,
         )
     use_backend(config.training.backend, str(run.path / CONFIG))
-    from dltool.training import run_training
+    from dltool.training import continue_training, run_training
 
-    result = run_training(
-        config,
-        source=str(run.path / CONFIG),
-        runs_dir=runs_dir,
-        console=console,
-        smoke=bool(info.get("smoke")),
-        expected_data=recorded,
-        lineage={"reproduces": str(folder)},
-    )
+    parent, start = info.get("parent"), info.get("continued_from_epoch")
+    if isinstance(parent, str) and isinstance(start, int) and not isinstance(start, bool):
+        # a continued run: continue its parent again, for the same epochs
+        result = continue_training(
+            Path(parent),
+            config.training.epochs - start,
+            runs_dir,
+            console,
+            lineage={"reproduces": str(folder)},
+        )
+    else:
+        result = run_training(
+            config,
+            source=str(run.path / CONFIG),
+            runs_dir=runs_dir,
+            console=console,
+            smoke=bool(info.get("smoke")),
+            expected_data=recorded,
+            lineage={"reproduces": str(folder)},
+        )
     before, after = read_run(folder).metrics, read_run(result.path).metrics
     rows = [
         (f"{split}.{name}", before.get(split, {}).get(name), after.get(split, {}).get(name))

@@ -295,8 +295,10 @@ def resume_training(folder: Path, console: Console | None = None) -> RunResult:
     Raises:
         InputError: the folder is missing, completed, still running, has no
             checkpoint, or its model/optimizer config changed since the checkpoint.
+        DataError: a data file it trained on is missing or changed (named).
     """
     from dltool.errors import InputError
+    from dltool.fingerprint import check_run_data
     from dltool.model import load_trained_model
 
     console = console or Console()
@@ -310,11 +312,16 @@ def resume_training(folder: Path, console: Console | None = None) -> RunResult:
                 f"{folder}: {CONFIG}'s model, data or optimizer changed since the checkpoint "
                 "(received a different configuration; expected the one the run was trained with)"
             )
+        recorded_data = check_run_data(run)  # a data file changed since the run started: refuse
         keras.backend.clear_session()
         model = load_trained_model(latest["path"])
         prepared = prepare(
             config, str(run.path / CONFIG), console, bool(info.get("smoke")), model=model
         )
+        if recorded_data is not None:
+            with prepared.clock.phase("fingerprint"):
+                now = fingerprint_dataset(prepared.dataset, config.data)
+            check_splits(recorded_data, now, str(run.path / CONFIG))
         epoch = int(latest["epoch"])
         resumed = [*info.get("resumed", []), {"at": now_iso(), "from_epoch": epoch}]
         run.mark(STATUS_RUNNING, pid=os.getpid(), host=platform.node(), resumed=resumed, error=None)
@@ -337,7 +344,11 @@ def resume_training(folder: Path, console: Console | None = None) -> RunResult:
 
 
 def continue_training(
-    folder: Path, epochs: int, runs_dir: Path, console: Console | None = None
+    folder: Path,
+    epochs: int,
+    runs_dir: Path,
+    console: Console | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> RunResult:
     """Train a completed run ``epochs`` more epochs, from its model and optimizer state, as a
     new run under ``runs_dir`` whose run.json names its parent.
@@ -345,6 +356,7 @@ def continue_training(
     Epoch numbers carry on (the new history.csv starts at the parent's last epoch + 1), each
     epoch sees the batches an uninterrupted run would have seen, and a learning-rate
     schedule continues from the optimizer's step count rather than restarting.
+    ``lineage``: more run.json fields (``reproduces``, when reproducing a continued run).
 
     Raises:
         InputError: the folder is not a completed run.
@@ -386,7 +398,7 @@ def continue_training(
         smoke=bool(info.get("smoke")),
         defaults=[k for k in info.get("config_defaults") or [] if isinstance(k, str)],
         expected_data=recorded,
-        lineage={"parent": str(folder), "continued_from_epoch": done},
+        lineage={"parent": str(folder), "continued_from_epoch": done, **(lineage or {})},
         first_epoch=done,
     )
 
