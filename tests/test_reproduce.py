@@ -145,6 +145,26 @@ def test_runs_compare_shows_differing_data(run_cli: Cli, tmp_path: Path) -> None
     assert "data.train" not in plain.stdout  # the same in both
 
 
+def test_epoch_log_of_a_continued_run_counts_the_parents_epochs(tmp_path: Path) -> None:
+    """A continued run's history starts after its parent's epochs: checkpoints and --resume
+    count from there (epoch numbers are the whole model's, rows only this run's)."""
+    from rich.console import Console
+
+    from dltool.callbacks import EpochLog
+    from dltool.rundir import RunDir
+
+    rows = [{"epoch": 3, "loss": 0.5}, {"epoch": 4, "loss": 0.4}]
+    log = EpochLog(RunDir(tmp_path), Console(quiet=True), epochs=5, rows=rows, offset=2)
+    assert log.last_epoch == 4
+    assert log.completed(3)  # epoch 4 (from 0: 3) is the last logged
+    assert not log.completed(4)
+    assert log.rows_until(3) == rows[:1]
+    assert log.rows_until(2) == []
+    log.keep(3)  # the checkpoint holds epoch 3: forget epoch 4
+    assert log.rows == rows[:1]
+    assert (tmp_path / "history.csv").read_text().splitlines() == ["epoch,loss", "3,0.5"]
+
+
 # ---------------------------------------------------------------------------- training
 
 
