@@ -51,6 +51,10 @@ def test_streamed_table_hashes_in_chunks_like_the_array(monkeypatch: pytest.Monk
     monkeypatch.setattr(fingerprint, "CHUNK_BYTES", 64)  # 3 rows a chunk
     rows = Rows.of(ArrayReader(x), len(x))
     assert fingerprint.split_digest(rows, y, {}) == whole
+    # a float64 .npy streamed is read as float32, as training reads it: the same digest as
+    # the float32 array the same file gives in memory
+    stored_wide = Rows.of(ArrayReader(x.astype("float64")), len(x))
+    assert fingerprint.split_digest(stored_wide, y, {}) == whole
     assert fingerprint.split_digest(x, y, {}) == whole
     picked = np.array([5, 2, 900])
     assert fingerprint.split_digest(rows[picked], y[picked], {}) == fingerprint.split_digest(x[picked], y[picked], {})  # fmt: skip

@@ -70,12 +70,16 @@ class Fingerprint:
     sources: dict[str, str]  # configured path (file or folder) -> SHA-256 of its contents
     files: dict[str, str] = field(default_factory=dict)  # every file of a source folder
     seconds: float = 0.0
+    # images streamed from their files are hashed by file (their pixels are not in memory):
+    # such split digests are comparable only with others made the same way
+    image_files: bool = False
 
     def record(self) -> dict[str, Any]:
         """run.json's ``data_fingerprint``."""
         return {
             "format": FORMAT,
             **self.splits,
+            "image_files": self.image_files,
             "sources": self.sources,
             "seconds": round(self.seconds, 3),
         }
@@ -90,8 +94,11 @@ def fingerprint_dataset(dataset: Dataset, data: DataSource) -> Fingerprint:
     """
     started = time.perf_counter()
     sources, files = hash_sources(data.source_paths())
+    from dltool.data.rows import image_readers
+
     splits = {name: split_digest(x, y, files) for name, (x, y) in dataset.splits().items()}
-    return Fingerprint(splits, sources, files, time.perf_counter() - started)
+    by_file = bool(image_readers(*(x for x, _ in dataset.splits().values())))
+    return Fingerprint(splits, sources, files, time.perf_counter() - started, by_file)
 
 
 def hash_sources(paths: list[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -155,16 +162,16 @@ def _update(digest: Any, x: np.ndarray | Rows) -> None:
     """Add an array's (or a table on disk's) dtype, shape and bytes to ``digest``."""
     import numpy as np
 
-    from dltool.data.rows import Rows
 
-    dtype = x.reader.dtype if isinstance(x, Rows) else x.dtype
+    dtype = x.dtype  # Rows: float32, as training reads them (the stored dtype may differ)
     digest.update(json.dumps({"dtype": np.dtype(dtype).str, "shape": list(x.shape)}).encode())
     for chunk in _chunks(x):
         digest.update(np.ascontiguousarray(chunk).data)
 
 
 def _chunks(x: np.ndarray | Rows) -> Iterator[np.ndarray]:
-    """``x`` in row chunks of at most CHUNK_BYTES (a table on disk: read as stored)."""
+    """``x`` in row chunks of at most CHUNK_BYTES (a table on disk: read as float32, so that
+    the same data streamed or in memory gives the same digest)."""
     import math
 
     import numpy as np
@@ -172,10 +179,9 @@ def _chunks(x: np.ndarray | Rows) -> Iterator[np.ndarray]:
     from dltool.data.rows import Rows
 
     if isinstance(x, Rows):
-        row_bytes = math.prod(x.reader.example_shape) * x.reader.dtype.itemsize
-        per_chunk = max(1, CHUNK_BYTES // max(1, row_bytes))
+        per_chunk = max(1, CHUNK_BYTES // max(1, x.example_bytes))
         for start in range(0, len(x), per_chunk):
-            yield x.read_stored(np.arange(start, min(start + per_chunk, len(x))))[0]
+            yield x.read(np.arange(start, min(start + per_chunk, len(x))))[0]
         return
     per_chunk = max(1, CHUNK_BYTES // max(1, x.itemsize * math.prod(x.shape[1:])))
     for start in range(0, max(len(x), 1), per_chunk):
@@ -253,6 +259,9 @@ def check_splits(recorded: dict[str, Any], current: Fingerprint, source: str) ->
     """
     if recorded.get("format") != FORMAT:
         return  # another fingerprint format: nothing to compare
+    if recorded.get("image_files", False) != current.image_files:
+        return  # an image folder streamed once and in memory once (loading: auto on less
+        # memory): hashed by file vs by pixel; its files were checked (check_sources)
     for name in SPLIT_NAMES:
         then, now = recorded.get(name), current.splits.get(name)
         if then != now:
