@@ -366,6 +366,7 @@ def test_continue_equals_one_uninterrupted_run(run_cli: Cli, table_copy: Path) -
     info = json.loads((child / "run.json").read_text())
     assert (info["parent"], info["continued_from_epoch"], info["epochs_completed"]) == (str(table_copy), 2, 5)  # fmt: skip
     assert yaml.safe_load((child / "config.yaml").read_text())["training"]["epochs"] == 5
+    assert f"continues</td><td>{table_copy} after epoch 2</td>" in (child / "report.html").read_text()  # fmt: skip
     history = (child / "history.csv").read_text().splitlines()
     full = (uninterrupted / "history.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in history[1:]] == ["3", "4", "5"]
