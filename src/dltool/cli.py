@@ -292,7 +292,7 @@ def reproduce(
     runs_dir: Annotated[
         Path | None,
         typer.Option(
-            "--runs-dir", help="Parent folder of the new run (default: the run's own folder's)."
+            "--runs-dir", help="Parent folder of the new run (default: the folder that holds RUN)."
         ),
     ] = None,
     tolerance: Annotated[
@@ -329,7 +329,7 @@ def continue_command(
     runs_dir: Annotated[
         Path | None,
         typer.Option(
-            "--runs-dir", help="Parent folder of the new run (default: the run's own folder's)."
+            "--runs-dir", help="Parent folder of the new run (default: the folder that holds RUN)."
         ),
     ] = None,
 ) -> None:

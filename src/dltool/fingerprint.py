@@ -162,7 +162,6 @@ def _update(digest: Any, x: np.ndarray | Rows) -> None:
     """Add an array's (or a table on disk's) dtype, shape and bytes to ``digest``."""
     import numpy as np
 
-
     dtype = x.dtype  # Rows: float32, as training reads them (the stored dtype may differ)
     digest.update(json.dumps({"dtype": np.dtype(dtype).str, "shape": list(x.shape)}).encode())
     for chunk in _chunks(x):
