@@ -114,6 +114,24 @@ def test_check_sources_names_the_changed_or_missing_file(tmp_path: Path) -> None
         fingerprint.check_sources(recorded, per_file)
 
 
+def test_each_source_names_the_files_it_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from pydantic import TypeAdapter
+
+    from dltool.config import DataConfig
+
+    def paths(data: dict[str, Any]) -> list[str]:
+        spec = TypeAdapter(DataConfig).validate_python(data, context={"base_dir": tmp_path})
+        return spec.source_paths()
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    table = {"source": "csv", "path": "a.csv", "test_path": "b.csv", "target": "label"}
+    assert paths(table) == [str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
+    assert paths({"source": "numpy", "path": "x.npy", "labels_path": "y.npy"}) == [str(tmp_path / "x.npy"), str(tmp_path / "y.npy")]  # fmt: skip
+    assert paths({"source": "builtin", "name": "mnist"}) == [str(tmp_path / "keras" / "datasets" / "mnist.npz")]  # fmt: skip
+    assert paths({"source": "builtin", "name": "digits"}) == []  # scikit-learn's bundled copy
+    assert paths({"source": "student"}) == []  # generated: the split digests cover it
+
+
 def _fake_run(folder: Path, data_fingerprint: dict[str, Any] | None) -> Path:
     from dltool.config import validate_config
 
