@@ -165,6 +165,11 @@ def test_runs_compare_shows_differing_data(run_cli: Cli, tmp_path: Path) -> None
     assert "data.test\tcccccccccccc\teeeeeeeeeeee\n" in plain.stdout
     assert "data source /d/t.csv\tdddddddddddd\tffffffffffff\n" in plain.stdout
     assert "data.train" not in plain.stdout  # the same in both
+    page = tmp_path / "compare.html"
+    assert run_cli("runs", "compare", first, other, "--html", page).exit_code == 0
+    html = page.read_text()
+    assert "Data that differs (SHA-256)" in html
+    assert "<td>cccccccccccc</td><td>eeeeeeeeeeee</td>" in html
 
 
 def test_epoch_log_of_a_continued_run_counts_the_parents_epochs(tmp_path: Path) -> None:
