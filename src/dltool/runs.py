@@ -146,6 +146,7 @@ class RunInfo:
             "overrides": self.info.get("overrides", []),
             "error": self.info.get("error"),
             "versions": self.info.get("versions"),
+            "data_fingerprint": self.info.get("data_fingerprint"),  # dltool.fingerprint
             "metrics": self.metrics,
             "config": json_safe(self.nested_config),
             "problems": self.problems,
