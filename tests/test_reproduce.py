@@ -104,11 +104,21 @@ def test_check_sources_names_the_changed_or_missing_file(tmp_path: Path) -> None
     assert fingerprint.check_sources(recorded, per_file) == per_file  # unchanged: passes
 
     files[2].write_bytes(b"another image")
-    with pytest.raises(DataError, match=rf"^{files[2]} \(changed\): changed since the run"):
+    then, now = per_file[str(files[2])][:12], fingerprint.sha256_file(files[2])[:12]
+    with pytest.raises(DataError) as changed:
         fingerprint.check_sources(recorded, per_file)
+    assert str(changed.value) == (
+        f"{files[2]}: changed since the run trained on it (SHA-256 {then}... then, {now}... "
+        "now); refusing to use different data"
+    )
     files[2].unlink()
-    with pytest.raises(DataError, match=rf"^{files[2]} \(removed\): changed since the run"):
+    (tmp_path / "images" / "dog" / "new.png").write_bytes(b"x")
+    with pytest.raises(DataError) as removed:
         fingerprint.check_sources(recorded, per_file)
+    assert str(removed.value) == (
+        f"{files[2]}: missing; the run trained on it; 1 more file differs; refusing to use "
+        "different data"
+    )
     table.unlink()
     with pytest.raises(DataError, match=rf"^{table}: missing; the run trained on it"):
         fingerprint.check_sources(recorded, per_file)
@@ -360,6 +370,7 @@ def test_reproduce_refuses_changed_or_missing_data(run_cli: Cli, table_copy: Pat
     changed = run_cli("reproduce", table_copy)
     assert changed.exit_code == 2
     assert changed.stderr.startswith(f"error: {table}: changed since the run trained on it (SHA-256 ")  # fmt: skip
+    assert changed.stderr.endswith(" now); refusing to use different data\n")
     assert changed.stderr.count("\n") == 1
     table.unlink()
     missing = run_cli("reproduce", table_copy)

@@ -231,22 +231,28 @@ def check_sources(recorded: dict[str, Any], recorded_files: dict[str, Any]) -> d
         if now[text] == digest:
             continue
         changed = _changed_files(Path(text), recorded_files, files) if Path(text).is_dir() else []
-        raise DataError(
-            f"{changed[0] if changed else text}: changed since the run trained on it "
-            f"(SHA-256 {str(digest)[:12]}... then, {now[text][:12]}... now"
-            + (f"; {len(changed)} files differ" if len(changed) > 1 else "")
-            + "); refusing to use different data"
+        if not changed:  # a file, or a folder whose files the run did not list
+            changed = [f"{text}: changed since the run trained on it (SHA-256 {str(digest)[:12]}... then, {now[text][:12]}... now)"]  # fmt: skip
+        others = len(changed) - 1
+        more = (
+            f"; {others} more {'file differs' if others == 1 else 'files differ'}" if others else ""
         )
+        raise DataError(f"{changed[0]}{more}; refusing to use different data")
     return files
 
 
 def _changed_files(folder: Path, recorded: dict[str, Any], now: dict[str, str]) -> list[str]:
-    """The files of ``folder`` that were added, removed or changed, described."""
+    """The files of ``folder`` that changed, were removed or were added, one line each."""
     inside = {k: v for k, v in recorded.items() if Path(k).is_relative_to(folder)}
-    changed = [f"{file} (changed)" for file, digest in inside.items() if file in now and now[file] != digest]  # fmt: skip
-    changed += [f"{file} (removed)" for file in inside if file not in now]
-    changed += [f"{file} (added)" for file in now if file not in inside and Path(file).is_relative_to(folder)]  # fmt: skip
-    return sorted(changed)
+    lines = [
+        f"{file}: changed since the run trained on it (SHA-256 {str(then)[:12]}... then, {now[file][:12]}... now)"
+        for file, then in sorted(inside.items())
+        if file in now and now[file] != then
+    ]
+    lines += [f"{file}: missing; the run trained on it" for file in sorted(inside) if file not in now]  # fmt: skip
+    added = sorted(file for file in now if file not in inside and Path(file).is_relative_to(folder))
+    lines += [f"{file}: new; the run did not train on it" for file in added]
+    return lines
 
 
 def check_splits(recorded: dict[str, Any], current: Fingerprint, source: str) -> None:
