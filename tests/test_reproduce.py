@@ -124,6 +124,22 @@ def test_check_sources_names_the_changed_or_missing_file(tmp_path: Path) -> None
         fingerprint.check_sources(recorded, per_file)
 
 
+def test_check_splits_refuses_other_examples_from_the_same_files() -> None:
+    recorded = {"format": fingerprint.FORMAT, "train": "a" * 64, "test": "b" * 64, "image_files": False}  # fmt: skip
+    same = fingerprint.Fingerprint({"train": "a" * 64, "test": "b" * 64}, {})
+    fingerprint.check_splits(recorded, same, "exp.yaml")
+    other = fingerprint.Fingerprint({"train": "a" * 64, "test": "c" * 64}, {})
+    with pytest.raises(DataError) as refused:
+        fingerprint.check_splits(recorded, other, "exp.yaml")
+    assert str(refused.value) == (
+        f"exp.yaml: data: the test split differs from the one the run trained on (SHA-256 "
+        f"{'b' * 12}... then, {'c' * 12}... now); refusing to use different data"
+    )
+    by_file = fingerprint.Fingerprint({"train": "d" * 64}, {}, image_files=True)
+    fingerprint.check_splits(recorded, by_file, "exp.yaml")  # by file vs by pixel: not compared
+    fingerprint.check_splits({**recorded, "format": 0}, other, "exp.yaml")  # another format
+
+
 def test_each_source_names_the_files_it_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     from pydantic import TypeAdapter
 
