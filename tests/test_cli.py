@@ -225,7 +225,8 @@ def test_resume_refuses_options_it_would_ignore(
     assert (result.exit_code, result.stderr) == (
         2,
         f"error: --resume continues a run with the settings it started with, so it takes no "
-        f"{named}; to change a run, train a new one\n",
+        f"{named}; to change a run, train a new one; to train a completed run longer: "
+        "dltool continue RUN --epochs N\n",
     )
 
 

@@ -301,7 +301,7 @@ def test_json_has_every_field(run_cli: Cli, tmp_path: Path) -> None:
     assert row["config"] == yaml.safe_load((folder / "config.yaml").read_text())
     assert row["config"]["training"]["optimizer"]["name"] == "adam"
     assert row["problems"] == []
-    assert set(row) == {"run", "path", "name", "status", "started_at", "finished_at", "duration_s", "epochs_completed", "params", "seed", "overrides", "error", "versions", "metrics", "config", "problems"}  # fmt: skip
+    assert set(row) == {"run", "path", "name", "status", "started_at", "finished_at", "duration_s", "epochs_completed", "params", "seed", "overrides", "error", "versions", "data_fingerprint", "metrics", "config", "problems"}  # fmt: skip
 
 
 def test_json_config_with_yaml_only_values(run_cli: Cli, tmp_path: Path) -> None:

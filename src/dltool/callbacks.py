@@ -46,11 +46,17 @@ class EpochLog(keras.callbacks.Callback):
     """Prints one line per epoch and keeps ``history.csv`` current after every epoch."""
 
     def __init__(
-        self, run: RunDir, console: Console, epochs: int, rows: list[dict[str, Any]] | None = None
+        self,
+        run: RunDir,
+        console: Console,
+        epochs: int,
+        rows: list[dict[str, Any]] | None = None,
+        offset: int = 0,
     ) -> None:
         super().__init__()
         self.run, self.console, self.epochs = run, console, epochs
         self.rows: list[dict[str, Any]] = list(rows or [])  # earlier epochs, when resuming
+        self.offset = offset  # epochs a parent run trained before rows[0] (dltool continue)
         self._started = 0.0
         # A live batch bar only on a terminal; logs and pipes get the epoch lines alone.
         self._bar: Progress | None = None
@@ -81,15 +87,24 @@ class EpochLog(keras.callbacks.Callback):
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.close()
 
+    @property
+    def last_epoch(self) -> int:
+        """The number of the last completed epoch (counting a parent run's)."""
+        return self.offset + len(self.rows)
+
     def completed(self, epoch: int) -> bool:
         """Whether epoch ``epoch`` (from 0) was logged as completed."""
-        return len(self.rows) == epoch + 1
+        return self.last_epoch == epoch + 1
+
+    def rows_until(self, epoch: int) -> list[dict[str, Any]]:
+        """This run's rows up to epoch ``epoch`` (from 1) included."""
+        return self.rows[: max(0, epoch - self.offset)]
 
     def keep(self, epochs: int) -> None:
         """Forget the epochs after ``epochs`` (those the checkpoint lacks), in history.csv too."""
-        if len(self.rows) > epochs:
+        if self.rows and self.last_epoch > epochs:
             header = list(self.rows[-1])
-            self.rows = self.rows[:epochs]
+            self.rows = self.rows_until(epochs)
             write_csv(self.run.file(HISTORY), header, [list(r.values()) for r in self.rows])
 
     def close(self) -> None:
@@ -239,7 +254,9 @@ class Checkpointer(keras.callbacks.Callback):
         def pointed() -> None:  # with the pointer, signals deferred: both name the same epoch
             self._saved_epoch, self._last_write = epoch, time.perf_counter()
 
-        self.run.write_checkpoint(save, epoch, self.fingerprint, self.log.rows[:epoch], pointed)
+        self.run.write_checkpoint(
+            save, epoch, self.fingerprint, self.log.rows_until(epoch), pointed
+        )
 
 
 class PruneCheck(keras.callbacks.Callback):

@@ -268,7 +268,7 @@ def train(
             raise UsageError(
                 f"--resume continues a run with the settings it started with, so it takes no "
                 f"{ignored[0].split()[0]} (received {' '.join(ignored)}); to change a run, train "
-                f"a new one"
+                f"a new one; to train a completed run longer: dltool continue RUN --epochs N"
             )
         with handling_signals():
             from dltool.backend import use_backend
@@ -336,6 +336,70 @@ def _train_many(
     first_failure = next((o["exit"] for o in outcomes if o["exit"]), 0)
     if first_failure:
         raise typer.Exit(first_failure)
+
+
+@app.command()
+def reproduce(
+    run_path: Annotated[Path, typer.Argument(help="A completed run folder.", show_default=False)],
+    runs_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--runs-dir", help="Parent folder of the new run (default: the folder that holds RUN)."
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(
+            "--tolerance",
+            min=0.0,
+            help="Largest absolute difference allowed per metric (default: 0 with "
+            "training.deterministic, else 0.01).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Train a run's recorded config again (same seed) as a new run, and compare the metrics.
+
+    The data is checked by fingerprint first: a missing or changed file is refused (exit 2).
+    Exit 0 when every metric is within the tolerance, 3 otherwise.
+    """
+    from dltool.reproduce import reproduce as reproduce_run
+
+    with handling_signals():
+        result = reproduce_run(run_path, runs_dir or run_path.parent, tolerance, _out())
+    views.reproduction(_out(), result)
+    result.check()
+
+
+@app.command("continue")
+def continue_command(
+    run_path: Annotated[Path, typer.Argument(help="A completed run folder.", show_default=False)],
+    epochs: Annotated[
+        int,
+        typer.Option("--epochs", min=1, max=100_000, help="Epochs to train on top of the run's."),
+    ],
+    runs_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--runs-dir", help="Parent folder of the new run (default: the folder that holds RUN)."
+        ),
+    ] = None,
+) -> None:
+    """Train a completed run N more epochs as a new run, from its model and optimizer state.
+
+    Epoch numbers carry on and learning-rate schedules continue; the new run.json names
+    its parent. The data is checked by fingerprint first, as for reproduce.
+    """
+    with handling_signals():
+        from dltool.backend import use_backend
+        from dltool.rundir import CONFIG, RunDir
+
+        run = RunDir.open(run_path)
+        use_backend(run.recorded_backend(), str(run.path / CONFIG))
+        from dltool.training import continue_training
+
+        result = continue_training(run_path, epochs, runs_dir or run_path.parent, _out())
+    views.final_metrics(_out(), result.path, result.metrics)
 
 
 @app.command()

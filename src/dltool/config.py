@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from dltool.data.builtin import BuiltinData
 from dltool.data.images import ImageFolderData
 from dltool.data.shapes import ShapesData
+from dltool.data.source import DataPath
 from dltool.data.student import StudentData
 from dltool.data.tabular import CsvData, NumpyData
 from dltool.errors import ConfigError
@@ -56,6 +57,11 @@ class ModelConfig(Strict):
         ..., min_length=1, max_length=4, description="shape of one example, e.g. [3] or [28, 28, 1]"
     )
     layers: list[AnyLayer] = Field(..., min_length=1, description="applied in order")
+    init_from: DataPath | None = Field(
+        None,
+        description="a completed run folder: start from its trained weights (the same layers "
+        "and weight shapes; a new optimizer)",
+    )
 
     @model_validator(mode="after")
     def _adapted_normalization_first(self) -> ModelConfig:
@@ -135,6 +141,11 @@ class TrainingConfig(Strict):
     )
     jit_compile: bool = Field(
         False, description="XLA compilation; measured slower on CPU (1.4x MLP, 2.8x CNN)"
+    )
+    deterministic: bool = Field(
+        False,
+        description="bit-identical weights and metrics for the same seed, data and machine "
+        "(TensorFlow op determinism; slower, see README)",
     )
     profile: bool = Field(False, description="write profile.json: seconds per phase")
     record_internals: bool = Field(

@@ -17,7 +17,7 @@ class ExitCode(IntEnum):
     OK = 0  # success
     INTERNAL = 1  # a bug in dltool: please report it with --debug output
     REFUSED = 2  # a config or input was refused before any run folder was made
-    TRAINING_FAILED = 3  # training started but could not finish (e.g. non-finite loss)
+    TRAINING_FAILED = 3  # training started but could not finish (e.g. non-finite loss), or dltool reproduce's new run differs beyond the tolerance
     IO_FAILURE = 4  # the run folder could not be written (disk full, permissions)
     INTERRUPTED = 130  # SIGINT (Ctrl-C)
     TERMINATED = 143  # SIGTERM
@@ -53,6 +53,12 @@ class InputError(DltoolError):
 
 class TrainingError(DltoolError):
     """Training started but failed (non-finite loss, a shape error Keras found late)."""
+
+    exit_code = ExitCode.TRAINING_FAILED
+
+
+class NotReproduced(DltoolError):
+    """``dltool reproduce`` trained the run again and its metrics differ beyond the tolerance."""
 
     exit_code = ExitCode.TRAINING_FAILED
 

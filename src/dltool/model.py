@@ -149,6 +149,66 @@ def save_model(model: keras.Model, target: Path) -> None:
         raise RunDirError(f"{target}: cannot write: {error.strerror or error}") from error
 
 
+def init_from_run(model: keras.Model, folder: Path, source: str) -> None:
+    """Start ``model`` from a completed run's trained weights (``model.init_from``).
+
+    Raises:
+        ConfigError: the run is not a completed run, or its weights do not fit ``model``
+            (names the first layer whose weights differ in count or shape).
+    """
+    from dltool.rundir import MODEL, RunDir
+
+    key = f"{source}: model.init_from"
+    try:
+        RunDir.open(folder).require_completed()
+        trained = load_trained_model(folder / MODEL)
+    except InputError as error:
+        raise ConfigError(f"{key}: {error.lines[0]}") from error
+    ours = [layer for layer in model.layers if layer.weights]
+    theirs = [layer for layer in trained.layers if layer.weights]
+    if len(ours) != len(theirs):
+        raise ConfigError(
+            f"{key}: {folder} has {len(theirs)} layers with weights, this model "
+            f"{len(ours)} (expected the same layers)"
+        )
+    for index, (mine, other) in enumerate(zip(ours, theirs, strict=True)):
+        shapes = [list(w.shape) for w in mine.weights]
+        found = [list(w.shape) for w in other.weights]
+        if shapes != found:
+            raise ConfigError(
+                f"{key}: layer {index + 1} with weights ({mine.name}) has weight shapes "
+                f"{shapes} here and {found} in {folder} (expected the same shapes)"
+            )
+    for mine, other in zip(ours, theirs, strict=True):
+        mine.set_weights(other.get_weights())
+
+
+SEED_STATE = "seed_generator_state"  # Keras' name of a random layer's (dropout's) generator state
+
+
+def seed_states(model: keras.Model) -> list[list[int]]:
+    """The state of each random layer's seed generator (dropout, augmentation), in order.
+
+    model.keras does not keep them: a run continued from it would draw dropout masks
+    afresh. run.json records them, and :func:`restore_seed_states` puts them back.
+    """
+    return [
+        [int(n) for n in keras.ops.convert_to_numpy(v).tolist()]
+        for v in model.variables
+        if v.name == SEED_STATE
+    ]
+
+
+def restore_seed_states(model: keras.Model, states: Any) -> None:
+    """Put back the generator states :func:`seed_states` gave (ignored if they do not fit)."""
+    variables = [v for v in model.variables if v.name == SEED_STATE]
+    if not isinstance(states, list) or len(states) != len(variables):
+        return
+    for variable, state in zip(variables, states, strict=True):
+        if isinstance(state, list) and len(state) == 2 and all(isinstance(n, int) for n in state):
+            variable.assign(np.asarray(state, dtype=variable.dtype))
+
+
 def model_summary(model: keras.Model) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda text, line_break=False: lines.append(text))

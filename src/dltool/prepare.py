@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -26,7 +27,7 @@ from dltool.data import Dataset, load_dataset, naming_config  # noqa: E402
 from dltool.data.rows import nonfinite_rows  # noqa: E402
 from dltool.errors import ConfigError, DataError  # noqa: E402
 from dltool.evaluation import model_labels  # noqa: E402
-from dltool.model import build_model  # noqa: E402
+from dltool.model import build_model, init_from_run  # noqa: E402
 
 
 def check_inputs(dataset: Dataset, config: ExperimentConfig, source: str) -> None:
@@ -151,7 +152,8 @@ def prepare(
                 "(received true; expected false, or install it: pip install 'dltool[tensorboard]')"
             )
     seed = config.seed if config.seed is not None else 0
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)  # Python's, NumPy's and the backend's generators
+    deterministic(config.training.deterministic)
     clock = Clock()
     with clock.phase("data"):
         with naming_config(source):
@@ -167,6 +169,8 @@ def prepare(
                 source,
                 normalize_inputs=bool(dataset.notes.get("normalize")),
             )
+            if config.model.init_from is not None:
+                init_from_run(model, Path(config.model.init_from), source)
     outputs = int(model.output_shape[-1])
     with naming_config(source):
         check_labels(dataset, config, outputs)
@@ -181,6 +185,23 @@ def prepare(
         name: _prepare_labels(y, config, outputs) for name, (_, y) in dataset.splits().items()
     }
     return Prepared(config, dataset, model, batch_size, labels, clock)
+
+
+def deterministic(on: bool) -> None:
+    """Turn TensorFlow's op determinism on or off for this process (training.deterministic).
+
+    On, every op picks a deterministic kernel (or raises where it has none), so the same
+    seed, data and machine give bit-identical weights; off again for the next run of the
+    same process (a sweep, the tests), which did not ask for it.
+    """
+    # tf.config.experimental has enable_op_determinism only; TensorFlow's own tests turn it
+    # off through this module.
+    from tensorflow.python.framework import config as framework_config
+
+    if on:
+        framework_config.enable_op_determinism()
+    elif framework_config.is_op_determinism_enabled():
+        framework_config.disable_op_determinism()
 
 
 SMOKE_ROWS = 256  # rows kept per split by --smoke: enough to exercise every code path

@@ -63,6 +63,7 @@ MISTAKES = "mistakes.npz"  # the inputs of the worst test mistakes, for the repo
 TENSORBOARD = "tensorboard"  # training.tensorboard: Keras' TensorBoard event files
 INTERNALS = "internals.json"  # training.record_internals: weights, dead ReLUs, gradients per epoch
 INTERNALS_PICTURES = "internals.npz"  # ... and a CNN's first filters and feature maps
+DATA_FILES = "data_files.json"  # SHA-256 of each file of a data folder (run.json has the folder's)
 CHECKPOINT_DIR = "checkpoint"  # resumable state while a run is not completed
 CHECKPOINT_POINTER = "checkpoint/latest.json"  # which checkpoint file, which epoch
 PREDICTIONS_DIR = "predictions"  # dltool predict's default outputs

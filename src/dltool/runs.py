@@ -146,6 +146,7 @@ class RunInfo:
             "overrides": self.info.get("overrides", []),
             "error": self.info.get("error"),
             "versions": self.info.get("versions"),
+            "data_fingerprint": self.info.get("data_fingerprint"),  # dltool.fingerprint
             "metrics": self.metrics,
             "config": json_safe(self.nested_config),
             "problems": self.problems,
@@ -280,9 +281,13 @@ def compare(runs: list[RunInfo]) -> dict[str, Any]:
         for s in SPLITS
         for m in dict.fromkeys(m for r in runs for m in r.metrics.get(s, {}))
     ]
+    from dltool.fingerprint import differences as data_differences
+
     return {
         "runs": [r.path.name for r in runs],
         "config_differences": json_safe(differences),
+        # each split or source file whose SHA-256 differs, 12 hex digits per run (None: not recorded)
+        "data_differences": data_differences([r.info.get("data_fingerprint") for r in runs]),
         "metrics": {key: [r.value(key) for r in runs] for key in metric_keys},
         "status": [r.status for r in runs],
         "params": [r.info.get("params") for r in runs],

@@ -60,6 +60,7 @@ from dltool.evaluation import (  # noqa: E402
     predict,
     predictions_table,
 )
+from dltool.fingerprint import check_splits, fingerprint_dataset  # noqa: E402
 from dltool.inputs import image_file_scale  # noqa: E402
 from dltool.interrupts import (  # noqa: E402
     deferred_signals,
@@ -67,18 +68,27 @@ from dltool.interrupts import (  # noqa: E402
     stop_of,
 )
 from dltool.metrics import SPLITS  # noqa: E402
-from dltool.model import compile_model, layer_rows, model_summary, save_model  # noqa: E402
+from dltool.model import (  # noqa: E402
+    compile_model,
+    layer_rows,
+    model_summary,
+    restore_seed_states,
+    save_model,
+    seed_states,
+)
 from dltool.pipelines import TrainPipeline, make_pipeline, steps_per_epoch  # noqa: E402
 from dltool.prepare import Prepared, prepare  # noqa: E402
 from dltool.rundir import (  # noqa: E402
     CONFIG,
     CONFUSION_MATRIX,
+    DATA_FILES,
     LEARNING_CURVES,
     METRICS,
     MISTAKES,
     MODEL,
     PREDICTIONS,
     PROFILE,
+    RUN_JSON,
     SKIPPED,
     STATUS_COMPLETED,
     STATUS_FAILED,
@@ -151,6 +161,8 @@ def run_training(
     overrides: list[str] | None = None,
     smoke: bool = False,
     prune: Callable[[int, dict[str, float]], bool] | None = None,
+    expected_data: dict[str, Any] | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> RunResult:
     """Train ``config`` and write a complete run folder under ``runs_dir``.
 
@@ -163,6 +175,9 @@ def run_training(
         smoke: a quick check: 1 epoch on at most SMOKE_ROWS rows of each split.
         prune: a sweep's check after each epoch (epoch from 1, Keras' logs); True stops
             the run there, complete for what it trained, with status ``pruned``.
+        expected_data: a run's recorded ``data_fingerprint`` (``dltool reproduce``): data
+            whose splits differ from it is refused before any run folder exists.
+        lineage: run.json fields that relate the run to another (``reproduces``).
 
     Raises:
         ConfigError, DataError: refused before any run folder exists.
@@ -188,43 +203,95 @@ def run_training(
             with prepared.clock.phase("build"):
                 compile_model(model, config, steps_per_epoch=steps_per_epoch(len(prepared.dataset.x_train), prepared.batch_size))  # fmt: skip
 
-        run = RunDir.create(runs_dir, config.name)
-        with run.writing():  # held until the run ends: a second writer is refused
-            write_yaml(run.file(CONFIG), resolved_dict(config))
-            params = int(model.count_params())
-            dataset = prepared.dataset
-            run.mark(
-                STATUS_RUNNING,
-                name=config.name,
-                config_source=source,
-                started_at=now_iso(),
-                seed=seed,
-                overrides=list(overrides or []),
-                smoke=smoke,
-                params=params,
-                data=dataset.notes,
-                examples={name: len(x) for name, (x, _) in dataset.splits().items()},
-                # What predict/evaluate need to read new inputs like the training data:
-                input_shape=list(config.model.input_shape),
-                feature_names=dataset.feature_names,
-                class_names=dataset.class_names,
-                image_file_scale=image_file_scale(dataset, config.data.source),  # see dltool.inputs
-                task=config.task,
-                layers=layer_rows(model),
-                config_defaults=defaults,
-                fingerprint=fingerprint(config),
-                command=sys.argv,
-                pid=os.getpid(),
-                host=platform.node(),
-                distribute=config.training.distribute,
-                devices=placement.devices,
-                versions=versions(),
-            )
-            write_text(run.file(SUMMARY), model_summary(model))
-            _announce(console, config, dataset, params, run)
-            return _train_and_finish(
-                run, prepared, console, started, first_epoch=0, history=[], prune=prune
-            )
+        return _start_run(
+            prepared,
+            source=source,
+            runs_dir=runs_dir,
+            console=console,
+            started=started,
+            overrides=overrides,
+            smoke=smoke,
+            defaults=defaults,
+            prune=prune,
+            expected_data=expected_data,
+            lineage=lineage,
+            devices=placement.devices,
+        )
+
+
+def _start_run(
+    prepared: Prepared,
+    *,
+    source: str,
+    runs_dir: Path,
+    console: Console,
+    started: float,
+    overrides: list[str] | None,
+    smoke: bool,
+    defaults: list[str],
+    prune: Callable[[int, dict[str, float]], bool] | None = None,
+    expected_data: dict[str, Any] | None = None,
+    lineage: dict[str, Any] | None = None,
+    first_epoch: int = 0,
+    devices: list[str] | None = None,
+) -> RunResult:
+    """Fingerprint the data, create the run folder, record the run and train from ``first_epoch``.
+
+    Raises:
+        DataError: the data differs from ``expected_data`` (nothing is written).
+    """
+    config, model, dataset = prepared.config, prepared.model, prepared.dataset
+    with prepared.clock.phase("fingerprint"):
+        data_print = fingerprint_dataset(dataset, config.data)
+    if expected_data is not None:
+        check_splits(expected_data, data_print, source)
+    run = RunDir.create(runs_dir, config.name)
+    with run.writing():  # held until the run ends: a second writer is refused
+        write_yaml(run.file(CONFIG), resolved_dict(config))
+        if data_print.files:
+            write_json(run.file(DATA_FILES), data_print.files)
+        params = int(model.count_params())
+        run.mark(
+            STATUS_RUNNING,
+            name=config.name,
+            config_source=source,
+            started_at=now_iso(),
+            seed=config.seed,
+            overrides=list(overrides or []),
+            smoke=smoke,
+            params=params,
+            data=dataset.notes,
+            examples={name: len(x) for name, (x, _) in dataset.splits().items()},
+            # What predict/evaluate need to read new inputs like the training data:
+            input_shape=list(config.model.input_shape),
+            feature_names=dataset.feature_names,
+            class_names=dataset.class_names,
+            image_file_scale=image_file_scale(dataset, config.data.source),  # see dltool.inputs
+            task=config.task,
+            layers=layer_rows(model),
+            config_defaults=defaults,
+            fingerprint=fingerprint(config),
+            data_fingerprint=data_print.record(),
+            **(lineage or {}),
+            command=sys.argv,
+            pid=os.getpid(),
+            host=platform.node(),
+            distribute=config.training.distribute,
+            devices=devices,
+            versions=versions(),
+        )
+        write_text(run.file(SUMMARY), model_summary(model))
+        _announce(console, config, dataset, params, run)
+        return _train_and_finish(
+            run,
+            prepared,
+            console,
+            started,
+            first_epoch=first_epoch,
+            history=[],
+            prune=prune,
+            offset=first_epoch,
+        )
 
 
 def resume_training(folder: Path, console: Console | None = None) -> RunResult:
@@ -233,8 +300,10 @@ def resume_training(folder: Path, console: Console | None = None) -> RunResult:
     Raises:
         InputError: the folder is missing, completed, still running, has no
             checkpoint, or its model/optimizer config changed since the checkpoint.
+        DataError: a data file it trained on is missing or changed (named).
     """
     from dltool.errors import InputError
+    from dltool.fingerprint import check_run_data
     from dltool.model import load_trained_model
 
     console = console or Console()
@@ -248,11 +317,16 @@ def resume_training(folder: Path, console: Console | None = None) -> RunResult:
                 f"{folder}: {CONFIG}'s model, data or optimizer changed since the checkpoint "
                 "(received a different configuration; expected the one the run was trained with)"
             )
+        recorded_data = check_run_data(run)  # a data file changed since the run started: refuse
         keras.backend.clear_session()
         with distribution(config.training.distribute, config.training.backend) as placement:
             with placement.building():  # the checkpoint's weights and optimizer, mirrored
                 model = load_trained_model(latest["path"])
                 prepared = prepare(config, str(run.path / CONFIG), console, bool(info.get("smoke")), model=model)  # fmt: skip
+            if recorded_data is not None:
+                with prepared.clock.phase("fingerprint"):
+                    now = fingerprint_dataset(prepared.dataset, config.data)
+                check_splits(recorded_data, now, str(run.path / CONFIG))
             epoch = int(latest["epoch"])
             resumed = [*info.get("resumed", []), {"at": now_iso(), "from_epoch": epoch}]
             run.mark(STATUS_RUNNING, pid=os.getpid(), host=platform.node(), resumed=resumed, devices=placement.devices, error=None)  # fmt: skip
@@ -264,6 +338,7 @@ def resume_training(folder: Path, console: Console | None = None) -> RunResult:
             previous = (
                 float(recorded) if isinstance(recorded, int | float) and recorded >= 0 else 0.0
             )
+            offset = info.get("continued_from_epoch")  # a continued run's history starts there
             return _train_and_finish(
                 run,
                 prepared,
@@ -271,7 +346,71 @@ def resume_training(folder: Path, console: Console | None = None) -> RunResult:
                 started - previous,
                 first_epoch=epoch,
                 history=list(latest["history"]),
+                offset=offset if isinstance(offset, int) and 0 <= offset <= epoch else 0,
             )
+
+
+def continue_training(
+    folder: Path,
+    epochs: int,
+    runs_dir: Path,
+    console: Console | None = None,
+    lineage: dict[str, Any] | None = None,
+) -> RunResult:
+    """Train a completed run ``epochs`` more epochs, from its model and optimizer state, as a
+    new run under ``runs_dir`` whose run.json names its parent.
+
+    Epoch numbers carry on (the new history.csv starts at the parent's last epoch + 1), each
+    epoch sees the batches an uninterrupted run would have seen, and a learning-rate
+    schedule continues from the optimizer's step count rather than restarting.
+    ``lineage``: more run.json fields (``reproduces``, when reproducing a continued run).
+
+    Raises:
+        InputError: the folder is not a completed run.
+        DataError: its data files are missing or changed (named), before anything is written.
+    """
+    from dltool.errors import InputError
+    from dltool.fingerprint import check_run_data
+    from dltool.model import load_trained_model
+
+    console = console or Console()
+    started = time.perf_counter()
+    parent = RunDir.open(folder)
+    info = parent.require_completed()
+    config = parent.config()
+    done = info.get("epochs_completed")
+    if not isinstance(done, int) or isinstance(done, bool) or done < 1:
+        raise InputError(f"{folder / RUN_JSON}: epochs_completed is {done!r} (expected a number of epochs >= 1)")  # fmt: skip
+    recorded = check_run_data(parent)
+    training = config.training.model_copy(update={"epochs": done + epochs})
+    config = config.model_copy(update={"training": training})
+    source = str(parent.path / CONFIG)
+    keras.backend.clear_session()
+    with distribution(config.training.distribute, config.training.backend) as placement:
+        with placement.building():  # the parent's weights and optimizer, mirrored
+            model = load_trained_model(parent.path / MODEL)  # compiled: the optimizer's state too
+            restore_seed_states(model, info.get("seed_generator_states"))  # dropout masks carry on
+            prepared = prepare(config, source, console, bool(info.get("smoke")), model=model)
+        raise_if_requested()
+        console.print(
+            f"[bold]{config.name}[/bold]: continuing {escape(str(folder))} after epoch {done}, "
+            f"to epoch {done + epochs}",
+            highlight=False,
+        )
+        return _start_run(
+            prepared,
+            source=source,
+            runs_dir=runs_dir,
+            console=console,
+            started=started,
+            overrides=[],
+            smoke=bool(info.get("smoke")),
+            defaults=[k for k in info.get("config_defaults") or [] if isinstance(k, str)],
+            expected_data=recorded,
+            lineage={"parent": str(folder), "continued_from_epoch": done, **(lineage or {})},
+            first_epoch=done,
+            devices=placement.devices,
+        )
 
 
 def _train_and_finish(
@@ -282,8 +421,13 @@ def _train_and_finish(
     first_epoch: int,
     history: list[dict[str, Any]],
     prune: Callable[[int, dict[str, float]], bool] | None = None,
+    offset: int = 0,
 ) -> RunResult:
-    """Fit from ``first_epoch``, then evaluate and write every output; keeps run.json's status true."""
+    """Fit from ``first_epoch``, then evaluate and write every output; keeps run.json's status true.
+
+    ``offset``: the epochs a parent run trained before this run's first (``dltool continue``);
+    this run's history.csv starts at epoch ``offset + 1``.
+    """
     config, dataset, model, batch_size = (
         prepared.config,
         prepared.dataset,
@@ -295,7 +439,7 @@ def _train_and_finish(
     evaluated = _evaluated_rows(dataset, prepared.labels, seed)
     validation = evaluated.get("validation")  # every row, each epoch
     validation_data = make_pipeline(validation[0], validation[1], batch_size) if validation else None  # fmt: skip
-    log = EpochLog(run, console, training.epochs, rows=history)
+    log = EpochLog(run, console, training.epochs, rows=history, offset=offset)
     guard = StopOnNonFinite()
     saver = Checkpointer(run, fingerprint(config), log, training.checkpoint_seconds)
     callbacks = make_callbacks(config, run, log, guard, saver, prune)
@@ -350,7 +494,7 @@ def _train_and_finish(
                 log.keep(saved)
             stop = stop_of(interrupt)
             why = f"{stop.word} ({stop.label})"
-            _finish(run, STATUS_INTERRUPTED, started, len(log.rows), error=why)
+            _finish(run, STATUS_INTERRUPTED, started, log.last_epoch, error=why)
             _write_report(run, console)
             where = (
                 f"after epoch {saved}; resume with: dltool train --resume "
@@ -363,7 +507,7 @@ def _train_and_finish(
     except BaseException as error:
         log.close()
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        _finish(run, STATUS_FAILED, started, len(log.rows), error=message)
+        _finish(run, STATUS_FAILED, started, log.last_epoch, error=message)
         _write_report(run, console)
         raise
     timings = {**prepared.clock.seconds, "run_total": round(time.perf_counter() - started, 3)}
@@ -383,7 +527,8 @@ def _train_and_finish(
             highlight=False,
         )
     status = STATUS_PRUNED if "pruned_after_epoch" in extra else STATUS_COMPLETED
-    _finish(run, status, started, len(log.rows), timings=timings, **extra)
+    extra["seed_generator_states"] = seed_states(model)  # for dltool continue (see there)
+    _finish(run, status, started, log.last_epoch, timings=timings, **extra)
     _write_report(run, console)
     run.remove_checkpoint()
     return RunResult(

@@ -348,6 +348,7 @@ def comparison(out: Console, result: dict[str, Any]) -> None:
     """
     names = result["runs"]
     differences = [[cell(key), *(Text(value_text(v)) for v in values)] for key, values in result["config_differences"].items()]  # fmt: skip
+    differences += [[cell(key), *(cell(v) for v in values)] for key, values in result.get("data_differences", {}).items()]  # fmt: skip
     metrics = [
         [cell("status"), *(cell(s, STATUS_STYLE.get(s, "")) for s in result["status"])],
         [cell("params"), *(cell(f"{p:,}" if p is not None else None) for p in result["params"])],
@@ -378,9 +379,22 @@ def _comparison_tables(out: Console, names: list[str], differences: list[list[Te
         headers = [f"#{n}" for n in range(1, len(names) + 1)]
         for header, name in zip(headers, names, strict=True):
             line(out, f"{header}  ", name)
-    title = "config differences" if differences else "no config differences"
+    title = "config and data differences" if differences else "no config or data differences"
     table(out, columns(headers, "key"), differences, title=title)
     table(out, columns(headers, "metric"), metrics, title="metrics")
+
+
+def reproduction(out: Console, result: Any) -> None:
+    """`dltool reproduce`: each metric of the original run and the new one, and the difference."""
+    columns = [Column("metric"), Column("original", justify="right"), Column("reproduced", justify="right"), Column("difference", justify="right"), Column("check", drop=1)]  # fmt: skip
+    rows = []
+    for key, original, new in result.rows:
+        difference = None if original is None or new is None else new - original
+        verdict = cell("differs", "red") if result.differs(original, new) else cell("ok", "green")
+        rows.append([cell(key), metric_cell(original), metric_cell(new), Text("" if difference is None else f"{difference:+.3g}"), verdict])  # fmt: skip
+    allowed = "exactly equal" if result.tolerance == 0 else f"within {result.tolerance}"
+    table(out, columns, rows, title=f"metrics: original vs reproduced ({allowed})")
+    line(out, ("reproduced in", "green"), " ", str(result.new))
 
 
 def batch_summary(out: Console, title: str, outcomes: list[dict[str, Any]], show_folders: bool) -> None:  # fmt: skip

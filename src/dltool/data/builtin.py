@@ -175,6 +175,15 @@ class BuiltinData(SplitSource):
     def class_count(self) -> int | None:
         return SHAPES[self.name][1]
 
+    def source_paths(self) -> list[str]:
+        """Keras' cached download (scikit-learn's bundled copies come with its version)."""
+        if self.name not in KERAS_CACHE_FILES:
+            return []
+        cached = keras_cache() / KERAS_CACHE_FILES[self.name][1]
+        if self.name == "fashion_mnist":
+            return [str(cached / file) for file in FASHION_FILES]
+        return [str(cached)]
+
     def load(self, seed: int, task: str) -> Dataset:
         if self.name in CLASS_NAMES:
             return _keras(self.name)

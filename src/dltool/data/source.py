@@ -55,6 +55,15 @@ class DataSource(Strict):
         """The fraction of rows to hold out for testing when the source has no test set."""
         return 0.0
 
+    def source_paths(self) -> list[str]:
+        """The files and folders the examples are read from (their contents are fingerprinted,
+        :mod:`dltool.fingerprint`): every ``*path`` key that is set. Generated data has none."""
+        return [
+            value
+            for key in type(self).model_fields
+            if key.endswith("path") and isinstance(value := getattr(self, key), str)
+        ]
+
     @abstractmethod
     def load(self, seed: int, task: str) -> Dataset:
         """The source's examples, before test and validation rows are held out.

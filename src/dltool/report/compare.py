@@ -30,6 +30,10 @@ def comparison_page(folders: list[Path]) -> str:
         body = table(["key", *names], rows)
     else:
         body = "<p>The runs' configs are the same (apart from their names).</p>"
+    data_differences = result.get("data_differences") or {}
+    if data_differences:  # SHA-256 of each split or data file (first 12 hex digits)
+        rows = [[key, *(v or "" for v in values)] for key, values in data_differences.items()]
+        body += "<h3>Data that differs (SHA-256)</h3>" + table(["data", *names], rows)
     config_part = section("differences", "Config differences", Markup(body), "Only the keys whose values differ between the runs.")  # fmt: skip
     metric_rows = [[key, *values] for key, values in result["metrics"].items()]
     metrics_part = section(

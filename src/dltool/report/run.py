@@ -456,6 +456,15 @@ def _about(files: RunFiles) -> str:
             facts.append(
                 ("resumed", f"at {resume.get('at')} from epoch {resume.get('from_epoch')}")
             )
+    if info.get("parent") is not None:
+        facts.append(("continues", f"{info.get('parent')} after epoch {info.get('continued_from_epoch')}"))  # fmt: skip
+    facts.append(("reproduces", info.get("reproduces")))
+    data = info.get("data_fingerprint")
+    if isinstance(data, dict):  # SHA-256 of each split and data file (dltool.fingerprint)
+        sources = data.get("sources")
+        sources = sources if isinstance(sources, dict) else {}
+        facts += [(f"data {k} SHA-256", data.get(k)) for k in ("train", "validation", "test")]
+        facts += [(f"SHA-256 of {path}", digest) for path, digest in sources.items()]
     body = table(["", ""], [[k, str(v)] for k, v in facts if v is not None])
     timings = info.get("timings")
     if isinstance(timings, dict):
