@@ -559,12 +559,6 @@ def export(
     ] = False,
 ) -> None:
     """Export a run's model for another runtime, checked against model.keras on the test split."""
-    from dltool.predict import open_run
-
-    open_run(run_path)  # a refused run is refused before TensorFlow starts
-    from dltool.backend import import_keras
-
-    import_keras()
     from dltool.export import export_run
 
     views.export_result(_out(), export_run(run_path, format_name, output, overwrite))

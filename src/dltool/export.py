@@ -104,6 +104,9 @@ def export_run(run_path: Path, format_name: str, output: Path | None, overwrite:
     if target.exists() and not overwrite:
         raise InputError(f"{target}: exists (choose another --output, or add --overwrite)")
     require_packages(format_name, f"dltool export --format {format_name}")
+    from dltool.backend import import_keras
+
+    import_keras()  # quietly, only once the export is not refused
     model = run.load_model()
     x_test = _test_split(run, model)
     reference = KerasRuntime(model).predict(x_test, CHECK_BATCH)
