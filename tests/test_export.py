@@ -139,7 +139,9 @@ def test_predict_and_evaluate_with_exports_match_keras(
             assert len(row["prob_pass"]) == len(expected["prob_pass"])  # 6 decimals, fixed point
             assert float(row["prob_pass"]) == pytest.approx(float(expected["prob_pass"]), abs=2e-6)
         exported, reference = metrics[format_name], metrics["keras"]
-        assert list(exported["metrics"]) == list(reference["metrics"]) == ["loss", "accuracy", "auc"]
+        assert (
+            list(exported["metrics"]) == list(reference["metrics"]) == ["loss", "accuracy", "auc"]
+        )
         for name, value in reference["metrics"].items():  # the loss includes the L2 penalty
             assert exported["metrics"][name] == pytest.approx(value, abs=1e-5)
         assert exported["classes"]["confusion_matrix"] == reference["classes"]["confusion_matrix"]
@@ -156,7 +158,9 @@ def test_a_saved_model_folder_predicts_like_keras(
     outputs = []
     for model in (run, run / "exports" / "saved_model"):
         output = tmp_path / f"{len(outputs)}.csv"
-        result = run_cli("predict", model, "--input", tmp_path / "data" / "test", "--output", output)
+        result = run_cli(
+            "predict", model, "--input", tmp_path / "data" / "test", "--output", output
+        )
         assert result.exit_code == 0, result.stderr
         outputs.append(_rows(output))
     keras_rows, exported_rows = outputs
@@ -338,10 +342,26 @@ def fake_run(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("args", "status", "message"),
     [
-        (("--format", "onx"), "completed", "error: --format: unknown format, did you mean 'onnx'? (received 'onx'; expected one of saved_model, tflite, onnx)"),  # fmt: skip
-        (("--format", "onnx"), "failed", "error: {run}: the run is 'failed'; only completed runs can be used"),  # fmt: skip
-        (("--format", "onnx"), "running", "error: {run}: the run is 'running'; only completed runs can be used"),  # fmt: skip
-        (("--format", "onnx", "--output", "{run}"), "completed", "error: {run}: exists (choose another --output, or add --overwrite)"),  # fmt: skip
+        (
+            ("--format", "onx"),
+            "completed",
+            "error: --format: unknown format, did you mean 'onnx'? (received 'onx'; expected one of saved_model, tflite, onnx)",
+        ),
+        (
+            ("--format", "onnx"),
+            "failed",
+            "error: {run}: the run is 'failed'; only completed runs can be used",
+        ),
+        (
+            ("--format", "onnx"),
+            "running",
+            "error: {run}: the run is 'running'; only completed runs can be used",
+        ),
+        (
+            ("--format", "onnx", "--output", "{run}"),
+            "completed",
+            "error: {run}: exists (choose another --output, or add --overwrite)",
+        ),
     ],
     ids=["unknown-format", "failed-run", "unfinished-run", "output-exists"],
 )
