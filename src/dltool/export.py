@@ -116,9 +116,12 @@ def export_run(run_path: Path, format_name: str, output: Path | None, overwrite:
         _write(format_name, inference, model_path, scratch)
         try:
             runtime = load_runtime(format_name, model_path)
-            exported = runtime.predict(x_test, CHECK_BATCH)
-        except InputError as error:
+        except InputError as error:  # ONNX Runtime refuses operations it has no kernel for
             raise _cannot_express(format_name, error.__cause__ or error, inference) from error
+        try:
+            exported = runtime.predict(x_test, CHECK_BATCH)
+        except Exception as error:  # the runtime's own errors, whatever their class
+            raise _cannot_express(format_name, error, inference) from error
         check = compare(reference, exported, run.task)
         if not check["passed"]:
             raise ExportError(_differs(format_name, run.path, check))
