@@ -546,7 +546,7 @@ def export(
         typer.Option(
             "--format",
             metavar="FORMAT",
-            help="saved_model, tflite or onnx (onnx and tflite need: pip install 'dltool[export]').",
+            help="saved_model, tflite or onnx (onnx and tflite need dltool's export extra).",
             show_default=False,
         ),
     ],
