@@ -399,3 +399,31 @@ def test_a_bare_onnx_file_is_not_an_export(run_cli: Cli, tmp_path: Path) -> None
     result = run_cli("predict", model, "--input", tmp_path / "x.csv")
     assert result.exit_code == 2
     assert "not in a dltool export folder (expected export.json beside it" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_regression_run_exports_and_predicts(
+    run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """No classes: export.json has no same-class share, predict writes `predicted` alone."""
+    layers = [{"type": "normalization"}, {"type": "dense", "units": 4}, {"type": "dense", "units": 1}]  # fmt: skip
+    config = tiny_config(
+        model={"input_shape": [3], "layers": layers},
+        training={"loss": "mean_squared_error", "metrics": ["mean_absolute_error"], "epochs": 1},
+    )
+    assert run_cli("train", write_config(config), "--runs-dir", tmp_path / "runs").exit_code == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    result = run_cli("export", run, "--format", "tflite")
+    assert result.exit_code == 0, result.stderr
+    assert "the same class" not in result.stdout
+    check = json.loads((run / "exports" / "tflite" / "export.json").read_text())["check"]
+    assert (check["passed"], check["same_class_share"]) == (True, None)
+    (tmp_path / "x.csv").write_text("age,hours_studied,previous_score\n21,12.5,71\n")
+    outputs = []
+    for model in (run, run / "exports" / "tflite"):
+        output = tmp_path / f"{len(outputs)}.csv"
+        predicted = run_cli("predict", model, "--input", tmp_path / "x.csv", "--output", output)
+        assert predicted.exit_code == 0, predicted.stderr
+        outputs.append(_rows(output))
+    assert list(outputs[0][0]) == list(outputs[1][0]) == ["row", "predicted"]
+    assert float(outputs[1][0]["predicted"]) == pytest.approx(float(outputs[0][0]["predicted"]), abs=1e-4)  # fmt: skip
