@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python benchmarks/compare.py
 	$(BIN)/python benchmarks/report.py
 	$(BIN)/python benchmarks/internals.py
+	$(BIN)/python benchmarks/export_predict.py
 
 # Data bigger than memory: image folders of 2,000 / 6,000 / 25,000 images and a 10-million-row
 # CSV against plain Keras (generated once into /tmp/dltool-bench-data, about 1.5 GB). About

@@ -153,10 +153,10 @@ def _install_slow_guard() -> None:
         sys.meta_path.insert(0, _WrapTrainingOnImport())
 
 
-# Module fixtures that train a run once for many tests (test_predict.py): under
+# Module fixtures that train a run once for many tests (test_predict.py, test_export.py): under
 # `--dist loadgroup` the tests sharing one run on one worker, so it is trained once, not
 # once per worker.
-SHARED_RUNS = ("student_run", "digits_run")
+SHARED_RUNS = ("shipped_runs", "student_run", "digits_run")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

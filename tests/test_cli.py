@@ -250,7 +250,7 @@ def test_usage_errors_are_one_line(run_cli: Callable[..., Any], args: list[str],
     assert (result.exit_code, result.stderr, result.stdout) == (2, line + "\n", "")
 
 
-COMMANDS = [[], ["train"], ["validate"], ["smoke"], ["sweep"], ["predict"], ["evaluate"], ["runs"], ["runs", "compare"], ["data"], ["layers"]]  # fmt: skip
+COMMANDS = [[], ["train"], ["validate"], ["smoke"], ["sweep"], ["predict"], ["evaluate"], ["export"], ["runs"], ["runs", "compare"], ["data"], ["layers"]]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "dltool" for c in COMMANDS])

@@ -18,7 +18,7 @@ from types import ModuleType
 
 
 @contextlib.contextmanager
-def _stderr_captured() -> Iterator[None]:
+def _stderr_captured(replay: bool = True) -> Iterator[None]:
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as sink:
@@ -27,12 +27,20 @@ def _stderr_captured() -> Iterator[None]:
             yield
         except BaseException:
             os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode("utf-8", "replace"))
+            if replay:
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode("utf-8", "replace"))
             raise
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def quiet_stderr() -> contextlib.AbstractContextManager[None]:
+    """File descriptor 2 into a temporary file while the body runs, dropped afterwards: the
+    model converters (TFLite's MLIR passes, tf2onnx) log pages of C++ lines there, and the
+    exception they raise says what went wrong."""
+    return _stderr_captured(replay=False)
 
 
 IMPORT_SECONDS: list[float] = []  # how long the first import took (for profile.json)

@@ -621,8 +621,27 @@ def _ray_options(address: str | None, cpus: float, gpus: float, jobs: int, statu
 
 
 RunArg = Annotated[
-    Path, typer.Argument(help="A run folder (or the model.keras inside one).", show_default=False)
+    Path,
+    typer.Argument(
+        help="A run folder (or the model.keras inside one), or an export folder (or its model).",
+        show_default=False,
+    ),
 ]
+
+
+def _open_for_use(run_path: Path) -> Any:
+    """The run or export that predict and evaluate use, with a one-line warning on stderr
+    when its model file is no longer the one training saved (or export checked)."""
+    from dltool.predict import open_run
+
+    run = open_run(run_path)
+    changed = run.changed()
+    if changed:
+        _err().print(f"[yellow]warning[/yellow]: {escape(changed)}; its results may differ from the run's")  # fmt: skip
+    from dltool.backend import import_keras
+
+    import_keras()  # quietly, before the model is loaded
+    return run
 
 
 @app.command()
@@ -647,13 +666,8 @@ def predict(
         bool, typer.Option("--overwrite", help="Replace an existing --output.")
     ] = False,
 ) -> None:
-    """Predict new inputs with a finished run; one CSV row per example, with class names."""
-    from dltool.predict import open_run
-
-    run = open_run(run_path)
-    from dltool.backend import import_keras
-
-    import_keras()  # quietly, before the model is loaded
+    """Predict new inputs with a finished run (or an export); one CSV row per example, with class names."""
+    run = _open_for_use(run_path)
     from dltool.predict import predict_file
 
     result = predict_file(run, input_path, output, batch_size, overwrite)
@@ -684,17 +698,38 @@ def evaluate(
         ),
     ] = None,
 ) -> None:
-    """Score a finished run on labelled data: loss, metrics, per-class report, confusion matrix."""
-    from dltool.predict import open_run
-
-    run = open_run(run_path)
-    from dltool.backend import import_keras
-
-    import_keras()
+    """Score a finished run (or an export) on labelled data: loss, metrics, per-class report, confusion matrix."""
+    run = _open_for_use(run_path)
     from dltool.predict import evaluate_file
 
     result = evaluate_file(run, data_path, batch_size, target)
     views.evaluation(_out(), result, data_path)
+
+
+@app.command()
+def export(
+    run_path: Annotated[Path, typer.Argument(help="A completed run folder.", show_default=False)],
+    format_name: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="saved_model, tflite or onnx (onnx and tflite need dltool's export extra).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", help="Folder to write (default: RUN/exports/FORMAT)."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output folder.")
+    ] = False,
+) -> None:
+    """Export a run's model for another runtime, checked against model.keras on the test split."""
+    from dltool.export import export_run
+
+    views.export_result(_out(), export_run(run_path, format_name, output, overwrite))
 
 
 @app.command()

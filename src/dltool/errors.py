@@ -51,6 +51,12 @@ class InputError(DltoolError):
     exit_code = ExitCode.REFUSED
 
 
+class ExportError(DltoolError):
+    """An export could not be written or failed its check; nothing was kept."""
+
+    exit_code = ExitCode.REFUSED
+
+
 class TrainingError(DltoolError):
     """Training started but failed (non-finite loss, a shape error Keras found late)."""
 

@@ -155,8 +155,9 @@ class StreamingScores:
     chunks, so AUC, precision and the like stay exact.
     """
 
-    def __init__(self, model: Any, task: str, class_names: list[str], one_hot: bool) -> None:
+    def __init__(self, model: Any, task: str, class_names: list[str], one_hot: bool, penalty: float = 0.0) -> None:  # fmt: skip
         self.model, self.task, self.class_names, self.one_hot = model, task, class_names, one_hot
+        self.penalty = penalty  # a weight penalty the model's own compute_loss would add
         self.loss_sum = 0.0  # sum over chunks of (mean loss x rows)
         self.rows = 0
         self.matrix = np.zeros((len(class_names), len(class_names)), dtype="int64")
@@ -176,7 +177,7 @@ class StreamingScores:
     def metrics(self) -> dict[str, float]:
         """loss first, then each compiled metric, as ``model.evaluate(return_dict=True)``."""
         values = {k: float(v) for k, v in self.model.get_metrics_result().items()}
-        values["loss"] = self.loss_sum / max(self.rows, 1)
+        values["loss"] = self.loss_sum / max(self.rows, 1) + self.penalty
         return loss_first(values)
 
     def report(self) -> dict[str, Any] | None:

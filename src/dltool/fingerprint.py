@@ -12,6 +12,10 @@ Streamed data is hashed without loading it whole: a table on disk a chunk at a t
 image folder by its files' bytes (the decoded pixels follow from the files and the
 recorded image size and color mode), so hashing costs one read of the files, not a decode.
 
+``model_sha256`` in run.json is the hash of ``model.keras`` as training wrote it:
+``predict`` and ``evaluate`` warn when the file no longer matches, and ``export``
+refuses it (:func:`model_changed`).
+
 No TensorFlow here: ``dltool runs compare`` reads fingerprints.
 """
 
@@ -298,3 +302,29 @@ def differences(fingerprints: list[dict[str, Any] | None]) -> dict[str, list[str
 def _sources(recorded: dict[str, Any]) -> dict[str, Any]:
     sources = recorded.get("sources")
     return sources if isinstance(sources, dict) else {}
+
+
+def sha256_path(path: Path) -> str:
+    """:func:`sha256_file` of a file; for a folder (a SavedModel), the SHA-256 of its files'
+    relative paths and hashes, in path order."""
+    if not path.is_dir():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{sha256_file(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def model_changed(model_file: Path, info: dict[str, Any]) -> str | None:
+    """Why ``model_file`` is not the model training saved, or None when it is (or when
+    run.json, from a dltool before fingerprints, recorded no ``model_sha256``)."""
+    recorded = info.get("model_sha256")
+    if not isinstance(recorded, str):
+        return None
+    actual = sha256_file(model_file)
+    if actual == recorded:
+        return None
+    return (
+        f"{model_file}: changed since training (SHA-256 {actual[:12]}...; run.json's "
+        f"model_sha256 is {recorded[:12]}...)"
+    )

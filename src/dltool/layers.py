@@ -140,6 +140,7 @@ class LayerSpec(_Frozen):
     example: ClassVar[dict[str, Any]] = {}
     example_input_shape: ClassVar[tuple[int, ...]] = (8,)
     keras_class: ClassVar[str] = ""  # the ``keras.layers`` class this spec builds
+    augmentation: ClassVar[bool] = False  # changes inputs only while training (random_*)
 
     def arguments(self, context: BuildContext) -> dict[str, Any]:
         """The Keras arguments: every field but ``type`` (field names are Keras' own)."""
@@ -464,6 +465,7 @@ class RandomFlip(LayerSpec):
     example_input_shape = (8, 8, 3)
 
     keras_class = "RandomFlip"
+    augmentation = True
 
 
 class RandomRotation(LayerSpec):
@@ -476,6 +478,7 @@ class RandomRotation(LayerSpec):
     example_input_shape = (8, 8, 1)
 
     keras_class = "RandomRotation"
+    augmentation = True
 
 
 class RandomZoom(LayerSpec):
@@ -489,6 +492,7 @@ class RandomZoom(LayerSpec):
     example_input_shape = (8, 8, 1)
 
     keras_class = "RandomZoom"
+    augmentation = True
 
 
 class RandomTranslation(LayerSpec):
@@ -502,6 +506,7 @@ class RandomTranslation(LayerSpec):
     example_input_shape = (8, 8, 1)
 
     keras_class = "RandomTranslation"
+    augmentation = True
 
 
 class RandomContrast(LayerSpec):
@@ -513,6 +518,7 @@ class RandomContrast(LayerSpec):
     example_input_shape = (8, 8, 3)
 
     keras_class = "RandomContrast"
+    augmentation = True
 
     def arguments(self, context: BuildContext) -> dict[str, Any]:
         # value_range must match the pixels: dltool images arrive as 0..255.
@@ -542,6 +548,10 @@ LAYERS: dict[str, type[LayerSpec]] = {
     "random_translation": RandomTranslation,
     "random_contrast": RandomContrast,
 }
+
+# The Keras classes of the augmentation layers: they change images only while training, so an
+# exported model leaves them out (dltool export).
+AUGMENTATION_CLASSES = frozenset(spec.keras_class for spec in LAYERS.values() if spec.augmentation)
 
 # The type of one entry of ``model.layers``: pydantic picks the spec by ``type``.
 if TYPE_CHECKING:

@@ -38,26 +38,79 @@ from dltool.rundir import (
     EVALUATION_MATRIX_PLOT,
     EVALUATION_METRICS,
     EVALUATIONS_DIR,
+    EXPORT_CONFIG,
+    EXPORT_JSON,
+    EXPORT_MODELS,
     MODEL,
     PREDICTIONS_DIR,
     RUN_JSON,
     RunDir,
     atomic_path,
+    read_json_object,
     write_json,
 )
 
 if TYPE_CHECKING:
     import keras
 
+    from dltool.runtimes import Runtime
+
 
 @dataclass
 class TrainedRun:
-    """A completed run folder, read without TensorFlow."""
+    """A completed run folder, or a folder ``dltool export`` wrote, read without TensorFlow.
+
+    For an export, ``info`` is export.json's copy of the run.json keys predict needs,
+    ``config`` its copy of the run's config.yaml, and ``model_file`` the exported model.
+    """
 
     path: Path
     config: ExperimentConfig
     info: dict[str, Any]
     model_file: Path
+    export: dict[str, Any] | None = None  # export.json, for an export
+
+    @property
+    def export_format(self) -> str | None:
+        return str(self.export["format"]) if self.export is not None else None
+
+    def changed(self) -> str | None:
+        """Why the model file is not the one training saved (or export checked), else None."""
+        from dltool.fingerprint import model_changed, sha256_path
+
+        if self.export is None:
+            return model_changed(self.model_file, self.info)
+        recorded = self.export.get("sha256")
+        if not isinstance(recorded, str) or sha256_path(self.model_file) == recorded:
+            return None
+        return f"{self.model_file}: changed since dltool export checked it ({EXPORT_JSON}'s sha256 differs)"  # fmt: skip
+
+    def runtime(self) -> Runtime:
+        """The model, ready to predict: model.keras in Keras, an export in its own runtime."""
+        from dltool.runtimes import KerasRuntime, load_runtime
+
+        if self.export_format is None:
+            return KerasRuntime(self.load_model())
+        return load_runtime(self.export_format, self.model_file)
+
+    def scorer(self, runtime: Runtime) -> tuple[Any, float]:
+        """(a compiled Keras model whose loss and metrics score the outputs, the weight
+        penalty to add to the loss): the model itself, or for an export a stand-in compiled
+        like the run, with the penalty model.keras adds (recorded by export)."""
+        from dltool.runtimes import KerasRuntime
+
+        if isinstance(runtime, KerasRuntime):
+            return runtime.model, 0.0
+        import keras
+
+        from dltool.model import make_metrics
+
+        assert self.export is not None  # noqa: S101  (only exports have another runtime)
+        outputs = int(self.export["output_shape"][-1])
+        stand_in = keras.Sequential([keras.Input(shape=(outputs,)), keras.layers.Identity()])
+        stand_in.compile(loss=self.config.training.loss, metrics=make_metrics(self.config))
+        penalty = self.info.get("regularization_loss")
+        return stand_in, float(penalty) if isinstance(penalty, int | float) else 0.0
 
     @property
     def class_names(self) -> list[str] | None:
@@ -112,11 +165,20 @@ class TrainedRun:
 
 
 def open_run(target: Path) -> TrainedRun:
-    """A run folder, or the model file inside one, checked to be complete.
+    """A run folder, or the model file inside one, checked to be complete; or an export
+    folder (``dltool export``), or the exported model inside one.
 
     Raises:
         InputError: missing, not a run folder, not completed, or incomplete.
     """
+    export_folder = _export_folder(target)
+    if export_folder is not None:
+        return open_export(export_folder)
+    if target.suffix.lower() in (".onnx", ".tflite"):
+        raise InputError(
+            f"{target}: not in a dltool export folder (expected {EXPORT_JSON} beside it; "
+            "make one with: dltool export RUN --format onnx|tflite|saved_model)"
+        )
     if target.suffix.lower() in (".h5", ".hdf5"):
         raise InputError(f"{target}: HDF5 models are refused; use a run folder or its {MODEL}")
     model_file = target if target.suffix == ".keras" else target / MODEL
@@ -130,6 +192,38 @@ def open_run(target: Path) -> TrainedRun:
     if not model_file.is_file():
         raise InputError(f"{folder}: {model_file.name} is missing (the run folder is incomplete)")
     return TrainedRun(path=folder, config=run.config(), info=info, model_file=model_file)
+
+
+def _export_folder(target: Path) -> Path | None:
+    """The export folder ``target`` is, or holds the model of; None for anything else."""
+    if target.is_dir() and (target / EXPORT_JSON).is_file():
+        return target
+    if target.name in EXPORT_MODELS.values() and (target.parent / EXPORT_JSON).is_file():
+        return target.parent
+    return None
+
+
+def open_export(folder: Path) -> TrainedRun:
+    """An export folder: its export.json, config.yaml copy and exported model.
+
+    Raises:
+        InputError: export.json is unreadable or names an unknown format, or a file is missing.
+    """
+    from dltool.runtimes import FORMATS
+
+    export = read_json_object(folder / EXPORT_JSON)
+    format_name = export.get("format")
+    run_info = export.get("run")
+    if format_name not in FORMATS or not isinstance(run_info, dict):
+        raise InputError(
+            f"{folder / EXPORT_JSON}: not an export.json dltool wrote (expected a format, one "
+            f"of {', '.join(FORMATS)}, and the run's details)"
+        )
+    model_file = folder / EXPORT_MODELS[format_name]
+    for needed in (model_file, folder / EXPORT_CONFIG):
+        if not needed.exists():
+            raise InputError(f"{folder}: {needed.name} is missing (the export folder is incomplete)")  # fmt: skip
+    return TrainedRun(folder, RunDir(folder).config(), run_info, model_file, export)
 
 
 def input_chunks(path: Path, run: TrainedRun, spec: InputSpec, batch: int, labelled: bool) -> Iterator[Chunk]:  # fmt: skip
@@ -194,8 +288,6 @@ def predict_file(run: TrainedRun, input_path: Path, output: Path | None, batch_s
     """
     import pandas as pd
 
-    from dltool.pipelines import predict_array
-
     seconds = dict.fromkeys(("load", "read", "predict", "write"), 0.0)
     mark = time.perf_counter()
 
@@ -207,7 +299,7 @@ def predict_file(run: TrainedRun, input_path: Path, output: Path | None, batch_s
     target = output or RunDir(run.path).new_output(PREDICTIONS_DIR, ".csv")
     if target.exists() and not overwrite:
         raise InputError(f"{target}: exists (choose another --output, or add --overwrite)")
-    model = run.load_model()
+    runtime = run.runtime()
     spec = run.input_spec()
     lap("load")
 
@@ -222,7 +314,7 @@ def predict_file(run: TrainedRun, input_path: Path, output: Path | None, batch_s
     with _nothing_left_on_failure(target) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:  # fmt: skip
         for chunk in itertools.chain([first], chunks):
             lap("read")
-            raw = predict_array(model, chunk.x, batch_size)
+            raw = runtime.predict(chunk.x, batch_size)
             lap("predict")
             frame = pd.DataFrame({**chunk.ids, **_prediction_columns(raw, run)})
             frame.to_csv(handle, header=not header, index=False)  # values already text
@@ -294,9 +386,9 @@ def evaluate_file(run: TrainedRun, data_path: Path, batch_size: int, target: str
     """
     from dltool import plots
     from dltool.evaluation import StreamingScores
-    from dltool.pipelines import predict_array
 
-    model = run.load_model()
+    runtime = run.runtime()
+    scorer, penalty = run.scorer(runtime)
     spec = run.input_spec()
     if target is not None:
         spec.target = target
@@ -307,9 +399,9 @@ def evaluate_file(run: TrainedRun, data_path: Path, batch_size: int, target: str
         if len(chunk.x) == 0:
             continue
         y = _label_indices(chunk.labels or [], run, data_path)
-        raw = predict_array(model, chunk.x, batch_size)
+        raw = runtime.predict(chunk.x, batch_size)
         if scores is None:  # the class names need the model's output width
-            scores = StreamingScores(model, task, _names(run, raw), one_hot)
+            scores = StreamingScores(scorer, task, _names(run, raw), one_hot, penalty)
         scores.add(raw, y)
     if scores is None:
         raise InputError(f"{data_path}: no examples to evaluate (the input is empty)")

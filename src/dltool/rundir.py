@@ -71,6 +71,10 @@ EVALUATIONS_DIR = "evaluations"  # dltool evaluate's outputs, one folder each ho
 EVALUATION_METRICS = METRICS  # the data file, example count, metrics and per-class report
 EVALUATION_MATRIX = "confusion_matrix.json"  # rows are true classes, columns predicted
 EVALUATION_MATRIX_PLOT = "confusion_matrix.png"
+EXPORTS_DIR = "exports"  # dltool export's default outputs: exports/<format>/, each holding:
+EXPORT_JSON = "export.json"  # format, check results, versions, input signature, what predict needs
+EXPORT_CONFIG = CONFIG  # a copy of the run's config.yaml: an export folder is used on its own
+EXPORT_MODELS = {"saved_model": "saved_model", "tflite": "model.tflite", "onnx": "model.onnx"}
 
 RUN_FILES = (CONFIG, RUN_JSON, HISTORY, METRICS, PREDICTIONS, MODEL, SUMMARY, LEARNING_CURVES, REPORT)  # a completed run has at least these  # fmt: skip
 

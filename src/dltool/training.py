@@ -60,7 +60,7 @@ from dltool.evaluation import (  # noqa: E402
     predict,
     predictions_table,
 )
-from dltool.fingerprint import check_splits, fingerprint_dataset  # noqa: E402
+from dltool.fingerprint import check_splits, fingerprint_dataset, sha256_file  # noqa: E402
 from dltool.inputs import image_file_scale  # noqa: E402
 from dltool.interrupts import (  # noqa: E402
     deferred_signals,
@@ -478,6 +478,7 @@ def _train_and_finish(
             console.print(f"pruned after epoch {pruned}: the sweep judged the trial hopeless", highlight=False)  # fmt: skip
         metrics = _write_outputs(run, prepared, log, evaluated, extra.get("weights_from_epoch"))
         extra.update(_late_skips(run, dataset, console))
+        extra["model_sha256"] = sha256_file(run.file(MODEL))  # predict and export check it
     except KeyboardInterrupt as interrupt:
         with deferred_signals():
             log.close()  # the live bar, if any, before the lines below

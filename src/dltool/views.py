@@ -211,6 +211,19 @@ def predictions(out: Console, result: Any) -> None:
     line(out, ("predictions written to", "green"), " ", str(result.output))
 
 
+def export_result(out: Console, result: Any) -> None:
+    """`dltool export`: what the check found, then the folder."""
+    same = result.same_class_share
+    classes = f", the same class in {same:.1%} of rows" if same is not None else ""
+    line(
+        out,
+        ("checked", "green"),
+        f" {result.format} against model.keras on {result.rows:,} test rows: largest "
+        f"difference {result.max_abs_difference:.2g}{classes}",
+    )
+    line(out, ("export", "green"), " written to ", str(result.folder))
+
+
 def evaluation(out: Console, result: Any, data_path: Path) -> None:
     """`dltool evaluate`: metrics, then precision/recall/F1 per class."""
     line(out, f"{result.examples:,} examples from ", str(data_path))
