@@ -170,6 +170,9 @@ def test_leave_now_skips_the_slow_shutdown_only_where_it_is_safe(
         raise _Left(status)
 
     monkeypatch.setattr(os, "_exit", left)
+    import logging
+
+    monkeypatch.setattr(logging, "shutdown", lambda: None)  # pytest's own log handlers stay open
     if left_with is None:
         cli.leave_now(code)  # returns: the caller's SystemExit goes on
         return
