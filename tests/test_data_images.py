@@ -260,9 +260,10 @@ def test_the_pre_scan_reads_headers_and_a_png_end_and_decoding_finds_the_rest(
     damaged = root / "b" / "inside.png"
     middle = len(data) // 2
     damaged.write_bytes(data[:middle] + bytes(64) + data[middle + 64 :])
+    (root / "b" / "trailing.png").write_bytes(data + b"\n")  # bytes after IEND: a usable PNG
 
     dataset = _config(root).load(0, "multiclass")
-    assert len(dataset.x_train) == 4
+    assert len(dataset.x_train) == 5
     assert dataset.notes["skipped"]["count"] == 2
     _assert_lines(
         _problems(_config(root, strict=True)),

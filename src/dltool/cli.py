@@ -131,8 +131,9 @@ _UNUSED_BY_HELP = {"rich.markdown": "Markdown", "rich.traceback": "Traceback"}
 def _light_help_renderer() -> None:
     """Import ``typer.rich_utils`` with stand-ins for :data:`_UNUSED_BY_HELP`.
 
-    A stand-in is a class that imports the real module when it is first used, so
-    nothing is lost if Typer ever uses one; the stand-in modules are removed from
+    A stand-in is a class whose construction imports the real module and makes the real
+    object (its other class attributes are not forwarded: Typer only constructs these,
+    and only for the features dltool turns off). The stand-in modules are removed from
     ``sys.modules`` at once, so any other import gets the real module.
     """
     import sys
@@ -898,12 +899,16 @@ def leave_now(code: Any) -> None:
     (several seconds under load) after every file was written, for nothing dltool needs.
     Every file dltool writes is closed (and renamed into place) before its command
     returns, locks are released by the kernel, and the two output streams are flushed
-    here. Commands that never loaded TensorFlow, and processes with live child processes
-    or a library that needs its exit handlers (:data:`NEEDS_SHUTDOWN`), leave normally.
+    here. Only a command that succeeded leaves this way (a failed or interrupted run may
+    have buffers, a TensorBoard writer's say, that only Python's shutdown flushes);
+    commands that never loaded TensorFlow, and processes with live child processes or a
+    library that needs its exit handlers (:data:`NEEDS_SHUTDOWN`), leave normally.
     """
     import os
     import sys
 
+    if code not in (None, 0):  # a failed or interrupted command leaves the usual way
+        return
     if "tensorflow" not in sys.modules or any(name in sys.modules for name in NEEDS_SHUTDOWN):
         return
     if "multiprocessing" in sys.modules:
@@ -911,17 +916,17 @@ def leave_now(code: Any) -> None:
 
         if multiprocessing.active_children():
             return
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):  # SystemExit("message"): Python prints it, exit 1
-        print(code, file=sys.stderr)
-        code = 1
     import logging
 
     logging.shutdown()
+    code = 0
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # a closed pipe: nothing more to say
+        try:
             stream.flush()
+        except BrokenPipeError:  # the reader has gone: nothing more to say
+            pass
+        except (OSError, ValueError):  # a full disk: Python's own shutdown exits 120 then
+            code = 120
     os._exit(code)
 
 
@@ -930,6 +935,8 @@ def main() -> None:
     try:
         app()
     except SystemExit as done:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the command is over: see below
+            signal.signal(sig, signal.SIG_IGN)
         leave_now(done.code)
         raise
     finally:

@@ -334,6 +334,7 @@ def npz_member(archive: Any, key: str, path: Path, error: type[DltoolError]) -> 
 
 
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk every complete PNG ends with
+PNG_TAIL = 4096  # bytes at a PNG's end searched for IEND (Pillow's verify accepts trailing bytes)
 
 
 def image_problem(file: Path, check_suffix: bool = True, thorough: bool = True) -> str | None:
@@ -359,9 +360,9 @@ def image_problem(file: Path, check_suffix: bool = True, thorough: bool = True) 
             with Image.open(handle) as image:
                 if thorough:
                     image.verify()
-                elif image.format == "PNG":
-                    handle.seek(-len(PNG_END), os.SEEK_END)
-                    if handle.read(len(PNG_END)) != PNG_END:
+                elif image.format == "PNG":  # IEND near the end: some tools append a few bytes
+                    handle.seek(-min(PNG_TAIL, os.fstat(handle.fileno()).st_size), os.SEEK_END)
+                    if PNG_END not in handle.read():
                         return "not a readable image (a truncated PNG: it does not end with IEND)"
     except FileRefused as refused:
         return str(refused)

@@ -63,6 +63,21 @@ class _StrictLoader(_Strict, yaml.SafeLoader):
 _FastLoader: Any = type("_FastLoader", (_Strict, yaml.CSafeLoader), {}) if yaml.__with_libyaml__ else None  # fmt: skip
 
 
+def _limits_nesting(loader: Any) -> bool:
+    """Whether this libyaml refuses absurd nesting itself (0.2.5 and later: 1,000 levels):
+    its composer recurses in C, so an older one could overflow the stack on ``[[[[...``
+    before :func:`_check_graph` sees the nodes. Checked once, in microseconds."""
+    try:
+        loader("[" * 1_100 + "]" * 1_100).get_single_node()  # valid, only too deep
+    except yaml.YAMLError:
+        return True
+    return False
+
+
+if _FastLoader is not None and not _limits_nesting(_FastLoader):
+    _FastLoader = None
+
+
 def _check_graph(root: yaml.Node) -> None:
     """Refuse cyclic aliases, alias bombs and deep nesting, before anything walks the data."""
     sizes: dict[int, int] = {}
