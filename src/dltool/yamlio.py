@@ -143,11 +143,7 @@ def _parse_with_messages(text: str) -> Any:
             f"character U+{error.character:04X} at offset {error.position} is not allowed in YAML"
         ) from error
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_graph(node)
-        return loader.construct_document(node)
+        return _parse(loader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -155,10 +151,6 @@ def _parse_with_messages(text: str) -> Any:
         raise YamlProblem(f"{where}YAML syntax error: {problem}") from error
     except yaml.YAMLError as error:
         raise YamlProblem(f"YAML error: {' '.join(str(error).split())}") from error
-    except RecursionError as error:
-        raise YamlProblem(f"nested more than {MAX_DEPTH} levels deep") from error
-    finally:
-        loader.dispose()
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
