@@ -374,6 +374,27 @@ def test_refused_exports(run_cli: Cli, fake_run: Path, args: tuple[str, ...], st
     assert not (fake_run / "exports").exists()
 
 
+def test_overwrite_replaces_only_an_earlier_export(run_cli: Cli, fake_run: Path, tmp_path: Path) -> None:  # fmt: skip
+    """--overwrite never deletes what is not an export: the run folder itself, a folder of
+    other files, or a folder (even with an export.json) that holds the run."""
+    other = tmp_path / "models"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    holder = tmp_path
+    (holder / "export.json").write_text("{}")
+    cases = {
+        fake_run: f"error: {fake_run}: exists and is not an earlier export (no export.json in it); --overwrite only replaces an export (choose another --output)",
+        other: f"error: {other}: exists and is not an earlier export (no export.json in it); --overwrite only replaces an export (choose another --output)",
+        holder: f"error: {holder}: holds the run folder {fake_run}; choose another --output",
+    }  # fmt: skip
+    for output, message in cases.items():
+        result = run_cli("export", fake_run, "--format", "onnx", "--output", output, "--overwrite")
+        assert result.exit_code == 2
+        assert result.stderr == message + "\n"
+    assert (other / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in fake_run.iterdir()) == ["config.yaml", "model.keras", "run.json"]
+
+
 def test_onnx_without_the_extra_says_how_to_install_it(
     run_cli: Cli, fake_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -443,6 +443,24 @@ def test_continue_refuses_what_is_not_a_completed_run(run_cli: Cli, tmp_path: Pa
     assert "--epochs" in no_epochs.stderr
 
 
+def test_continue_refuses_a_model_changed_since_training(run_cli: Cli, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+    (run / "model.keras").write_bytes(b"edited")
+    info = {"status": "completed", "task": "binary", "epochs_completed": 2, "model_sha256": "0" * 64}  # fmt: skip
+    (run / "run.json").write_text(json.dumps(info))
+    result = run_cli("continue", run, "--epochs", "2", "--runs-dir", tmp_path / "more")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        f"error: {run / 'model.keras'}: changed since training (SHA-256 "
+    )
+    assert result.stderr.endswith(
+        "; refusing to continue from a model that is not the one trained\n"
+    )
+    assert not (tmp_path / "more").exists()
+
+
 @pytest.mark.slow
 def test_init_from_starts_from_another_runs_weights(run_cli: Cli, table_copy: Path) -> None:
     runs = table_copy.parent

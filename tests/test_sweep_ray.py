@@ -173,6 +173,7 @@ def test_a_run_folder_travels_as_an_archive(tmp_path: Path) -> None:
     assert (folder / "checkpoint" / "latest.json").is_file()
     with pytest.raises(InputError, match="the name is taken"):
         on_ray.unpack_run(on_ray.pack_run(run), back)
+    assert [p.name for p in back.iterdir()] == [run.name]  # no unpacking folder left behind
 
 
 # ----------------------------------------------------------------- on the cluster

@@ -103,6 +103,8 @@ def export_run(run_path: Path, format_name: str, output: Path | None, overwrite:
     target = output or run.path / EXPORTS_DIR / format_name
     if target.exists() and not overwrite:
         raise InputError(f"{target}: exists (choose another --output, or add --overwrite)")
+    if target.exists() or target.is_symlink():
+        _refuse_to_replace(target, run.path)
     require_packages(format_name, f"dltool export --format {format_name}")
     from dltool.backend import import_keras
 
@@ -187,13 +189,32 @@ def _scratch_beside(target: Path) -> Iterator[Path]:
         raise
 
 
+def _refuse_to_replace(target: Path, run_folder: Path) -> None:
+    """``--overwrite`` replaces an earlier export, nothing else: not a folder without
+    export.json, not a file, not the run folder or a folder holding it."""
+    resolved, run = target.resolve(), run_folder.resolve()
+    if target.is_symlink() or not target.is_dir() or not (target / EXPORT_JSON).is_file():
+        raise InputError(
+            f"{target}: exists and is not an earlier export (no {EXPORT_JSON} in it); "
+            "--overwrite only replaces an export (choose another --output)"
+        )
+    if resolved == run or resolved in run.parents:
+        raise InputError(f"{target}: holds the run folder {run_folder}; choose another --output")
+
+
 def _replace(scratch: Path, target: Path) -> None:
-    """Rename the checked export over ``target``; an earlier export there (--overwrite) goes."""
+    """Rename the checked export over ``target``; an earlier export there (--overwrite) goes.
+    If the new one cannot be put in place, the earlier one is put back."""
     old = None
     if target.exists():
         old = target.parent / f".{target.name}.{secrets.token_hex(4)}.old"
         target.rename(old)
-    scratch.rename(target)
+    try:
+        scratch.rename(target)
+    except BaseException:
+        if old is not None:
+            old.rename(target)
+        raise
     if old is not None:
         if old.is_dir():
             shutil.rmtree(old, ignore_errors=True)

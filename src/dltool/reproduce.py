@@ -83,7 +83,7 @@ def reproduce(
             config.training.epochs - start,
             runs_dir,
             console,
-            lineage={"reproduces": str(folder)},
+            lineage={"reproduces": str(folder.resolve())},
         )
     else:
         result = run_training(
@@ -93,7 +93,7 @@ def reproduce(
             console=console,
             smoke=bool(info.get("smoke")),
             expected_data=recorded,
-            lineage={"reproduces": str(folder)},
+            lineage={"reproduces": str(folder.resolve())},
         )
     before, after = read_run(folder).metrics, read_run(result.path).metrics
     rows = [

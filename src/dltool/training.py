@@ -370,7 +370,7 @@ def continue_training(
         DataError: its data files are missing or changed (named), before anything is written.
     """
     from dltool.errors import InputError
-    from dltool.fingerprint import check_run_data
+    from dltool.fingerprint import check_run_data, model_changed
     from dltool.model import load_trained_model
 
     console = console or Console()
@@ -381,6 +381,9 @@ def continue_training(
     done = info.get("epochs_completed")
     if not isinstance(done, int) or isinstance(done, bool) or done < 1:
         raise InputError(f"{folder / RUN_JSON}: epochs_completed is {done!r} (expected a number of epochs >= 1)")  # fmt: skip
+    changed = model_changed(parent.path / MODEL, info)
+    if changed:
+        raise InputError(f"{changed}; refusing to continue from a model that is not the one trained")  # fmt: skip
     recorded = check_run_data(parent)
     training = config.training.model_copy(update={"epochs": done + epochs})
     config = config.model_copy(update={"training": training})
@@ -407,7 +410,11 @@ def continue_training(
             smoke=bool(info.get("smoke")),
             defaults=[k for k in info.get("config_defaults") or [] if isinstance(k, str)],
             expected_data=recorded,
-            lineage={"parent": str(folder), "continued_from_epoch": done, **(lineage or {})},
+            lineage={
+                "parent": str(folder.resolve()),
+                "continued_from_epoch": done,
+                **(lineage or {}),
+            },
             first_epoch=done,
             devices=placement.devices,
         )

@@ -30,6 +30,7 @@ import contextlib
 import io
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -197,7 +198,13 @@ def unpack_run(data: bytes, runs_dir: Path) -> Path:
         target = runs_dir / name
         if target.exists():
             raise InputError(f"{target}: a trial's folder came back, but the name is taken")
-        archive.extractall(runs_dir, filter="data")  # no links out, no absolute paths
+        # unpacked beside its place, then renamed: a full disk leaves no half run folder
+        scratch = runs_dir / f".{name}.{secrets.token_hex(4)}.unpacking"
+        try:
+            archive.extractall(scratch, filter="data")  # no links out, no absolute paths
+            (scratch / name).rename(target)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return target
 
 
@@ -366,7 +373,10 @@ def _collect(ray: Any, directory: SweepDir, flight: _InFlight, reference: Any, r
         outcome = _lost(ray, error, flight)
     archive = outcome.pop("archive", None)
     if archive is not None:
-        outcome["run"] = str(unpack_run(archive, directory.runs_dir))
+        try:
+            outcome["run"] = str(unpack_run(archive, directory.runs_dir))
+        except (InputError, OSError, tarfile.TarError) as error:  # recorded, never lost
+            outcome.update(status=STATUS_FAILED, exit_code=1, run="", error=f"its run folder came back but could not be unpacked: {error}")  # fmt: skip
     elif outcome.get("run") and not Path(outcome["run"]).is_dir():
         outcome["run"] = ""  # trained on a node whose folder is gone with it
     if not outcome.get("run"):
