@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import tempfile
 import time
@@ -34,20 +33,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+from timing import cpu_model
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CONFIGS = ("student_pass_rule", "digits_cnn")
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (platform.processor() is often empty)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    return found.group(1).strip() if found else platform.processor() or "unknown CPU"
 
 
 def train_and_export(name: str, work: Path) -> Path:

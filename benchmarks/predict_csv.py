@@ -36,6 +36,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+from timing import cpu_model
 
 from dltool.inputs import ARRAY_CHUNK_BYTES, CSV_CHUNK_ROWS
 
@@ -45,16 +46,6 @@ DLTOOL = Path(sys.executable).with_name("dltool")
 TARGET = 0.10  # dltool may be at most 10% slower than model.predict
 BATCH_SIZE = 1024  # dltool predict's default --batch-size, used by both sides
 CHUNK_ROWS = ARRAY_CHUNK_BYTES // (4 * 3)  # .npy rows per chunk: float32 x 3 features
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (platform.processor() is often empty)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    return found.group(1).strip() if found else platform.processor() or "unknown CPU"
 
 
 def timed(command: list[str]) -> tuple[float, float]:

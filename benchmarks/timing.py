@@ -9,6 +9,8 @@ Where ``os.wait4`` does not exist (Windows), peak memory is reported as NaN.
 from __future__ import annotations
 
 import os
+import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -55,3 +57,13 @@ def run_timed(command: list[str], cwd: Path, env: dict[str, str] | None = None) 
 def spread(values: list[float], unit: str = "s") -> str:
     """``median unit (min-max)``."""
     return f"{statistics.median(values):.2f} {unit} ({min(values):.2f}-{max(values):.2f})"
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform.processor() is often empty)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return found.group(1).strip() if found else platform.processor() or "unknown CPU"

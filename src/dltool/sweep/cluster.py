@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import secrets
 import shutil
 import signal
 import socket
-import sys
 import tarfile
 import tempfile
 import time
@@ -43,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from dltool import interrupts
+from dltool.backend import quiet_stderr
 from dltool.errors import InputError, UsageError
 from dltool.rundir import STATUS_FAILED, STATUS_RUNNING, RunDir, folders_named
 from dltool.sweep.executor import Report, _arguments, _keep, _mark, _wait_for_others, run_trial
@@ -139,7 +138,9 @@ def connected(options: RayOptions | None) -> Iterator[Any]:
     _require_reachable(options.address)
     quiet = {"logging_level": "ERROR", "log_to_driver": False}
     try:
-        with _native_lines_dropped():
+        # Ray's C++ code writes to descriptor 2 while it connects (a line a second while it
+        # retries an address that answers but is no Ray): dltool says in one line what went wrong
+        with quiet_stderr():
             if options.address == "local":
                 from dltool.backend import usable_cores
 
@@ -155,22 +156,6 @@ def connected(options: RayOptions | None) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
-
-
-@contextlib.contextmanager
-def _native_lines_dropped() -> Iterator[None]:
-    """Drop what Ray's C++ code writes to file descriptor 2 while it connects: a line a
-    second while it retries an address that answers but is no Ray (about 20 s), and start-up
-    notes. dltool says in one line what went wrong."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 # ------------------------------------------------------------------- on a node
