@@ -48,7 +48,7 @@ def test_streamed_table_hashes_in_chunks_like_the_array(monkeypatch: pytest.Monk
     x = np.random.default_rng(0).normal(size=(1000, 5)).astype("float32")
     y = np.arange(1000) % 2
     whole = fingerprint.split_digest(x, y, {})
-    monkeypatch.setattr(fingerprint, "CHUNK_BYTES", 64)  # 3 rows a chunk
+    monkeypatch.setattr("dltool.data.rows.CHUNK_BYTES", 64)  # 3 rows a chunk (its one owner)
     rows = Rows.of(ArrayReader(x), len(x))
     assert fingerprint.split_digest(rows, y, {}) == whole
     # a float64 .npy streamed is read as float32, as training reads it: the same digest as

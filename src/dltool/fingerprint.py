@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 FORMAT = 1  # bump when what a digest covers changes: older runs then read as "not comparable"
 READ_BYTES = 1 << 20  # a file is hashed a MiB at a time
-CHUNK_BYTES = 64_000_000  # an array is hashed at most this many bytes at a time
 SPLIT_NAMES = ("train", "validation", "test")
 
 
@@ -173,18 +172,15 @@ def _update(digest: Any, x: np.ndarray | Rows) -> None:
 
 
 def _chunks(x: np.ndarray | Rows) -> Iterator[np.ndarray]:
-    """``x`` in row chunks of at most CHUNK_BYTES (a table on disk: read as float32, so that
-    the same data streamed or in memory gives the same digest)."""
+    """``x`` in row chunks of at most the data readers' CHUNK_BYTES (a table on disk: read as
+    float32, so that the same data streamed or in memory gives the same digest)."""
     import math
 
-    import numpy as np
-
-    from dltool.data.rows import Rows
+    from dltool.data.rows import CHUNK_BYTES, Rows
 
     if isinstance(x, Rows):
-        per_chunk = max(1, CHUNK_BYTES // max(1, x.example_bytes))
-        for start in range(0, len(x), per_chunk):
-            yield x.read(np.arange(start, min(start + per_chunk, len(x))))[0]
+        for examples, _ in x.chunks():
+            yield examples
         return
     per_chunk = max(1, CHUNK_BYTES // max(1, x.itemsize * math.prod(x.shape[1:])))
     for start in range(0, max(len(x), 1), per_chunk):
