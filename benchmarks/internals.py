@@ -1,20 +1,30 @@
-"""What ``training.record_internals`` costs: fit seconds per epoch with it off and on.
+"""What ``training.record_internals`` costs, as a share of fit time.
 
-Each shipped config below is trained as a whole ``dltool train`` process, alternating off and
-on, ``--runs`` times each; the fit phase comes from run.json's ``timings.fit`` divided by the
-epochs completed (early stopping ends both sides at the same epoch: recording changes no
-random draw). Writes benchmarks/results-internals.md. About 4 minutes on 2 cores.
+Recording has two parts, measured apart:
 
-    .venv/bin/python benchmarks/internals.py [--runs N] [--only NAME] [--output FILE]
+- **In the training step**: the few operations it adds to each compiled step (gradient norms
+  and the ReLU biases' flags; :class:`dltool.internals.TrainingSteps`). Each config's model is
+  built twice, identically, in this process, one of them with the recording attached; they are
+  fitted one epoch at a time on the same training data, alternating (plain, recorded,
+  recorded, plain, ...), ``--epochs`` times each after one untimed epoch each; the cost is the
+  median of the paired ratios. Epoch times of neighbouring epochs in one process vary far less
+  than whole runs do (whole ``dltool train`` runs of the same config differed by up to 15% on
+  this shared machine, too much to see 3% in).
+- **After each epoch**: the callback's own work (histograms, the probe batch for ReLU layers
+  without a bias, the pictures at the end), which it times itself: ``seconds`` in
+  internals.json, over the fit time of ``--runs`` whole ``dltool train`` runs (median).
+
+The whole cost is their sum. Writes benchmarks/results-internals.md. About 8 minutes on 2 cores.
+
+    .venv/bin/python benchmarks/internals.py [--runs N] [--epochs N] [--only NAME] [--output FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,60 +34,89 @@ CONFIGS = ("student_pass_rule", "digits_cnn", "shapes_cnn")
 TARGET = 0.03  # issue 14: at most 3% of fit time
 
 
-def fit_per_epoch(config: str, record: bool, scratch: Path) -> tuple[float, float]:
-    """(fit seconds per epoch, the share of fit time recording took: 0 when off)."""
-    runs = scratch / f"{config}-{record}-{time.monotonic_ns()}"
-    dltool = Path(sys.executable).with_name("dltool")
-    command = [str(dltool), "train", str(REPO / "configs" / f"{config}.yaml"), "--runs-dir", str(runs)]  # fmt: skip
-    command += ["--set", f"training.record_internals={'true' if record else 'false'}"]
-    subprocess.run(command, check=True, capture_output=True)
-    (folder,) = runs.iterdir()
-    info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    fit = float(info["timings"]["fit"])
-    share = 0.0
-    if record:  # what the callback timed itself: free of the noise between two processes
-        share = json.loads((folder / "internals.json").read_text(encoding="utf-8"))["seconds"] / fit
-    return fit / int(info["epochs_completed"]), share
+def callback_share(config: str, scratch: Path) -> float:
+    """The seconds the callback timed itself, over the run's fit time (a whole dltool train)."""
+    import dltool
+
+    runs = scratch / f"{config}-{time.monotonic_ns()}"
+    run = dltool.train(REPO / "configs" / f"{config}.yaml", overrides=["training.record_internals=true"], runs_dir=runs, quiet=True)  # fmt: skip
+    info = json.loads((run.path / "run.json").read_text(encoding="utf-8"))
+    recorded = json.loads((run.path / "internals.json").read_text(encoding="utf-8"))
+    return float(recorded["seconds"]) / float(info["timings"]["fit"])
+
+
+def step_cost(config: str, epochs: int) -> tuple[float, float, float]:
+    """(seconds per epoch plain, recorded, the median paired ratio - 1)."""
+    from dltool.config import load_config
+    from dltool.internals import TrainingSteps, is_relu
+    from dltool.model import compile_model
+    from dltool.pipelines import make_pipeline, steps_per_epoch
+    from dltool.prepare import prepare
+    from dltool.views import console
+
+    path = REPO / "configs" / f"{config}.yaml"
+    models = []
+    for _ in range(2):  # the same seed: the same model, built the same way
+        config = load_config(path)
+        prepared = prepare(config, str(path), console(quiet=True), smoke=False)
+        steps = steps_per_epoch(len(prepared.dataset.x_train), prepared.batch_size)
+        compile_model(prepared.model, config, steps)
+        models.append(prepared.model)
+    recorded = models[1]
+    recording = TrainingSteps(recorded, [layer for layer in recorded.layers if is_relu(layer)])
+    data = make_pipeline(prepared.dataset.x_train, prepared.labels["train"], prepared.batch_size)
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for index in range(2 * epochs + 2):
+        side = index % 4 in (1, 2)  # plain, recorded, recorded, plain, ...
+        started = time.perf_counter()
+        models[side].fit(data, epochs=1, verbose=0, shuffle=False)
+        seconds = time.perf_counter() - started
+        if side:
+            recording.take()
+        if index >= 2:  # the first of each traces the train function
+            times[side].append(seconds)
+    ratios = [b / a for a, b in zip(times[0], times[1], strict=True)]
+    return statistics.median(times[0]), statistics.median(times[1]), statistics.median(ratios) - 1
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="whole runs per config (callback)")
+    parser.add_argument("--epochs", type=int, default=12, help="timed epochs per side (step)")
     parser.add_argument("--only", choices=CONFIGS)
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results-internals.md")  # fmt: skip
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="dltool-bench-internals-") as scratch:
         for config in [args.only] if args.only else CONFIGS:
-            off, on, shares = [], [], []
-            for _ in range(args.runs):
-                off.append(fit_per_epoch(config, False, Path(scratch))[0])
-                seconds, share = fit_per_epoch(config, True, Path(scratch))
-                on.append(seconds)
-                shares.append(share)
-            plain, recorded, own = statistics.median(off), statistics.median(on), statistics.median(shares)  # fmt: skip
-            rows.append((config, plain, recorded, own, min(off), max(off), min(on), max(on)))
-            print(f"{config}: off {plain:.4f} s/epoch, on {recorded:.4f} s/epoch; recording {own:.1%} of fit")  # fmt: skip
+            plain, recorded, in_step = step_cost(config, args.epochs)
+            shares = [callback_share(config, Path(scratch)) for _ in range(args.runs)]
+            own = statistics.median(shares)
+            rows.append((config, plain, recorded, in_step, own, min(shares), max(shares)))
+            print(f"{config}: step {in_step:+.1%} ({plain:.4f} -> {recorded:.4f} s/epoch); callback {own:.1%}; whole {in_step + own:+.1%}")  # fmt: skip
+    load = os.getloadavg()
     lines = [
         "# training.record_internals: what recording costs",
         "",
-        f"`python benchmarks/internals.py --runs {args.runs}` on {time.strftime('%Y-%m-%d')}: each "
-        "shipped config trained as a whole process with `training.record_internals` off and on, "
-        f"alternating, {args.runs} times each; fit seconds per epoch from run.json (medians, "
-        "min-max in brackets), and the seconds the recording callback timed itself "
-        "(internals.json) as a share of the same runs' fit time (median): the cost without the "
-        "noise between processes on a shared machine. "
-        f"Target: at most {TARGET:.0%} of fit time.",
+        f"`python benchmarks/internals.py --runs {args.runs} --epochs {args.epochs}` on "
+        f"{time.strftime('%Y-%m-%d')} (load average {load[0]:.1f} / {load[1]:.1f} / "
+        f"{load[2]:.1f} at the end). In the training step: the config's model fitted one epoch "
+        "at a time with and without the recording, alternating, in one process (seconds per "
+        f"epoch, medians of {args.epochs}; the cost is the median of the paired ratios). After "
+        "each epoch: the seconds the callback timed itself (internals.json) over the fit time "
+        f"of {args.runs} whole `dltool train` runs (median, min-max in brackets). The whole "
+        f"cost is their sum. Target: at most {TARGET:.0%} of fit time.",
         "",
-        "| config | off (s/epoch) | on (s/epoch) | recording's own share of fit |",
-        "|---|---|---|---|",
+        "| config | plain (s/epoch) | recorded (s/epoch) | in the step | after each epoch "
+        "| whole cost |",
+        "|---|---|---|---|---|---|",
         *(
-            f"| {c} | {a:.4f} ({a0:.4f}-{a1:.4f}) | {b:.4f} ({b0:.4f}-{b1:.4f}) | {d:.1%} |"
-            for c, a, b, d, a0, a1, b0, b1 in rows
+            f"| {c} | {a:.4f} | {b:.4f} | {w:+.1%} | {d:.1%} ({d0:.1%}-{d1:.1%}) | {w + d:+.1%} |"
+            for c, a, b, w, d, d0, d1 in rows
         ),
         "",
-        "Target met: "
-        + ", ".join(f"{c} {'yes' if d <= TARGET else 'no'}" for c, _, _, d, *_ in rows)
+        "Target met (whole cost): "
+        + ", ".join(f"{c} {'yes' if w + d <= TARGET else 'no'}" for c, _, _, w, d, *_ in rows)
         + ".",
     ]
     args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")

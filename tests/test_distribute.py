@@ -19,7 +19,7 @@ import pytest
 from conftest import tiny_config
 from dltool.config import validate_config
 from dltool.errors import ConfigError
-from dltool.rundir import RUN_FILES
+from dltool.rundir import INTERNALS, RUN_FILES
 
 # One device, the strategy (argv[3]), and the strategy interrupted after epoch 2 then resumed: the final
 # metrics of each, the devices run.json recorded, and the resumed run's history.
@@ -126,12 +126,18 @@ def test_mirrored_on_two_devices_matches_one_device_and_resumes_exactly(tmp_path
     strategy, the run ends where the uninterrupted one does (the checkpoint holds the
     weights and optimizer state, and each epoch's order is seeded).
     """
-    out = _train_in_child(tmp_path, TWO_TF_DEVICES, "mirrored")
+    out = _train_in_child(tmp_path, TWO_TF_DEVICES, "mirrored", record_internals=True)
     one, mirrored = out["one"], out["distributed"]
     assert _info(one["run"])["devices"] == ["/device:CPU:0"]
     assert _info(mirrored["run"])["devices"] == ["/device:CPU:0", "/device:CPU:1"]
     assert _info(mirrored["run"])["distribute"] == "mirrored"
     _close(mirrored["metrics"], one["metrics"], MIRRORED_TOLERANCE)
+    # record_internals' gradient norms are the whole batch's on both (each replica holds half)
+    norms = [json.loads((Path(side["run"]) / INTERNALS).read_text())["gradient_norms"] for side in (one, mirrored)]  # fmt: skip
+    assert norms[0]
+    assert norms[1].keys() == norms[0].keys()
+    for name, values in norms[0].items():
+        assert norms[1][name] == pytest.approx(values, rel=1e-4), name
     _resumed_exactly(out, ["/device:CPU:0", "/device:CPU:1"])
 
 

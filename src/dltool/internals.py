@@ -1,11 +1,16 @@
 """Inside the model while it trains (``training.record_internals``), for the report.
 
-After every epoch, on one fixed probe batch of training data (at most 64 rows):
+Per epoch:
 
-- a histogram of each layer's kernel (its weights without the bias);
-- for each layer with a ReLU activation, the fraction of its units that are dead: zero for
-  every probe example (a conv layer's unit is a filter, zero at every position);
-- the norm of each layer's gradient of the loss (TensorFlow backend only).
+- a histogram of each layer's kernel (its weights without the bias), after the epoch;
+- for each layer with a ReLU activation, the fraction of its units that are dead (a conv
+  layer's unit is a filter): on TensorFlow, for a layer with a bias, the units whose bias got no
+  gradient in any training step of the epoch, so that output 0 for every training example
+  (see :class:`TrainingSteps`); otherwise the units that output 0 for every example of one
+  fixed probe batch of training data (at most 64 rows) after the epoch, at every position;
+- the norm of each layer's gradient of the loss, as a root mean square over the epoch's
+  training steps: the gradients training computed anyway, measured inside its compiled step
+  (TensorFlow backend only), so recording adds no second backward pass.
 
 At the end, for CNNs: the first conv layer's filters and the feature maps of one test image
 at each conv layer. Written to RUN/internals.json and RUN/internals.npz at the end of
@@ -29,8 +34,8 @@ import keras  # noqa: E402
 
 from dltool.rundir import INTERNALS, INTERNALS_PICTURES, RunDir, write_json, write_npz  # noqa: E402
 
-PROBE_ROWS = 64  # examples measured after each epoch, the same every time: a pass over them costs
-# about 64 / (training rows) of an epoch (3% for 2,000 rows), plus a few milliseconds
+PROBE_ROWS = 64  # examples whose ReLU outputs are read after each epoch, the same every time:
+# one forward pass over them costs about 64 / (training rows) / 3 of an epoch
 BINS = 30  # per weight histogram
 MAPS_PER_LAYER = 16  # feature maps kept per conv layer (the first channels)
 
@@ -40,7 +45,7 @@ def _as_list(outputs: Any) -> list[Any]:
     return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
 
 
-def _is_relu(layer: Any) -> bool:
+def is_relu(layer: Any) -> bool:
     activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", "") == "relu"
 
@@ -49,25 +54,117 @@ def _is_conv(layer: Any) -> bool:
     return isinstance(layer, keras.layers.Conv2D | keras.layers.SeparableConv2D)
 
 
+class TrainingSteps:
+    """Gradient norms and dead ReLU units, measured inside training's own compiled step.
+
+    Wraps the optimizer's ``apply_gradients`` (what Keras' TensorFlow train step calls with the
+    gradients it computed) on this one optimizer, until :meth:`detach`. Each step adds to one
+    vector variable, in one assignment: each weight's squared gradient norm (``l2_loss``, one
+    operation a weight), 1 for the step, and the absolute gradient of each bias of a ReLU
+    layer (one operation a layer). Nothing else is traced or run. A layer's norm for the epoch
+    is the root mean square over its steps: the square root of the mean, over the steps, of
+    the sum of its weights' squared norms.
+
+    A ReLU unit's bias gets no gradient exactly when the unit output 0 for every example of the
+    step (the derivative of ReLU is 0 there), so a unit with no gradient in any step of the
+    epoch is dead for the whole epoch's training data (or nothing after it used it: it did not
+    learn either way).
+
+    Under ``training.distribute`` each replica holds only its share of the batch's gradient, so
+    the figures are taken of the replicas' sum (one more all-reduce a step, only while
+    recording), and the variable, made in the model's strategy, sums every replica's copy when
+    read: the same figures as on one device.
+    """
+
+    def __init__(self, model: Any, relu: list[Any]) -> None:
+        import tensorflow as tf
+
+        layers = [layer for layer in model.layers if layer.trainable_weights]
+        self.names = [layer.name for layer in layers]
+        weights = [w for layer in layers for w in layer.trainable_weights]
+        position = {id(w): i for i, w in enumerate(weights)}
+        self.owner = np.array([i for i, layer in enumerate(layers) for _ in layer.trainable_weights])  # fmt: skip
+        biased = [layer for layer in relu if getattr(layer, "bias", None) is not None]
+        self.dead_of = [layer.name for layer in biased]  # the ReLU layers measured here
+        self.units = [int(layer.bias.shape[-1]) for layer in biased]
+        bias_of = {id(layer.bias): k for k, layer in enumerate(biased)}
+        with model.distribute_strategy.scope():
+            self.totals = tf.Variable(
+                tf.zeros(len(weights) + 1 + sum(self.units)),
+                trainable=False,
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.SUM,
+            )
+        totals, units = self.totals, self.units
+        self.optimizer = model.optimizer
+        original = self.optimizer.apply_gradients
+
+        def apply_gradients(grads_and_vars: Any) -> Any:
+            pairs = list(grads_and_vars)
+            gradients = [gradient for gradient, _ in pairs]
+            replica = tf.distribute.get_replica_context()
+            if replica is not None and replica.num_replicas_in_sync > 1:  # this replica's share
+                present = [i for i, g in enumerate(gradients) if g is not None]
+                summed = replica.all_reduce("sum", [gradients[i] for i in present])
+                for i, gradient in zip(present, summed, strict=True):
+                    gradients[i] = gradient  # the whole batch's gradient (see the class)
+            squares: list[Any] = [tf.zeros(())] * len(weights)
+            flags: list[Any] = [tf.zeros(n) for n in units]
+            for gradient, (_, variable) in zip(gradients, pairs, strict=True):
+                if gradient is None:
+                    continue
+                gradient = tf.cast(gradient, "float32")
+                if id(variable) in position:
+                    squares[position[id(variable)]] = tf.nn.l2_loss(gradient)  # half the square
+                if id(variable) in bias_of:
+                    flags[bias_of[id(variable)]] = tf.abs(gradient)
+            totals.assign_add(tf.concat([tf.stack([*squares, tf.ones(())]), *flags], axis=0))
+            return original(pairs)
+
+        self.optimizer.apply_gradients = apply_gradients  # this instance only
+
+    def take(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Each layer's gradient norm (root mean square over the steps) and dead fraction
+        since the last call (empty if no step ran), and start again."""
+        totals = self.totals.numpy().astype("float64")
+        self.totals.assign(np.zeros(len(totals), dtype="float32"))
+        count = len(self.owner)
+        steps = totals[count]
+        if not steps:
+            return {}, {}
+        squares = np.bincount(self.owner, weights=2 * totals[:count], minlength=len(self.names))
+        norms = {name: float(np.sqrt(total / steps)) for name, total in zip(self.names, squares, strict=True)}  # fmt: skip
+        dead: dict[str, float] = {}
+        start = count + 1
+        for name, size in zip(self.dead_of, self.units, strict=True):
+            dead[name] = float(np.mean(totals[start : start + size] == 0))
+            start += size
+        return norms, dead
+
+    def detach(self) -> None:
+        """The optimizer's own ``apply_gradients`` again (saved models never see the wrapper)."""
+        vars(self.optimizer).pop("apply_gradients", None)
+
+
 class RecordInternals(keras.callbacks.Callback):
     """Measures the model after each epoch (see the module); writes its files at the end."""
 
-    def __init__(self, run: RunDir, x_probe: np.ndarray, y_probe: np.ndarray, picture: np.ndarray | None) -> None:  # fmt: skip
+    def __init__(self, run: RunDir, x_probe: np.ndarray, picture: np.ndarray | None) -> None:
         super().__init__()
         self.run = run
-        self.x_probe, self.y_probe = x_probe[:PROBE_ROWS], y_probe[:PROBE_ROWS]
+        self.x_probe = x_probe[:PROBE_ROWS]
         self.picture = picture  # one test example, for the feature maps
         self.epochs: list[int] = []
         self.histograms: dict[str, dict[str, list[Any]]] = {}
         self.dead: dict[str, list[float]] = {}
         self.gradients: dict[str, list[float]] = {}
         self._relu: list[Any] = []
+        self._probed: list[Any] = []  # the ReLU layers the probe batch measures
         self._probe: Any = None
-        self._owners: list[tuple[str, list[int]]] = []
+        self._x: Any = self.x_probe  # as the probe takes it
+        self._steps: TrainingSteps | None = None
+        self.dead_from: dict[str, str] = {}
         self.seconds = 0.0
-        self._step: Any = None  # the traced measurement (TensorFlow), made at the first epoch
-        self._x: Any = None
-        self._y: Any = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         with self._timed():
@@ -79,7 +176,8 @@ class RecordInternals(keras.callbacks.Callback):
 
     @contextlib.contextmanager
     def _timed(self) -> Iterator[None]:
-        """Count the seconds recording takes: internals.json says what it cost this run."""
+        """Count the seconds recording takes: internals.json says what it cost this run (all
+        but the few operations it adds to each compiled training step)."""
         started = time.perf_counter()
         try:
             yield
@@ -87,58 +185,23 @@ class RecordInternals(keras.callbacks.Callback):
             self.seconds += time.perf_counter() - started
 
     def _begin(self) -> None:
-        # One functional view of the model: every ReLU layer's output and the prediction, so a
-        # single forward pass (and, on TensorFlow, one backward pass) measures everything.
-        self._relu = [layer for layer in self.model.layers if _is_relu(layer)]
-        outputs = [layer.output for layer in self._relu] + [self.model.outputs[0]]
-        self._probe = keras.Model(self.model.inputs[0], outputs)
-        if keras.backend.backend() == "tensorflow":
-            variables = self.model.trainable_variables
-            self._owners = [
-                (
-                    layer.name,
-                    [
-                        i
-                        for i, v in enumerate(variables)
-                        if any(v is w for w in layer.trainable_weights)
-                    ],
-                )
-                for layer in self.model.layers
-                if layer.trainable_weights
-            ]
+        self._relu = [layer for layer in self.model.layers if is_relu(layer)]
+        self._probed = self._relu
+        if keras.backend.backend() == "tensorflow" and self.model.optimizer is not None:
+            self._steps = TrainingSteps(self.model, self._relu)
+            self._probed = [layer for layer in self._relu if layer.name not in self._steps.dead_of]
+        self.dead_from = {layer.name: "probe" if layer in self._probed else "training steps" for layer in self._relu}  # fmt: skip
+        if self._probed:  # ReLUs without a bias, or not on TensorFlow
+            # One functional view of the model, those layers' outputs: one forward pass
+            # measures them all. Traced on TensorFlow: a forward pass alone traces in about
+            # 0.1-0.2 s, then takes 1-40 ms an epoch, where eager Keras took 7-50 ms.
+            probe = keras.Model(self.model.inputs[0], [layer.output for layer in self._probed])
+            self._probe = lambda x: probe(x, training=False)
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
 
-    def _measure(self) -> tuple[list[Any], dict[str, float]]:
-        """The ReLU outputs on the probe batch and each layer's gradient norm."""
-        if keras.backend.backend() != "tensorflow":
-            return _as_list(self._probe(self.x_probe, training=False))[:-1], {}
-        if self._step is None:
-            self._step = self._compiled_step()
-        outputs, norms = self._step(self._x, self._y)
-        names = [name for name, _ in self._owners]
-        return list(outputs), {name: float(n) for name, n in zip(names, norms, strict=True)}
-
-    def _compiled_step(self) -> Any:
-        """One traced function for the forward and backward pass: tracing once (a few tenths
-        of a second) then about a millisecond an epoch, where eager Keras took 5-30 ms."""
-        import tensorflow as tf
-
-        probe, model, owners = self._probe, self.model, self._owners
-        variables = model.trainable_variables
-        self._x, self._y = tf.constant(self.x_probe), tf.constant(self.y_probe)
-
-        @tf.function
-        def step(x: Any, y: Any) -> Any:
-            with tf.GradientTape() as tape:
-                outputs = _as_list(probe(x, training=False))
-                loss = model.compute_loss(x=x, y=y, y_pred=outputs[-1])
-            gradients = tape.gradient(loss, variables)
-            norms = []
-            for _, indices in owners:
-                squares = [tf.reduce_sum(tf.square(gradients[i])) for i in indices if gradients[i] is not None]  # fmt: skip
-                norms.append(tf.sqrt(tf.add_n(squares)) if squares else tf.constant(0.0))
-            return outputs[:-1], norms
-
-        return step
+                self._probe = tf.function(self._probe, autograph=False)
+                self._x = tf.constant(self.x_probe)
 
     def _epoch(self, epoch: int) -> None:
         self.epochs.append(epoch + 1)
@@ -146,21 +209,28 @@ class RecordInternals(keras.callbacks.Callback):
             kernel = getattr(layer, "kernel", None)
             if kernel is None:
                 continue
-            values = np.asarray(keras.ops.convert_to_numpy(kernel), dtype="float64").ravel()
+            values = np.asarray(keras.ops.convert_to_numpy(kernel)).ravel()
             counts, edges = np.histogram(values, bins=BINS)
             entry = self.histograms.setdefault(layer.name, {"low": [], "high": [], "counts": []})
             entry["low"].append(float(edges[0]))
             entry["high"].append(float(edges[-1]))
             entry["counts"].append(counts.tolist())
-        relu_outputs, norms = self._measure()
-        for layer, output in zip(self._relu, relu_outputs, strict=True):
-            array = np.asarray(keras.ops.convert_to_numpy(output))
-            per_unit = array.reshape(-1, array.shape[-1]).max(axis=0)  # over examples and positions
-            self.dead.setdefault(layer.name, []).append(float(np.mean(per_unit <= 0)))
+        norms, dead = self._steps.take() if self._steps is not None else ({}, {})
+        if self._probe is not None:
+            outputs = _as_list(self._probe(self._x))
+            for layer, output in zip(self._probed, outputs, strict=True):
+                array = np.asarray(keras.ops.convert_to_numpy(output))
+                per_unit = array.reshape(-1, array.shape[-1]).max(axis=0)  # examples, positions
+                dead[layer.name] = float(np.mean(per_unit <= 0))
+        for layer in self._relu:  # in the model's order
+            if layer.name in dead:
+                self.dead.setdefault(layer.name, []).append(dead[layer.name])
         for name, norm in norms.items():
             self.gradients.setdefault(name, []).append(norm)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._steps is not None:
+            self._steps.detach()
         with self._timed():
             arrays, conv, maps = self._pictures()
         self._write(arrays, conv, maps)
@@ -191,7 +261,8 @@ class RecordInternals(keras.callbacks.Callback):
                 "histograms": self.histograms,
                 "dead_relu": self.dead,
                 "gradient_norms": self.gradients,
-                "gradients_recorded": keras.backend.backend() == "tensorflow",
+                "gradients_recorded": self._steps is not None,
+                "dead_relu_from": self.dead_from,
                 "filters_of": conv[0].name if conv else None,
                 "feature_maps_of": maps,
             },

@@ -456,7 +456,7 @@ def _train_and_finish(
         first = np.arange(min(PROBE_ROWS, len(dataset.x_train)))
         test = dataset.x_test
         picture = _examples(test, np.arange(1))[0] if test is not None and len(test) else None
-        callbacks.append(RecordInternals(run, _examples(dataset.x_train, first), prepared.labels["train"][first], picture))  # fmt: skip
+        callbacks.append(RecordInternals(run, _examples(dataset.x_train, first), picture))
     extra: dict[str, Any] = {}
     try:
         # A signal only sets a flag until the run reaches a safe point (see interrupts.py).
