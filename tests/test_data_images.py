@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from dltool.data.images import ImageFolderData
 from dltool.data.rows import Rows
 from dltool.data.shapes import ShapesData
 from dltool.errors import DataError
+
+DLTOOL = Path(sys.executable).with_name("dltool")
 
 COLOUR = (200, 100, 50)
 GREY = 124  # Pillow's L of COLOUR: (200 * 299 + 100 * 587 + 50 * 114) / 1000 = 124.2
@@ -504,8 +508,12 @@ def _experiment(path: str, **data: Any) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_cli_trains_a_cnn_on_an_image_folder(
-    run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+    run_cli: Callable[..., Any],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr("dltool.ahead._can_fork", lambda: False)  # here: no child (see below)
     root = _folder(tmp_path / "pictures", {"cat": 4, "dog": 4, "emu": 4})
     planted = "[bold red]notes\x1b]0;title\x07.txt"  # a file name is data: never markup
     (root / "dog" / planted).write_text("not an image", encoding="utf-8")
@@ -527,6 +535,24 @@ def test_cli_trains_a_cnn_on_an_image_folder(
     assert info["data"]["resized"] == 12
     predictions = (run / "predictions.csv").read_text().splitlines()
     assert len(predictions) == 1 + 3  # header + a stratified quarter of 12 images
+    assert "prescan_during_import" not in info["data"]["loading"]
+    assert "hashed_during_import_s" not in info["data_fingerprint"]
+
+    # A real process pre-scans and hashes the files in a child while TensorFlow loads
+    # (dltool.ahead): the same files skipped, the same fingerprint.
+    child = subprocess.run(
+        [str(DLTOOL), "train", str(config), "--runs-dir", str(tmp_path / "process")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr[-3000:]
+    (other,) = (tmp_path / "process").iterdir()
+    ahead = json.loads((other / "run.json").read_text())
+    assert ahead["data"]["loading"]["prescan_during_import"] is True
+    assert ahead["data_fingerprint"]["hashed_during_import_s"] >= 0
+    assert ahead["data"]["skipped"] == info["data"]["skipped"]
+    for key in ("train", "test", "sources", "image_files"):
+        assert ahead["data_fingerprint"][key] == info["data_fingerprint"][key], key
+    assert (other / "skipped.txt").read_text() == (run / "skipped.txt").read_text()
 
 
 def test_cli_refuses_a_folder_with_one_class(

@@ -64,17 +64,22 @@ def train(
     loaded, source = load(config, overrides)
     if name is not None:
         loaded = with_name(loaded, name)
+    from dltool import ahead
     from dltool.backend import use_backend
 
-    use_backend(loaded.training.backend, source)
-    from dltool.training import run_training
+    ahead.start_for(loaded.data, loaded.task)  # the data files read while TensorFlow loads
+    try:
+        use_backend(loaded.training.backend, source)
+        from dltool.training import run_training
 
-    return run_training(
-        loaded,
-        source=source,
-        runs_dir=Path(runs_dir),
-        console=console or views.console(quiet=quiet),
-        overrides=overrides,
-        smoke=smoke,
-        prune=prune,
-    )
+        return run_training(
+            loaded,
+            source=source,
+            runs_dir=Path(runs_dir),
+            console=console or views.console(quiet=quiet),
+            overrides=overrides,
+            smoke=smoke,
+            prune=prune,
+        )
+    finally:
+        ahead.discard()

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -70,6 +70,30 @@ class _Folder:
     labels: list[int] = field(default_factory=list)
     bad: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason)
     resized: int = 0  # images decoded so far whose size differed from image_size
+
+    def record(self) -> dict[str, Any]:
+        """The scan as JSON (see :meth:`from_record`)."""
+        return {
+            "root": str(self.root),
+            "key": self.key,
+            "class_names": self.class_names,
+            "present": self.present,
+            "files": [str(file) for file in self.files],
+            "labels": self.labels,
+            "bad": [[str(file), reason] for file, reason in self.bad],
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> _Folder:
+        return cls(
+            Path(record["root"]),
+            record["key"],
+            list(record["class_names"]),
+            list(record["present"]),
+            [Path(file) for file in record["files"]],
+            [int(label) for label in record["labels"]],
+            [(Path(file), str(reason)) for file, reason in record["bad"]],
+        )
 
     def empty_classes(self) -> list[str]:
         """Class folders under ``root`` without one usable image."""
@@ -108,6 +132,20 @@ class ImageFolderData(StreamingSource):
     def input_shape(self) -> list[int] | None:
         return [*self.image_size, CHANNELS[self.color_mode]]
 
+    def ahead(self, task: str) -> dict[str, Any]:
+        """The pre-scan, as JSON: run in a child while the parent imports TensorFlow."""
+        folders, seconds = self._prescan(task)
+        return {"scan": [folder.record() for folder in folders], "scan_s": seconds}
+
+    def _prescan(self, task: str) -> tuple[list[_Folder], float]:
+        """Every folder of the layout scanned (no file decoded), and the seconds it took."""
+        layout = _layout(self, task)  # [(root, key, class folders found)]; the first is path
+        names = layout[0][2]
+        started = time.perf_counter()
+        with _quiet():
+            folders = [_scan(root, key, present, names) for root, key, present in layout]
+        return folders, round(time.perf_counter() - started, 3)
+
     def load(self, seed: int, task: str) -> Dataset:
         """The images of an ``image_folder`` data config (``seed`` is unused: no randomness).
 
@@ -117,12 +155,16 @@ class ImageFolderData(StreamingSource):
         """
         import numpy as np
 
-        layout = _layout(self, task)  # [(root, key, class folders found)]; the first is path
-        names = layout[0][2]
-        started = time.perf_counter()
-        with _quiet():
-            folders = [_scan(root, key, present, names) for root, key, present in layout]
-        prescan_s = round(time.perf_counter() - started, 3)
+        from dltool import ahead
+
+        done = ahead.result(ahead.key_of(self))  # the pre-scan, done while TensorFlow loaded
+        if done is not None and "scan" in done:
+            folders = [_Folder.from_record(record) for record in done["scan"]]
+            prescan_s, during_import = float(done["scan_s"]), True
+        else:
+            folders, prescan_s = self._prescan(task)
+            during_import = False
+        names = folders[0].class_names
         _check(folders, strict=False)  # the layout; strict waits for the decode's verdicts
         size, channels = self.image_size, CHANNELS[self.color_mode]
         count = sum(len(folder.files) for folder in folders)
@@ -170,6 +212,7 @@ class ImageFolderData(StreamingSource):
             "mode": mode,
             "why": why,
             "prescan_s": prescan_s,
+            **({"prescan_during_import": True} if during_import else {}),
             **({"decode_s": decode_s} if mode != "stream" or self.strict else {}),
         }
         bad = [(str(file), reason) for folder in folders for file, reason in folder.bad]

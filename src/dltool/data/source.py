@@ -11,7 +11,7 @@ No NumPy here: ``dltool validate`` imports every spec.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo
 
@@ -63,6 +63,12 @@ class DataSource(Strict):
             for key in type(self).model_fields
             if key.endswith("path") and isinstance(value := getattr(self, key), str)
         ]
+
+    def ahead(self, task: str) -> dict[str, Any]:
+        """Work on the source's files that needs no TensorFlow, done in a child process while
+        the run imports it (:mod:`dltool.ahead`); :meth:`load` takes it from there. Its result
+        must be JSON. None by default."""
+        return {}
 
     @abstractmethod
     def load(self, seed: int, task: str) -> Dataset:
