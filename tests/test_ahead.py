@@ -13,44 +13,71 @@ import pytest
 
 CHILD = textwrap.dedent(
     """
-    import os, sys, threading, time
+    import os, signal, sys, threading, time
     from dltool import ahead
 
-    # The child's result comes back as JSON, and is kept until discard.
-    assert ahead.start("a", lambda: {"pid": os.getpid(), "values": [1, 2.5, "x"]})
-    assert not ahead.start("a", lambda: {})  # one child per key
-    got = ahead.result("a")
-    assert got["values"] == [1, 2.5, "x"] and got["pid"] != os.getpid(), got
-    assert ahead.result("a") is got
-    ahead.discard()
-    assert ahead.result("a") is None
+    def gone(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
 
-    # A child that fails leaves the work to the parent: no result.
+    # Each part comes back as JSON, in order, as soon as it is done, and is kept until discard;
+    # what the child prints goes nowhere.
+    def first():
+        print("LEAK to stdout"); print("LEAK to stderr", file=sys.stderr)
+        return {"pid": os.getpid(), "values": [1, 2.5, "x"]}
+    assert ahead.start("a", [("first", first), ("second", lambda: {"n": 2})])
+    assert not ahead.start("a", [])  # one child per key
+    got = ahead.part("a", "first")
+    assert got["values"] == [1, 2.5, "x"] and got["pid"] != os.getpid(), got
+    assert ahead.part("a", "second") == {"n": 2}
+    assert ahead.part("a", "first") is got
+    assert ahead.part("a", "third") is None
+    ahead.discard()
+    assert ahead.part("a", "first") is None
+
+    # A part that fails ends the child: the parts before it still count, the rest are the
+    # parent's to do.
     def fail():
         raise OSError("unreadable")
-    assert ahead.start("b", fail)
-    assert ahead.result("b") is None
-
-    # A child nobody takes is stopped and reaped at discard: no process left behind.
-    assert ahead.start("c", lambda: time.sleep(60) or {})
-    (pid, _), = ahead._children.values()
+    assert ahead.start("b", [("ok", lambda: {}), ("bad", fail), ("after", lambda: {})])
+    assert ahead.part("b", "bad") is None and ahead.part("b", "after") is None
+    assert ahead.part("b", "ok") == {}
     ahead.discard()
+
+    # A child nobody waits for is stopped and reaped at discard: no process left behind.
+    assert ahead.start("c", [("slow", lambda: time.sleep(60) or {})])
+    pid = ahead._children["c"].pid
+    ahead.discard()
+    assert gone(pid)
+
+    # Interrupted while waiting (a second Ctrl-C raises): the child is stopped and reaped too.
+    assert ahead.start("d", [("slow", lambda: time.sleep(60) or {})])
+    pid = ahead._children["d"].pid
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGALRM, interrupt)
+    signal.alarm(1)
     try:
-        os.kill(pid, 0)
-        raise AssertionError("child still there")
-    except ProcessLookupError:
+        ahead.part("d", "slow")
+        raise AssertionError("not interrupted")
+    except KeyboardInterrupt:
         pass
+    assert gone(pid)
+    ahead.discard()
 
     # Never with another thread running (forking is only safe single-threaded) ...
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)
     thread.start()
-    assert not ahead.start("d", lambda: {})
+    assert not ahead.start("e", [("x", lambda: {})])
     stop.set()
     thread.join()
     # ... nor once TensorFlow is imported.
     sys.modules["tensorflow"] = object()
-    assert not ahead.start("e", lambda: {})
+    assert not ahead.start("f", [("x", lambda: {})])
     print("ok")
     """
 )
@@ -63,4 +90,5 @@ def test_ahead_forks_a_child_and_falls_back_without_one() -> None:
     )
     assert child.returncode == 0, child.stderr[-3000:]
     assert child.stdout.strip() == "ok"
-    assert "unreadable" not in child.stderr  # the child's failure is not printed
+    assert "LEAK" not in child.stderr  # the child's output goes nowhere
+    assert "unreadable" not in child.stderr  # nor its failure

@@ -571,6 +571,24 @@ def test_cli_refuses_a_folder_with_one_class(
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow
+def test_a_real_process_refuses_a_bad_folder_as_quickly_and_plainly(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The forked child's pre-scan fails on the folder (dltool.ahead): the parent reports the
+    same one line, exit 2, and nothing is created."""
+    root = _folder(tmp_path / "pictures", {"cat": 3})
+    config = write_config(_experiment("pictures"))
+    child = subprocess.run(
+        [str(DLTOOL), "train", str(config), "--runs-dir", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert child.returncode == 2, child.stderr[-3000:]
+    (line,) = child.stderr.splitlines()
+    assert line.startswith(f"error: {root}: data.path: found 1 class folder (cat); ")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_cli_strict_lists_each_unusable_file(
     run_cli: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
 ) -> None:

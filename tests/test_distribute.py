@@ -132,12 +132,16 @@ def test_mirrored_on_two_devices_matches_one_device_and_resumes_exactly(tmp_path
     assert _info(mirrored["run"])["devices"] == ["/device:CPU:0", "/device:CPU:1"]
     assert _info(mirrored["run"])["distribute"] == "mirrored"
     _close(mirrored["metrics"], one["metrics"], MIRRORED_TOLERANCE)
-    # record_internals' gradient norms are the whole batch's on both (each replica holds half)
-    norms = [json.loads((Path(side["run"]) / INTERNALS).read_text())["gradient_norms"] for side in (one, mirrored)]  # fmt: skip
+    # record_internals' gradient norms are the whole batch's on both (each replica holds half),
+    # and a unit alive on either replica is alive
+    internals = [json.loads((Path(side["run"]) / INTERNALS).read_text()) for side in (one, mirrored)]  # fmt: skip
+    norms = [recorded["gradient_norms"] for recorded in internals]
     assert norms[0]
     assert norms[1].keys() == norms[0].keys()
     for name, values in norms[0].items():
         assert norms[1][name] == pytest.approx(values, rel=1e-4), name
+    assert internals[0]["dead_relu"]
+    assert internals[1]["dead_relu"] == internals[0]["dead_relu"]
     _resumed_exactly(out, ["/device:CPU:0", "/device:CPU:1"])
 
 

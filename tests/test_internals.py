@@ -66,15 +66,18 @@ def test_every_kind_of_net_gets_its_internals(tmp_path: Path, build, loss, relu,
     model.fit(x, y, epochs=3, batch_size=40, callbacks=[callback], verbose=0)
     recorded = json.loads((tmp_path / INTERNALS).read_text(encoding="utf-8"))
     assert recorded["epochs"] == [1, 2, 3]
-    assert recorded["probe_rows"] == 64
+    assert recorded["measured_in"] == "training steps"  # TensorFlow: no probe batch
     assert recorded["seconds"] > 0  # what recording cost
     assert list(recorded["dead_relu"]) == relu
     assert all(len(v) == 3 for v in recorded["dead_relu"].values())
-    assert recorded["dead_relu_from"] == dict.fromkeys(relu, "training steps")  # all have a bias
     assert recorded["gradients_recorded"] is True
     assert set(recorded["gradient_norms"]) == {layer.name for layer in model.layers if layer.trainable_weights}  # fmt: skip
     assert all(len(v) == 3 and min(v) > 0 for v in recorded["gradient_norms"].values())
-    assert "apply_gradients" not in vars(model.optimizer)  # the wrapper is gone after training
+    # the wrappers are gone after training, and a later fit runs without them
+    assert "apply_gradients" not in vars(model.optimizer)
+    assert "train_step" not in vars(model)
+    assert not any("call" in vars(layer) for layer in model.layers)
+    model.fit(x, y, epochs=1, batch_size=40, verbose=0)
     assert (tmp_path / INTERNALS_PICTURES).is_file() == pictures
     if pictures:
         with np.load(tmp_path / INTERNALS_PICTURES) as arrays:
@@ -123,25 +126,36 @@ def _fit_recorded(tmp_path: Path, model: Any, x: np.ndarray, y: np.ndarray, **fi
 
 @pytest.mark.slow
 def test_dead_units_are_those_that_output_zero_for_every_training_example(tmp_path: Path) -> None:
-    """Half of a layer's units pushed far below zero output 0 for every example and get no
-    gradient: exactly that half is dead, every epoch; the other half, always positive, is not."""
+    """Half of a layer's units pushed far below zero output 0 for every example: exactly that
+    half is dead, every epoch; the other half, always positive, is not. The next layer is all
+    dead, so nothing flows back to the first one: its live units still count as live (they
+    output values; only their gradients are 0)."""
     keras.backend.clear_session()
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2, activation="softmax")])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(4, activation="relu"),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
     kernel, bias = model.layers[0].get_weights()
     bias[:4], bias[4:] = -100.0, 100.0
     model.layers[0].set_weights([kernel * 0.01, bias])
+    kernel, bias = model.layers[1].get_weights()
+    model.layers[1].set_weights([kernel * 0.001, bias - 1000.0])  # every unit dead
     rng = np.random.default_rng(2)
     x = rng.uniform(-1, 1, size=(60, 3)).astype("float32")
     y = rng.integers(0, 2, size=60)
     recorded = _fit_recorded(tmp_path, model, x, y, epochs=2, batch_size=20)
-    assert recorded["dead_relu"] == {"dense": [0.5, 0.5]}
-    assert recorded["dead_relu_from"] == {"dense": "training steps"}
+    assert recorded["dead_relu"] == {"dense": [0.5, 0.5], "dense_1": [1.0, 1.0]}
+    assert recorded["gradient_norms"]["dense"] == [0.0, 0.0]  # nothing flowed back to it
 
 
 @pytest.mark.slow
-def test_relu_layers_without_a_bias_are_measured_on_the_probe_batch(tmp_path: Path) -> None:
-    """A conv layer without a bias and a separate Activation layer have no bias to read: the
-    probe batch measures them, the layer with a bias is measured in the training steps."""
+def test_relu_layers_without_a_bias_and_activation_layers_are_measured_too(tmp_path: Path) -> None:
+    """A conv layer without a bias and a separate Activation layer are measured like the rest,
+    in the training steps; the evaluation after fit does not count."""
     keras.backend.clear_session()
     model = keras.Sequential(
         [
@@ -156,7 +170,8 @@ def test_relu_layers_without_a_bias_are_measured_on_the_probe_batch(tmp_path: Pa
     )
     rng = np.random.default_rng(3)
     x = rng.normal(size=(40, 8, 8, 1)).astype("float32")
-    recorded = _fit_recorded(tmp_path, model, x, rng.integers(0, 3, size=40), epochs=2, batch_size=20)  # fmt: skip
-    assert recorded["dead_relu_from"] == {"conv2d": "probe", "activation": "probe", "dense": "training steps"}  # fmt: skip
+    y = rng.integers(0, 3, size=40)
+    recorded = _fit_recorded(tmp_path, model, x, y, epochs=2, batch_size=20, validation_data=(x, y))  # fmt: skip
+    assert recorded["measured_in"] == "training steps"
     assert list(recorded["dead_relu"]) == ["conv2d", "activation", "dense"]
     assert all(len(v) == 2 and all(0 <= f <= 1 for f in v) for v in recorded["dead_relu"].values())

@@ -22,6 +22,7 @@ from dltool.report.html import script_json
 from dltool.rundir import (
     CONFIG,
     HISTORY,
+    INTERNALS,
     METRICS,
     MISTAKES,
     PREDICTIONS,
@@ -179,6 +180,28 @@ def test_a_folder_with_only_run_json_still_gets_a_report(tmp_path: Path) -> None
     page = write_report(folder)
     assert section_ids(page) == ["headline", "curves", "about"]
     assert "no epochs recorded" in page
+
+
+@pytest.mark.parametrize(
+    ("where", "note"),
+    [
+        (
+            {"measured_in": "training steps"},
+            "dead units and gradient norms over every training step of each epoch",
+        ),
+        ({"probe_rows": 64}, "Measured after each epoch on the same 64 training examples."),
+    ],
+    ids=["tensorflow", "probe"],
+)
+def test_inside_the_model_says_what_it_was_measured_on(tmp_path: Path, where: dict[str, Any], note: str) -> None:  # fmt: skip
+    folder = tmp_path / "run"
+    folder.mkdir()
+    write_json(folder / RUN_JSON, {"status": "completed", "name": "inside"})
+    recorded = {"epochs": [1, 2], "dead_relu": {"dense": [0.0, 0.5]}, "gradient_norms": {"dense": [0.1, 0.2]}}  # fmt: skip
+    write_json(folder / INTERNALS, {**where, **recorded})
+    page = write_report(folder)
+    assert "inside" in section_ids(page)
+    assert note in page
 
 
 def test_a_run_without_mistakes_npz_lists_its_mistakes_without_inputs(tmp_path: Path) -> None:

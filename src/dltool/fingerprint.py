@@ -104,11 +104,10 @@ def fingerprint_dataset(dataset: Dataset, data: DataSource) -> Fingerprint:
     from dltool import ahead
 
     started = time.perf_counter()
-    done = ahead.result(ahead.key_of(data))  # hashed while TensorFlow loaded
+    done = ahead.part(ahead.key_of(data), "digests")  # hashed while TensorFlow loaded
     during_import = None
-    if done is not None and "digests" in done:
-        sources, files = done["digests"]["sources"], done["digests"]["files"]
-        during_import = float(done["hash_s"])
+    if done is not None:
+        sources, files, during_import = done["sources"], done["files"], float(done["seconds"])
     else:
         sources, files = hash_sources(data.source_paths())
     from dltool.data.rows import image_readers
@@ -118,6 +117,14 @@ def fingerprint_dataset(dataset: Dataset, data: DataSource) -> Fingerprint:
     return Fingerprint(
         splits, sources, files, time.perf_counter() - started, by_file, during_import
     )
+
+
+def ahead_digests(paths: list[str]) -> dict[str, Any]:
+    """:func:`hash_sources` as JSON, with its seconds: what :mod:`dltool.ahead`'s child sends
+    (read back by :func:`fingerprint_dataset`)."""
+    started = time.perf_counter()
+    sources, files = hash_sources(paths)
+    return {"sources": sources, "files": files, "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
 
 
 def hash_sources(paths: list[str]) -> tuple[dict[str, str], dict[str, str]]:

@@ -4,13 +4,13 @@ Per epoch:
 
 - a histogram of each layer's kernel (its weights without the bias), after the epoch;
 - for each layer with a ReLU activation, the fraction of its units that are dead (a conv
-  layer's unit is a filter): on TensorFlow, for a layer with a bias, the units whose bias got no
-  gradient in any training step of the epoch, so that output 0 for every training example
-  (see :class:`TrainingSteps`); otherwise the units that output 0 for every example of one
-  fixed probe batch of training data (at most 64 rows) after the epoch, at every position;
+  layer's unit is a filter): on TensorFlow, the units that output 0 for every training example
+  of the epoch, read in training's own forward pass (see :class:`TrainingSteps`); on another
+  backend, the units that output 0, at every position, for every example of one fixed probe
+  batch of training data (at most 64 rows) after the epoch;
 - the norm of each layer's gradient of the loss, as a root mean square over the epoch's
   training steps: the gradients training computed anyway, measured inside its compiled step
-  (TensorFlow backend only), so recording adds no second backward pass.
+  (TensorFlow backend only), so recording adds no second pass over anything.
 
 At the end, for CNNs: the first conv layer's filters and the feature maps of one test image
 at each conv layer. Written to RUN/internals.json and RUN/internals.npz at the end of
@@ -34,8 +34,7 @@ import keras  # noqa: E402
 
 from dltool.rundir import INTERNALS, INTERNALS_PICTURES, RunDir, write_json, write_npz  # noqa: E402
 
-PROBE_ROWS = 64  # examples whose ReLU outputs are read after each epoch, the same every time:
-# one forward pass over them costs about 64 / (training rows) / 3 of an epoch
+PROBE_ROWS = 64  # not on TensorFlow: examples whose ReLU outputs are read after each epoch
 BINS = 30  # per weight histogram
 MAPS_PER_LAYER = 16  # feature maps kept per conv layer (the first channels)
 
@@ -57,23 +56,27 @@ def _is_conv(layer: Any) -> bool:
 class TrainingSteps:
     """Gradient norms and dead ReLU units, measured inside training's own compiled step.
 
-    Wraps the optimizer's ``apply_gradients`` (what Keras' TensorFlow train step calls with the
-    gradients it computed) on this one optimizer, until :meth:`detach`. Each step adds to one
-    vector variable, in one assignment: each weight's squared gradient norm (``l2_loss``, one
-    operation a weight), 1 for the step, and the absolute gradient of each bias of a ReLU
-    layer (one operation a layer). Nothing else is traced or run. A layer's norm for the epoch
-    is the root mean square over its steps: the square root of the mean, over the steps, of
-    the sum of its weights' squared norms.
+    While recording (until :meth:`detach`), this one model's train step, each ReLU layer's
+    ``call`` and its optimizer's ``apply_gradients`` (what Keras' TensorFlow train step calls
+    with the gradients it computed) are wrapped, and the train function is traced again with
+    them. In each training step:
 
-    A ReLU unit's bias gets no gradient exactly when the unit output 0 for every example of the
-    step (the derivative of ReLU is 0 there), so a unit with no gradient in any step of the
-    epoch is dead for the whole epoch's training data (or nothing after it used it: it did not
-    learn either way).
+    - each ReLU layer's output gives its largest value per unit over the batch (one
+      ``reduce_max``; a conv layer's unit is a filter: over examples and positions). Only the
+      training forward pass is measured: the wrappers are idle outside the train step, so
+      validation, evaluation and prediction add nothing;
+    - each weight's gradient gives its squared norm (``l2_loss``: one operation a weight);
+    - those, and 1 for the step, are added to one vector variable in one assignment.
+
+    A unit is dead in an epoch when its largest output over every training example of the
+    epoch is 0 (with training's dropout on the layer's inputs). A layer's gradient norm for the
+    epoch is the root mean square over its steps: the square root of the mean, over the steps,
+    of the sum of its weights' squared norms.
 
     Under ``training.distribute`` each replica holds only its share of the batch's gradient, so
-    the figures are taken of the replicas' sum (one more all-reduce a step, only while
-    recording), and the variable, made in the model's strategy, sums every replica's copy when
-    read: the same figures as on one device.
+    the norms are taken of the replicas' sum (one more all-reduce a step, only while
+    recording); the variable, made in the model's strategy, sums every replica's copy when
+    read (a unit alive on any replica is alive): the same figures as on one device.
     """
 
     def __init__(self, model: Any, relu: list[Any]) -> None:
@@ -84,10 +87,8 @@ class TrainingSteps:
         weights = [w for layer in layers for w in layer.trainable_weights]
         position = {id(w): i for i, w in enumerate(weights)}
         self.owner = np.array([i for i, layer in enumerate(layers) for _ in layer.trainable_weights])  # fmt: skip
-        biased = [layer for layer in relu if getattr(layer, "bias", None) is not None]
-        self.dead_of = [layer.name for layer in biased]  # the ReLU layers measured here
-        self.units = [int(layer.bias.shape[-1]) for layer in biased]
-        bias_of = {id(layer.bias): k for k, layer in enumerate(biased)}
+        self.dead_of = [layer.name for layer in relu]
+        self.units = [int(layer.output.shape[-1]) for layer in relu]
         with model.distribute_strategy.scope():
             self.totals = tf.Variable(
                 tf.zeros(len(weights) + 1 + sum(self.units)),
@@ -96,8 +97,26 @@ class TrainingSteps:
                 aggregation=tf.VariableAggregation.SUM,
             )
         totals, units = self.totals, self.units
+        self.model, self.relu = model, relu
         self.optimizer = model.optimizer
-        original = self.optimizer.apply_gradients
+        step: dict[str, Any] = {"on": False, "maxima": {}}  # while a train step is traced
+
+        def train_step(data: Any) -> Any:
+            step["on"], step["maxima"] = True, {}
+            try:
+                return original_step(data)
+            finally:
+                step["on"] = False
+
+        def measured(index: int, original: Any) -> Any:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                outputs = original(*args, **kwargs)
+                if step["on"]:  # the training forward pass only
+                    axes = list(range(len(outputs.shape) - 1))
+                    step["maxima"][index] = tf.cast(tf.reduce_max(outputs, axis=axes), "float32")
+                return outputs
+
+            return call
 
         def apply_gradients(grads_and_vars: Any) -> Any:
             pairs = list(grads_and_vars)
@@ -109,19 +128,19 @@ class TrainingSteps:
                 for i, gradient in zip(present, summed, strict=True):
                     gradients[i] = gradient  # the whole batch's gradient (see the class)
             squares: list[Any] = [tf.zeros(())] * len(weights)
-            flags: list[Any] = [tf.zeros(n) for n in units]
             for gradient, (_, variable) in zip(gradients, pairs, strict=True):
-                if gradient is None:
-                    continue
-                gradient = tf.cast(gradient, "float32")
-                if id(variable) in position:
-                    squares[position[id(variable)]] = tf.nn.l2_loss(gradient)  # half the square
-                if id(variable) in bias_of:
-                    flags[bias_of[id(variable)]] = tf.abs(gradient)
-            totals.assign_add(tf.concat([tf.stack([*squares, tf.ones(())]), *flags], axis=0))
-            return original(pairs)
+                if gradient is not None and id(variable) in position:
+                    squares[position[id(variable)]] = tf.nn.l2_loss(tf.cast(gradient, "float32"))  # fmt: skip
+            maxima = [step["maxima"].get(k, tf.zeros(n)) for k, n in enumerate(units)]
+            totals.assign_add(tf.concat([tf.stack([*squares, tf.ones(())]), *maxima], axis=0))
+            return original_apply(pairs)
 
-        self.optimizer.apply_gradients = apply_gradients  # this instance only
+        original_step, original_apply = model.train_step, self.optimizer.apply_gradients
+        model.train_step = train_step  # these instances only
+        self.optimizer.apply_gradients = apply_gradients
+        for index, layer in enumerate(relu):
+            layer.call = measured(index, layer.call)
+        model.make_train_function(force=True)  # traced again, with the wrappers
 
     def take(self) -> tuple[dict[str, float], dict[str, float]]:
         """Each layer's gradient norm (root mean square over the steps) and dead fraction
@@ -137,13 +156,16 @@ class TrainingSteps:
         dead: dict[str, float] = {}
         start = count + 1
         for name, size in zip(self.dead_of, self.units, strict=True):
-            dead[name] = float(np.mean(totals[start : start + size] == 0))
+            dead[name] = float(np.mean(totals[start : start + size] <= 0))
             start += size
         return norms, dead
 
     def detach(self) -> None:
-        """The optimizer's own ``apply_gradients`` again (saved models never see the wrapper)."""
-        vars(self.optimizer).pop("apply_gradients", None)
+        """The model's own train step, calls and ``apply_gradients`` again (saved models never
+        see the wrappers), and a train function without them for a later fit."""
+        for owner, name in [(self.model, "train_step"), (self.optimizer, "apply_gradients"), *((layer, "call") for layer in self.relu)]:  # fmt: skip
+            vars(owner).pop(name, None)
+        self.model.make_train_function(force=True)
 
 
 class RecordInternals(keras.callbacks.Callback):
@@ -159,11 +181,8 @@ class RecordInternals(keras.callbacks.Callback):
         self.dead: dict[str, list[float]] = {}
         self.gradients: dict[str, list[float]] = {}
         self._relu: list[Any] = []
-        self._probed: list[Any] = []  # the ReLU layers the probe batch measures
-        self._probe: Any = None
-        self._x: Any = self.x_probe  # as the probe takes it
+        self._probe: Any = None  # not on TensorFlow: ReLU outputs on the probe batch
         self._steps: TrainingSteps | None = None
-        self.dead_from: dict[str, str] = {}
         self.seconds = 0.0
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -186,22 +205,11 @@ class RecordInternals(keras.callbacks.Callback):
 
     def _begin(self) -> None:
         self._relu = [layer for layer in self.model.layers if is_relu(layer)]
-        self._probed = self._relu
         if keras.backend.backend() == "tensorflow" and self.model.optimizer is not None:
             self._steps = TrainingSteps(self.model, self._relu)
-            self._probed = [layer for layer in self._relu if layer.name not in self._steps.dead_of]
-        self.dead_from = {layer.name: "probe" if layer in self._probed else "training steps" for layer in self._relu}  # fmt: skip
-        if self._probed:  # ReLUs without a bias, or not on TensorFlow
-            # One functional view of the model, those layers' outputs: one forward pass
-            # measures them all. Traced on TensorFlow: a forward pass alone traces in about
-            # 0.1-0.2 s, then takes 1-40 ms an epoch, where eager Keras took 7-50 ms.
-            probe = keras.Model(self.model.inputs[0], [layer.output for layer in self._probed])
+        elif self._relu:  # another backend: the probe batch after each epoch, eager
+            probe = keras.Model(self.model.inputs[0], [layer.output for layer in self._relu])
             self._probe = lambda x: probe(x, training=False)
-            if keras.backend.backend() == "tensorflow":
-                import tensorflow as tf
-
-                self._probe = tf.function(self._probe, autograph=False)
-                self._x = tf.constant(self.x_probe)
 
     def _epoch(self, epoch: int) -> None:
         self.epochs.append(epoch + 1)
@@ -217,8 +225,8 @@ class RecordInternals(keras.callbacks.Callback):
             entry["counts"].append(counts.tolist())
         norms, dead = self._steps.take() if self._steps is not None else ({}, {})
         if self._probe is not None:
-            outputs = _as_list(self._probe(self._x))
-            for layer, output in zip(self._probed, outputs, strict=True):
+            outputs = _as_list(self._probe(self.x_probe))
+            for layer, output in zip(self._relu, outputs, strict=True):
                 array = np.asarray(keras.ops.convert_to_numpy(output))
                 per_unit = array.reshape(-1, array.shape[-1]).max(axis=0)  # examples, positions
                 dead[layer.name] = float(np.mean(per_unit <= 0))
@@ -252,17 +260,19 @@ class RecordInternals(keras.callbacks.Callback):
         return arrays, conv, maps
 
     def _write(self, arrays: dict[str, np.ndarray], conv: list[Any], maps: list[str]) -> None:
+        # where the dead units come from: every training example of each epoch, or (not on
+        # TensorFlow) the probe batch after each epoch
+        where = {"measured_in": "training steps"} if self._steps is not None else {"probe_rows": len(self.x_probe)}  # fmt: skip
         write_json(
             self.run.file(INTERNALS),
             {
-                "probe_rows": len(self.x_probe),
+                **where,
                 "seconds": round(self.seconds, 4),  # spent recording, all epochs together
                 "epochs": self.epochs,
                 "histograms": self.histograms,
                 "dead_relu": self.dead,
                 "gradient_norms": self.gradients,
                 "gradients_recorded": self._steps is not None,
-                "dead_relu_from": self.dead_from,
                 "filters_of": conv[0].name if conv else None,
                 "feature_maps_of": maps,
             },

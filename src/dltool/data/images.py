@@ -157,8 +157,8 @@ class ImageFolderData(StreamingSource):
 
         from dltool import ahead
 
-        done = ahead.result(ahead.key_of(self))  # the pre-scan, done while TensorFlow loaded
-        if done is not None and "scan" in done:
+        done = ahead.part(ahead.key_of(self), "source")  # the pre-scan, while TensorFlow loaded
+        if done is not None:
             folders = [_Folder.from_record(record) for record in done["scan"]]
             prescan_s, during_import = float(done["scan_s"]), True
         else:

@@ -52,7 +52,12 @@ def inside_section(folder: Path, data: dict[str, Any]) -> str:
         body.append("<p class=note>Gradient norms are recorded on the TensorFlow backend only.</p>")
     body += _pictures(folder, recorded)
     rows = recorded.get("probe_rows")
-    note = f"Measured after each epoch on the same {number(rows)} training examples." if isinstance(rows, int) else ""  # fmt: skip
+    if recorded.get("measured_in") == "training steps":
+        note = "Weights after each epoch; dead units and gradient norms over every training step of each epoch."  # fmt: skip
+    elif isinstance(rows, int):  # another backend, or a run recorded before 2026-12-05
+        note = f"Measured after each epoch on the same {number(rows)} training examples."
+    else:
+        note = ""
     return section("inside", "Inside the model", Markup("".join(body)), note)
 
 
