@@ -38,6 +38,15 @@ CHILD = textwrap.dedent(
     ahead.discard()
     assert ahead.part("a", "first") is None
 
+    # A part bigger than the pipe's buffer does not hold the next one up: the child goes on
+    # while the parent is busy (importing TensorFlow) and reads later.
+    assert ahead.start("big", [("big", lambda: {"x": "y" * 1_000_000}), ("next", lambda: {"t": time.time()})])
+    time.sleep(2)
+    reading = time.time()
+    assert len(ahead.part("big", "big")["x"]) == 1_000_000
+    assert ahead.part("big", "next")["t"] < reading
+    ahead.discard()
+
     # A part that fails ends the child: the parts before it still count, the rest are the
     # parent's to do.
     def fail():

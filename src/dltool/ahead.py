@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import signal
 import sys
 import threading
@@ -53,10 +54,13 @@ class _Child:
             except BaseException:  # a second Ctrl-C, SIGTERM: leave nothing behind
                 self.stop()
                 raise
-            if not line:
+            try:
+                message = json.loads(line) if line.endswith(b"\n") else None
+            except ValueError:
+                message = None
+            if message is None:  # the end, or a child killed halfway through a part
                 self.reap()
                 break
-            message = json.loads(line)
             self.parts[message["part"]] = message["result"]
         return self.parts.get(name)
 
@@ -113,16 +117,30 @@ def start(key: str, work: Work) -> bool:
         try:
             os.close(read)
             _quiet_child(parent)
-            with os.fdopen(write, "wb") as pipe:
+            # A thread sends: a part bigger than the pipe's buffer (a 6,000-image scan is
+            # 600 kB) waits there until the parent reads it, and the next part goes on meanwhile.
+            outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+            sender = threading.Thread(target=_send, args=(write, outbox))
+            sender.start()
+            try:
                 for name, compute in work:
-                    pipe.write(json.dumps({"part": name, "result": compute()}).encode() + b"\n")
-                    pipe.flush()
-            status = 0
+                    outbox.put(json.dumps({"part": name, "result": compute()}).encode() + b"\n")
+                status = 0
+            finally:
+                outbox.put(None)  # what was done still goes out whole
+                sender.join()
         finally:
             os._exit(status)
     os.close(write)
     _children[key] = _Child(pid, read)
     return True
+
+
+def _send(write: int, outbox: queue.SimpleQueue[bytes | None]) -> None:
+    with os.fdopen(write, "wb") as pipe:
+        while (message := outbox.get()) is not None:
+            pipe.write(message)
+            pipe.flush()
 
 
 def _quiet_child(parent: int) -> None:
