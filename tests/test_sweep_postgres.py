@@ -197,7 +197,12 @@ def test_three_workers_share_one_study_and_a_killed_ones_trial_is_retried(
                     killed = process
                     break
             time.sleep(0.02)
-        assert killed is not None, "no worker was ever seen training"
+        if killed is None:  # say what the workers did instead
+            for process in workers:
+                if process.poll() is None:
+                    process.kill()
+            said = [f"exit {p.wait(timeout=30)}: {p.communicate(timeout=30)[0][-1500:]}" for p in workers]  # fmt: skip
+            raise AssertionError("no worker was ever seen training:\n" + "\n".join(said))
         outputs = [p.communicate(timeout=300)[0] for p in workers]
     finally:
         for process in workers:
