@@ -175,3 +175,28 @@ def test_relu_layers_without_a_bias_and_activation_layers_are_measured_too(tmp_p
     assert recorded["measured_in"] == "training steps"
     assert list(recorded["dead_relu"]) == ["conv2d", "activation", "dense"]
     assert all(len(v) == 2 and all(0 <= f <= 1 for f in v) for v in recorded["dead_relu"].values())
+
+
+@pytest.mark.slow
+def test_a_fit_cut_short_is_left_without_the_wrappers_by_detach(tmp_path: Path) -> None:
+    """Ctrl-C ends fit without on_train_end: training calls detach itself (training.py)."""
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            raise KeyboardInterrupt
+
+    keras.backend.clear_session()
+    model = _dense("relu")
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    x = np.random.default_rng(4).normal(size=(20, 3)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    recorder = RecordInternals(RunDir(tmp_path), x, None)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=2, callbacks=[Interrupt(), recorder], verbose=0)
+    assert "train_step" in vars(model)  # on_train_end did not run
+    recorder.detach()
+    recorder.detach()  # once is enough; twice is harmless
+    assert "train_step" not in vars(model)
+    assert "apply_gradients" not in vars(model.optimizer)
+    assert not any("call" in vars(layer) for layer in model.layers)
+    assert not (tmp_path / INTERNALS).exists()  # an interrupted run has none

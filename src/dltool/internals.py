@@ -141,6 +141,7 @@ class TrainingSteps:
         for index, layer in enumerate(relu):
             layer.call = measured(index, layer.call)
         model.make_train_function(force=True)  # traced again, with the wrappers
+        self.attached = True
 
     def take(self) -> tuple[dict[str, float], dict[str, float]]:
         """Each layer's gradient norm (root mean square over the steps) and dead fraction
@@ -162,7 +163,10 @@ class TrainingSteps:
 
     def detach(self) -> None:
         """The model's own train step, calls and ``apply_gradients`` again (saved models never
-        see the wrappers), and a train function without them for a later fit."""
+        see the wrappers), and a train function without them for a later fit. Once."""
+        if not self.attached:
+            return
+        self.attached = False
         for owner, name in [(self.model, "train_step"), (self.optimizer, "apply_gradients"), *((layer, "call") for layer in self.relu)]:  # fmt: skip
             vars(owner).pop(name, None)
         self.model.make_train_function(force=True)
@@ -236,9 +240,14 @@ class RecordInternals(keras.callbacks.Callback):
         for name, norm in norms.items():
             self.gradients.setdefault(name, []).append(norm)
 
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+    def detach(self) -> None:
+        """Training's own step again (see :meth:`TrainingSteps.detach`): at the end of
+        training, and after a fit that an interrupt or an error ended early."""
         if self._steps is not None:
             self._steps.detach()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self.detach()
         with self._timed():
             arrays, conv, maps = self._pictures()
         self._write(arrays, conv, maps)

@@ -450,13 +450,15 @@ def _train_and_finish(
     guard = StopOnNonFinite()
     saver = Checkpointer(run, fingerprint(config), log, training.checkpoint_seconds)
     callbacks = make_callbacks(config, run, log, guard, saver, prune)
+    recorder = None
     if training.record_internals:  # last: it reads the weights early stopping restored
         from dltool.internals import PROBE_ROWS, RecordInternals
 
         first = np.arange(min(PROBE_ROWS, len(dataset.x_train)))
         test = dataset.x_test
         picture = _examples(test, np.arange(1))[0] if test is not None and len(test) else None
-        callbacks.append(RecordInternals(run, _examples(dataset.x_train, first), picture))
+        recorder = RecordInternals(run, _examples(dataset.x_train, first), picture)
+        callbacks.append(recorder)
     extra: dict[str, Any] = {}
     try:
         # A signal only sets a flag until the run reaches a safe point (see interrupts.py).
@@ -465,15 +467,19 @@ def _train_and_finish(
                 dataset.x_train, prepared.labels["train"], batch_size, seed, first_epoch
             )
             with prepared.clock.phase("fit"):
-                model.fit(
-                    train_pipeline.dataset,  # one epoch per pass: no steps_per_epoch (see there)
-                    validation_data=validation_data,
-                    initial_epoch=first_epoch,
-                    epochs=training.epochs,
-                    shuffle=False,  # the pipeline shuffles, seeded per epoch
-                    callbacks=[train_pipeline.callback(), *callbacks],
-                    verbose=0,
-                )
+                try:
+                    model.fit(
+                        train_pipeline.dataset,  # one epoch per pass: no steps_per_epoch (see there)
+                        validation_data=validation_data,
+                        initial_epoch=first_epoch,
+                        epochs=training.epochs,
+                        shuffle=False,  # the pipeline shuffles, seeded per epoch
+                        callbacks=[train_pipeline.callback(), *callbacks],
+                        verbose=0,
+                    )
+                finally:
+                    if recorder is not None:  # an interrupted fit skips on_train_end
+                        recorder.detach()
         if guard.failure:
             saver.save_last_complete_epoch()  # the last finite weights, for inspection or resume
             raise TrainingError(guard.failure)
