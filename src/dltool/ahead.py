@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from dltool.data.source import DataSource
 
 Work = list[tuple[str, Callable[[], dict[str, Any]]]]  # (part name, what computes it), in order
+SOURCE = "source"  # the part DataSource.ahead computes (an image folder's pre-scan)
+DIGESTS = "digests"  # the part fingerprint.ahead_digests computes
 
 
 class _Child:
@@ -93,7 +95,7 @@ def start_for(data: DataSource, task: str) -> bool:
     paths = data.source_paths()
     if not paths:
         return False
-    return start(key_of(data), [("source", lambda: data.ahead(task)), ("digests", lambda: ahead_digests(paths))])  # fmt: skip
+    return start(key_of(data), [(SOURCE, lambda: data.ahead(task)), (DIGESTS, lambda: ahead_digests(paths))])  # fmt: skip
 
 
 def start(key: str, work: Work) -> bool:

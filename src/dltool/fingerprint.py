@@ -104,7 +104,7 @@ def fingerprint_dataset(dataset: Dataset, data: DataSource) -> Fingerprint:
     from dltool import ahead
 
     started = time.perf_counter()
-    done = ahead.part(ahead.key_of(data), "digests")  # hashed while TensorFlow loaded
+    done = ahead.part(ahead.key_of(data), ahead.DIGESTS)  # hashed while TensorFlow loaded
     during_import = None
     if done is not None:
         sources, files, during_import = done["sources"], done["files"], float(done["seconds"])

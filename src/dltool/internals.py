@@ -44,6 +44,12 @@ def _as_list(outputs: Any) -> list[Any]:
     return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
 
 
+def in_the_step() -> bool:
+    """Whether recording happens inside the training step (:class:`TrainingSteps`, TensorFlow);
+    otherwise dead units come from a probe batch after each epoch."""
+    return keras.backend.backend() == "tensorflow"
+
+
 def is_relu(layer: Any) -> bool:
     activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", "") == "relu"
@@ -87,7 +93,6 @@ class TrainingSteps:
         weights = [w for layer in layers for w in layer.trainable_weights]
         position = {id(w): i for i, w in enumerate(weights)}
         self.owner = np.array([i for i, layer in enumerate(layers) for _ in layer.trainable_weights])  # fmt: skip
-        self.dead_of = [layer.name for layer in relu]
         self.units = [int(layer.output.shape[-1]) for layer in relu]
         with model.distribute_strategy.scope():
             self.totals = tf.Variable(
@@ -156,8 +161,8 @@ class TrainingSteps:
         norms = {name: float(np.sqrt(total / steps)) for name, total in zip(self.names, squares, strict=True)}  # fmt: skip
         dead: dict[str, float] = {}
         start = count + 1
-        for name, size in zip(self.dead_of, self.units, strict=True):
-            dead[name] = float(np.mean(totals[start : start + size] <= 0))
+        for layer, size in zip(self.relu, self.units, strict=True):
+            dead[layer.name] = float(np.mean(totals[start : start + size] <= 0))
             start += size
         return norms, dead
 
@@ -175,10 +180,12 @@ class TrainingSteps:
 class RecordInternals(keras.callbacks.Callback):
     """Measures the model after each epoch (see the module); writes its files at the end."""
 
-    def __init__(self, run: RunDir, x_probe: np.ndarray, picture: np.ndarray | None) -> None:
+    def __init__(self, run: RunDir, x_probe: np.ndarray | None, picture: np.ndarray | None) -> None:  # fmt: skip
+        """``x_probe``: training examples for :data:`PROBE_ROWS`, needed only where
+        :func:`in_the_step` is false (None otherwise)."""
         super().__init__()
         self.run = run
-        self.x_probe = x_probe[:PROBE_ROWS]
+        self.x_probe = x_probe[:PROBE_ROWS] if x_probe is not None else None
         self.picture = picture  # one test example, for the feature maps
         self.epochs: list[int] = []
         self.histograms: dict[str, dict[str, list[Any]]] = {}
@@ -209,11 +216,12 @@ class RecordInternals(keras.callbacks.Callback):
 
     def _begin(self) -> None:
         self._relu = [layer for layer in self.model.layers if is_relu(layer)]
-        if keras.backend.backend() == "tensorflow" and self.model.optimizer is not None:
+        if in_the_step():
             self._steps = TrainingSteps(self.model, self._relu)
         elif self._relu:  # another backend: the probe batch after each epoch, eager
-            probe = keras.Model(self.model.inputs[0], [layer.output for layer in self._relu])
-            self._probe = lambda x: probe(x, training=False)
+            if self.x_probe is None:
+                raise ValueError("record_internals needs probe rows on this backend")
+            self._probe = keras.Model(self.model.inputs[0], [layer.output for layer in self._relu])
 
     def _epoch(self, epoch: int) -> None:
         self.epochs.append(epoch + 1)
@@ -229,7 +237,7 @@ class RecordInternals(keras.callbacks.Callback):
             entry["counts"].append(counts.tolist())
         norms, dead = self._steps.take() if self._steps is not None else ({}, {})
         if self._probe is not None:
-            outputs = _as_list(self._probe(self.x_probe))
+            outputs = _as_list(self._probe(self.x_probe, training=False))
             for layer, output in zip(self._relu, outputs, strict=True):
                 array = np.asarray(keras.ops.convert_to_numpy(output))
                 per_unit = array.reshape(-1, array.shape[-1]).max(axis=0)  # examples, positions
@@ -271,7 +279,10 @@ class RecordInternals(keras.callbacks.Callback):
     def _write(self, arrays: dict[str, np.ndarray], conv: list[Any], maps: list[str]) -> None:
         # where the dead units come from: every training example of each epoch, or (not on
         # TensorFlow) the probe batch after each epoch
-        where = {"measured_in": "training steps"} if self._steps is not None else {"probe_rows": len(self.x_probe)}  # fmt: skip
+        if self._steps is not None:
+            where: dict[str, Any] = {"measured_in": "training steps"}
+        else:
+            where = {"probe_rows": len(self.x_probe) if self.x_probe is not None else 0}
         write_json(
             self.run.file(INTERNALS),
             {

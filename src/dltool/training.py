@@ -452,12 +452,13 @@ def _train_and_finish(
     callbacks = make_callbacks(config, run, log, guard, saver, prune)
     recorder = None
     if training.record_internals:  # last: it reads the weights early stopping restored
-        from dltool.internals import PROBE_ROWS, RecordInternals
+        from dltool.internals import PROBE_ROWS, RecordInternals, in_the_step
 
         first = np.arange(min(PROBE_ROWS, len(dataset.x_train)))
+        probe = None if in_the_step() else _examples(dataset.x_train, first)  # decoded if streamed
         test = dataset.x_test
         picture = _examples(test, np.arange(1))[0] if test is not None and len(test) else None
-        recorder = RecordInternals(run, _examples(dataset.x_train, first), picture)
+        recorder = RecordInternals(run, probe, picture)
         callbacks.append(recorder)
     extra: dict[str, Any] = {}
     try:

@@ -157,7 +157,7 @@ class ImageFolderData(StreamingSource):
 
         from dltool import ahead
 
-        done = ahead.part(ahead.key_of(self), "source")  # the pre-scan, while TensorFlow loaded
+        done = ahead.part(ahead.key_of(self), ahead.SOURCE)  # the pre-scan, while TensorFlow loaded
         if done is not None:
             folders = [_Folder.from_record(record) for record in done["scan"]]
             prescan_s, during_import = float(done["scan_s"]), True

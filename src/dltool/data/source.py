@@ -67,7 +67,7 @@ class DataSource(Strict):
     def ahead(self, task: str) -> dict[str, Any]:
         """Work on the source's files that needs no TensorFlow, done in a child process while
         the run imports it (:mod:`dltool.ahead`); :meth:`load` takes it from there (the part
-        ``"source"``). Its result must be JSON. Nothing by default."""
+        :data:`dltool.ahead.SOURCE`). Its result must be JSON. Nothing by default."""
         return {}
 
     @abstractmethod
