@@ -69,6 +69,7 @@ from dltool.interrupts import (  # noqa: E402
 )
 from dltool.metrics import SPLITS  # noqa: E402
 from dltool.model import (  # noqa: E402
+    build_training_state,
     compile_model,
     layer_rows,
     model_summary,
@@ -467,6 +468,7 @@ def _train_and_finish(
             train_pipeline = TrainPipeline(
                 dataset.x_train, prepared.labels["train"], batch_size, seed, first_epoch
             )
+            build_training_state(model, dataset.x_train, prepared.labels["train"])
             with prepared.clock.phase("fit"):
                 try:
                     model.fit(
