@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import tiny_config
@@ -54,3 +56,28 @@ def test_auto_steps_per_execution_needs_small_batches(batch_size: int, expected:
     )
     config["data"] = {"source": "shapes", "image_size": 128, "color_mode": "rgb"}
     assert steps_per_execution(validate_config(config, source="<test>"), 1000) == expected
+
+
+@pytest.mark.slow
+def test_fit_traces_the_train_step_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The metrics' and optimizer's variables exist before fit: TensorFlow traced the whole
+    step a second time when the first trace created them (a second per fit on 2 cores)."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    from dltool import api
+
+    traces: list[object] = []
+    original = TensorFlowTrainer.train_step
+
+    def counted(self: TensorFlowTrainer, data: object) -> object:
+        traces.append(data)
+        return original(self, data)
+
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", counted)
+    config = tiny_config(
+        data={"validation_split": 0.25},
+        training={"epochs": 2, "metrics": ["accuracy", "auc"], "optimizer": {"name": "adam"}},
+    )
+    result = api.train(config, runs_dir=tmp_path, quiet=True)
+    assert result.status == "completed"
+    assert len(traces) == 1

@@ -147,6 +147,8 @@ def build_training_state(model: keras.Model, x: np.ndarray | Rows, y: np.ndarray
     symbolic_build = getattr(model, "_symbolic_build", None)  # what fit does under a strategy
     if symbolic_build is None or getattr(model, "_distribute_strategy", None) is not None:
         return  # under a strategy fit builds them itself, in the strategy's scope
+    if len(y) == 0:
+        return
     shape = (1, *x.shape[1:])
     symbolic_build(data_batch=(np.zeros(shape, dtype="float32"), np.asarray(y[:1]), None))
 
