@@ -144,13 +144,16 @@ def build_training_state(model: keras.Model, x: np.ndarray | Rows, y: np.ndarray
     built here from the shapes of one batch, the step is traced once (a second less per fit
     of a small model on a 2-core machine; the same weights, the same results).
     """
+    if keras.backend.backend() != "tensorflow" or len(y) == 0:
+        return  # the other backends' fit builds them first anyway
     symbolic_build = getattr(model, "_symbolic_build", None)  # what fit does under a strategy
     if symbolic_build is None or getattr(model, "_distribute_strategy", None) is not None:
         return  # under a strategy fit builds them itself, in the strategy's scope
-    if len(y) == 0:
-        return
     shape = (1, *x.shape[1:])
-    symbolic_build(data_batch=(np.zeros(shape, dtype="float32"), np.asarray(y[:1]), None))
+    try:
+        symbolic_build(data_batch=(np.zeros(shape, dtype="float32"), np.asarray(y[:1]), None))
+    except TypeError:  # a Keras whose private method changed: fit builds them, tracing twice
+        return
 
 
 def save_model(model: keras.Model, target: Path) -> None:

@@ -468,8 +468,8 @@ def _train_and_finish(
             train_pipeline = TrainPipeline(
                 dataset.x_train, prepared.labels["train"], batch_size, seed, first_epoch
             )
-            build_training_state(model, dataset.x_train, prepared.labels["train"])
             with prepared.clock.phase("fit"):
+                build_training_state(model, dataset.x_train, prepared.labels["train"])
                 try:
                     model.fit(
                         train_pipeline.dataset,  # one epoch per pass: no steps_per_epoch (see there)
