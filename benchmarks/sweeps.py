@@ -48,11 +48,12 @@ BASE = REPO / "configs" / "student_pass_rule.yaml"
 # much dropout or L2 underfits) and the good region is a small corner of it, which random
 # search must hit in every setting at once. 300 validation rows, not 75: the loss of a point
 # then depends on the point more than on its initial weights.
+EPOCHS = 6
 OVERRIDES = [
     "data.n_train=600",
     "data.validation_split=0.5",
     "data.n_test=100",
-    "training.epochs=6",
+    f"training.epochs={EPOCHS}",
     "training.early_stopping=null",
     "training.save_best=null",
 ]
@@ -64,7 +65,6 @@ PARAMS = {
     "model.layers[3].units": {"int_uniform": [1, 64]},
     "training.regularization.l2": {"log_uniform": [1.0e-6, 1.0e-1]},
 }
-EPOCHS = 6
 STARTUP_TRIALS = 5  # TPE's random points before it models the results
 PRUNERS = {
     "median": {"type": "median", "min_epochs": 1, "startup_trials": 5},
