@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
+from startup import startup
+from startup import table as startup_table
+from startup import targets as startup_targets
 from timing import Measured, run_timed, spread
 
 HERE = Path(__file__).resolve().parent
@@ -86,7 +89,6 @@ NOT_COMPARED = {  # configs/ files without a plain script, and why
     "deep_net": "a curriculum config that records the model's internals (benchmarks/internals.py measures that cost)",
 }
 CNN_NOT_COMPARED = ("mnist_cnn",)
-INSTANT_LIMIT = 0.3  # seconds: `--help`, `validate`, `runs`
 NOTEBOOK_LIMIT = 1.05  # dltool / plain on student_pass
 CNN_LIMIT = 1.0  # dltool / plain on each CNN example: dltool must be faster
 PREDICT_LIMIT = 1.10  # dltool predict's time / model.predict's, same arrays
@@ -176,41 +178,6 @@ def compare(name: str, runs: int, scratch: Path) -> Comparison:
         report = json.loads(measured.stdout.strip().splitlines()[-1])
         plain.add(measured, report["seconds"], report["epochs"], report["train_examples"])
     return Comparison(name, dltool, plain, splits)
-
-
-def startup(runs: int, scratch: Path) -> dict[str, list[float]]:
-    dltool = str(BIN / "dltool")
-    student = str(REPO / "configs" / "student_pass.yaml")
-    (scratch / "no-runs").mkdir(exist_ok=True)
-    commands = {
-        "python -c pass": [sys.executable, "-c", "pass"],
-        "dltool --help": [dltool, "--help"],
-        "dltool validate -q configs/student_pass.yaml": [dltool, "validate", "-q", student],
-        "dltool runs (empty folder)": [dltool, "runs", "--runs-dir", str(scratch / "no-runs")],
-        "dltool layers": [dltool, "layers"],
-    }
-    results = {}
-    for label, command in commands.items():
-        run_timed(command, scratch)  # warm-up
-        results[label] = [run_timed(command, scratch).wall for _ in range(runs)]
-    return results
-
-
-def import_report(arguments: list[str], scratch: Path, count: int = 3) -> str:
-    """The share of ``dltool ARGUMENTS`` spent importing, and its slowest top-level imports."""
-    measured = run_timed([sys.executable, "-X", "importtime", "-m", "dltool", *arguments], scratch)
-    cumulative: dict[str, int] = {}  # module -> microseconds, itself and what it imported
-    for line in measured.stderr.splitlines():
-        found = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\S.*)$", line)
-        if found:  # no indentation: imported by the program itself, not by another module
-            cumulative[found.group(2)] = int(found.group(1))
-    share = sum(cumulative.values()) / 1e6 / measured.wall
-    top = sorted(cumulative.items(), key=lambda item: -item[1])[:count]
-    slowest = ", ".join(f"{module} {micros / 1e6:.2f} s" for module, micros in top)
-    return (
-        f"importing modules is {share:.0%} of the command's time under `python -X importtime` "
-        f"(which slows imports); slowest: {slowest}"
-    )
 
 
 # ---------------------------------------------------------------------------- report
@@ -352,27 +319,7 @@ def predict_target() -> list[str]:
 
 
 def targets(results: list[Comparison], starts: dict[str, list[float]], scratch: Path) -> list[str]:
-    lines = []
-    python = statistics.median(starts["python -c pass"])
-    instant = {
-        "dltool --help": ["--help"],
-        "dltool validate -q configs/student_pass.yaml": [
-            "validate",
-            "-q",
-            str(REPO / "configs" / "student_pass.yaml"),
-        ],
-        "dltool runs (empty folder)": ["runs", "--runs-dir", str(scratch / "no-runs")],
-    }
-    for label, arguments in instant.items():
-        median = statistics.median(starts[label])
-        margin = f"{median:.2f} s, {abs(INSTANT_LIMIT - median):.2f} s {'under' if median < INSTANT_LIMIT else 'over'} {INSTANT_LIMIT} s"
-        reason = ""
-        if median >= INSTANT_LIMIT:
-            reason = (
-                f"{median - python:.2f} s more than bare Python start-up ({python:.2f} s); "
-                f"{import_report(arguments, scratch)}"
-            )
-        lines.append(verdict(median < INSTANT_LIMIT, f"`{label}` under 0.3 s", margin, reason))
+    lines = [verdict(*check) for check in startup_targets(starts, scratch)]
     measured = {c.name: c for c in results}
     for name in [n for n, p in PAIRS.items() if p.cnn] + list(CNN_NOT_COMPARED):
         what = f"`dltool train` faster than plain Keras on the CNN example {name}"
@@ -440,11 +387,9 @@ def report(
         "",
         "## Start-up of the instant commands (no TensorFlow import)",
         "",
-        "| command | median (min-max) |",
-        "|---|---|",
-        *[f"| `{label}` | {spread(values)} |" for label, values in starts.items()],
+        *startup_table(starts),
         "",
-        "## Targets (issue 7)",
+        "## Targets (issues 7 and 17)",
         "",
         *targets(results, starts, scratch),
         "",

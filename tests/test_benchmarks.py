@@ -63,3 +63,15 @@ def test_the_sweep_benchmark_counts_best_so_far_over_completed_trials_only(
     assert [sweeps.best_after(trials, n) for n in (1, 2, 3, 4)] == [0.5, 0.5, 0.5, 0.3]
     assert sweeps.trials_to_reach(trials, 0.4) == 4
     assert sweeps.trials_to_reach(trials, 0.2) is None
+
+
+def test_the_sweep_benchmark_steady_rate_starts_once_every_worker_has_finished_a_trial(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    sweeps = importlib.import_module("sweeps")
+    # 1 worker: 3 trials after its first, in 6 s
+    assert sweeps.steady_rate([10.0, 12.0, 14.0, 16.0], 1) == 3600 * 3 / 6
+    # 2 workers: from the second completion (both running) on, 3 trials in 9 s
+    assert sweeps.steady_rate([10.0, 11.0, 15.0, 16.0, 20.0], 2) == 3600 * 3 / 9
+    assert sweeps.steady_rate([10.0, 11.0], 2) != sweeps.steady_rate([10.0, 11.0], 2)  # NaN

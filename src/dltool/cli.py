@@ -7,10 +7,7 @@ Longer than 400 lines because it declares every command and option: each command
 body is a few lines that call the module owning the work.
 """
 
-from __future__ import annotations
-
 import contextlib
-import json
 import signal
 import threading
 from collections.abc import Iterator
@@ -23,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from dltool import __version__, views
+from dltool import __version__
 from dltool.errors import DltoolError, ExitCode, RunFolderIncomplete, UsageError
 from dltool.interrupts import handling_signals, raise_if_requested, stop_of
 
@@ -255,6 +252,8 @@ def train(
     ] = None,
 ) -> None:
     """Train the model an experiment file describes and save everything in a new run folder."""
+    from dltool import views
+
     if resume is not None:
         if config_paths:
             raise UsageError("--resume continues a run folder: give no experiment files with it")
@@ -295,7 +294,7 @@ def train(
 
 def _train_one(
     path: Path, runs_dir: Path, name: str | None, overrides: list[str], smoke: bool
-) -> RunResult:
+) -> "RunResult":
     """One ``dltool train`` of one file: the Python API's :func:`dltool.api.train`."""
     from dltool.api import train  # imports TensorFlow only once the config is valid
 
@@ -315,6 +314,7 @@ def _train_many(
     Each run's own final metrics and folder are printed as it ends (not for the
     temporary folders of `dltool smoke`), then a summary row per config.
     """
+    from dltool import views
     from dltool.rundir import RunDir
 
     outcomes: list[dict[str, Any]] = []
@@ -364,6 +364,7 @@ def reproduce(
     The data is checked by fingerprint first: a missing or changed file is refused (exit 2).
     Exit 0 when every metric is within the tolerance, 3 otherwise.
     """
+    from dltool import views
     from dltool.reproduce import reproduce as reproduce_run
 
     with handling_signals():
@@ -391,6 +392,8 @@ def continue_command(
     Epoch numbers carry on and learning-rate schedules continue; the new run.json names
     its parent. The data is checked by fingerprint first, as for reproduce.
     """
+    from dltool import views
+
     with handling_signals():
         from dltool.backend import use_backend
         from dltool.rundir import CONFIG, RunDir
@@ -668,6 +671,8 @@ def predict(
     ] = False,
 ) -> None:
     """Predict new inputs with a finished run (or an export); one CSV row per example, with class names."""
+    from dltool import views
+
     run = _open_for_use(run_path)
     from dltool.predict import predict_file
 
@@ -700,6 +705,8 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score a finished run (or an export) on labelled data: loss, metrics, per-class report, confusion matrix."""
+    from dltool import views
+
     run = _open_for_use(run_path)
     from dltool.predict import evaluate_file
 
@@ -728,6 +735,7 @@ def export(
     ] = False,
 ) -> None:
     """Export a run's model for another runtime, checked against model.keras on the test split."""
+    from dltool import views
     from dltool.export import export_run
 
     views.export_result(_out(), export_run(run_path, format_name, output, overwrite))
@@ -748,6 +756,7 @@ def data(
     ] = None,
 ) -> None:
     """Write the dataset a config trains on (CSV for tables, PNG folders for images) and describe it."""
+    from dltool import views
     from dltool.config import load_config
     from dltool.data import load_dataset, naming_config
     from dltool.data.export import export_dataset, seed_for_splits
@@ -785,6 +794,7 @@ def report_command(
     ] = None,
 ) -> None:
     """Write a run's HTML report again (e.g. for an older run), or one page comparing runs."""
+    from dltool import views
     from dltool.report import report_target
 
     written = report_target(run_paths, output)
@@ -810,6 +820,8 @@ def schema(
 @app.command()
 def layers() -> None:
     """List the layer types a config can use, with their parameters and defaults."""
+    from dltool import views
+
     views.layer_registry(_out())
 
 
@@ -843,12 +855,16 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """List the runs in a runs folder: status, date, duration, parameters, metrics."""
+    from dltool import views
+
     if ctx.invoked_subcommand is not None:
         return
     from dltool.runs import list_runs, select
 
     chosen = select(list_runs(runs_dir), filters or [], sort, reverse)
     if as_json:
+        import json
+
         typer.echo(json.dumps([r.summary() for r in chosen], indent=2))
         return
     views.runs_table(_out(), [r.summary() for r in chosen], runs_dir)
@@ -870,6 +886,7 @@ def runs_compare(
     ] = None,
 ) -> None:
     """Show how runs differ: config keys that changed, and metrics side by side."""
+    from dltool import views
     from dltool.errors import InputError
     from dltool.runs import compare, read_run
 
@@ -881,6 +898,8 @@ def runs_compare(
 
         write_comparison(list(run_paths), html)
     if as_json:
+        import json
+
         typer.echo(json.dumps(result, indent=2))
         return
     views.comparison(_out(), result)
