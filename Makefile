@@ -41,8 +41,9 @@ format: install
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
-# About 17 minutes on 2 cores; run it on a quiet machine. predict_csv.py runs before
-# compare.py, whose Targets section reads results-predict.md.
+# About 30 minutes on 2 cores; run it on a quiet machine. predict_csv.py runs before
+# compare.py, whose Targets section reads results-predict.md. cnn_speed.py (about 13 minutes):
+# the MNIST convnet against plain Keras and the matmul peak (results-cnn.md).
 bench: install
 	$(BIN)/python benchmarks/options.py
 	$(BIN)/python benchmarks/predict_csv.py
@@ -50,6 +51,7 @@ bench: install
 	$(BIN)/python benchmarks/report.py
 	$(BIN)/python benchmarks/internals.py
 	$(BIN)/python benchmarks/export_predict.py
+	$(BIN)/python benchmarks/cnn_speed.py
 
 # Data bigger than memory: image folders of 2,000 / 6,000 / 25,000 images and a 10-million-row
 # CSV against plain Keras (generated once into /tmp/dltool-bench-data, about 1.5 GB). About

@@ -84,7 +84,7 @@ PAIRS = {
     ),
 }
 NOT_COMPARED = {  # configs/ files without a plain script, and why
-    "mnist_cnn": "needs the 11 MB MNIST download (keras.datasets.mnist); `make bench` runs offline",
+    "mnist_cnn": "needs the 11 MB MNIST download (keras.datasets.mnist); `make bench` runs offline, and benchmarks/cnn_speed.py compares it on synthetic MNIST-shaped data ([results-cnn.md](results-cnn.md))",
     "smoke": "a 2-epoch installation check, not an example",
     "deep_net": "a curriculum config that records the model's internals (benchmarks/internals.py measures that cost)",
 }

@@ -75,3 +75,61 @@ def test_the_sweep_benchmark_steady_rate_starts_once_every_worker_has_finished_a
     # 2 workers: from the second completion (both running) on, 3 trials in 9 s
     assert sweeps.steady_rate([10.0, 11.0, 15.0, 16.0, 20.0], 2) == 3600 * 3 / 9
     assert sweeps.steady_rate([10.0, 11.0], 2) != sweeps.steady_rate([10.0, 11.0], 2)  # NaN
+
+
+@pytest.fixture
+def cnn_speed(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """benchmarks/cnn_speed.py as a module (it imports its sibling timing.py)."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    return importlib.import_module("cnn_speed")
+
+
+def test_the_cnn_benchmark_counts_the_mnist_convnets_flops_by_hand(cnn_speed: Any) -> None:
+    import yaml
+
+    model = yaml.safe_load((CONFIGS / "mnist_cnn.yaml").read_text())["model"]
+    macs = cnn_speed.forward_macs(model["input_shape"], model["layers"])
+    # conv 3x3x1 -> 26x26x32; pool -> 13x13x32; conv 3x3x32 -> 11x11x64; pool -> 5x5x64; dense 1600 -> 10
+    assert [m for _, m in macs] == [26 * 26 * 32 * 9, 11 * 11 * 64 * 9 * 32, 1600 * 10]
+    assert [m for _, m in macs] == [194_688, 2_230_272, 16_000]
+    flops = cnn_speed.training_flops(model["input_shape"], model["layers"])
+    assert flops["forward"] == 2 * 2_440_960 == 4_881_920
+    # 3x forward, less the first conv's input gradient (2 x 194,688 FLOPs)
+    assert flops["training"] == 3 * 4_881_920 - 2 * 194_688 == 14_256_384
+    assert flops["rule_of_3x"] == 14_645_760
+
+
+def test_the_cnn_benchmark_counts_same_padding_and_strides(cnn_speed: Any) -> None:
+    layers = [
+        {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": "same", "strides": 2},
+        {"type": "flatten"},
+        {"type": "dense", "units": 4},
+    ]
+    # 28x28 -> 14x14x8 (ceil(28 / 2)); dense 1568 -> 4
+    assert cnn_speed.forward_macs([28, 28, 1], layers) == [
+        ("0:conv2d", 14 * 14 * 8 * 9),
+        ("2:dense", 1568 * 4),
+    ]
+    with pytest.raises(ValueError, match="'lstm' is not counted"):
+        cnn_speed.forward_macs([28, 28, 1], [{"type": "lstm"}])
+
+
+def test_the_cnn_benchmark_leaves_the_tracing_epoch_out(cnn_speed: Any) -> None:
+    assert cnn_speed.steady_rate([30.0, 2.0, 3.0], 100) == 100 * 2 / 5
+    with pytest.raises(ValueError, match="at least 2 epochs"):
+        cnn_speed.steady_rate([30.0], 100)
+
+
+def test_the_cnn_benchmarks_synthetic_labels_follow_the_image(cnn_speed: Any) -> None:
+    import numpy as np
+
+    images = np.zeros((10, 28, 28), dtype=np.uint8)
+    bands = np.array_split(np.arange(28), 10)
+    for label, rows in enumerate(bands):
+        images[label, rows, :] = 255  # band `label` is the brightest
+    assert cnn_speed.band_labels(images).tolist() == list(range(10))
+
+
+def test_the_cnn_benchmarks_verdicts_say_by_how_much(cnn_speed: Any) -> None:
+    assert cnn_speed.verdict(1.62, 1.5, "x").startswith("PASS: x (target 1.5; +8% over)")
+    assert cnn_speed.verdict(0.3, 0.5, "y") == "MISS: y (target 0.5; 40% short, needs 1.67x)"
