@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import yaml
+from timing import user_environment
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -96,7 +97,7 @@ def _gaps(sweep_folder: Path) -> list[float]:
 def _run_sweep(arguments: list[str], work: Path) -> tuple[float, list[float], list[str]]:
     runs = work / "runs"
     started = time.perf_counter()
-    done = subprocess.run([DLTOOL, "sweep", str(_sweep_files(work)), "--runs-dir", str(runs), *arguments], capture_output=True, text=True, check=False)  # fmt: skip
+    done = subprocess.run([DLTOOL, "sweep", str(_sweep_files(work)), "--runs-dir", str(runs), *arguments], capture_output=True, text=True, check=False, env=user_environment())  # fmt: skip
     took = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"dltool sweep {' '.join(arguments)} failed:\n{done.stderr[-2000:]}")

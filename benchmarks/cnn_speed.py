@@ -236,7 +236,7 @@ def worker_ceiling() -> dict[str, Any]:
 
 def worker_pipeline() -> dict[str, Any]:
     """Samples/s of dltool's training input pipeline alone (TrainPipeline over the MNIST
-    training arrays, one epoch of batches, no model), and of Keras' own numpy adapter."""
+    training arrays, one epoch of batches, no model)."""
     import numpy as np
 
     from dltool.backend import import_keras
@@ -353,7 +353,7 @@ class Side:
 
     def add(self, epoch_seconds: list[float], train_examples: int, load: float) -> None:
         self.epoch_seconds.append(epoch_seconds)
-        self.rates.append(steady_rate(epoch_seconds, train_examples))
+        self.rates.append(steady_samples_per_second(epoch_seconds, train_examples))
         self.loads.append(load)
         self.train_examples = train_examples
 
@@ -362,7 +362,7 @@ class Side:
         return statistics.median(self.rates)
 
 
-def steady_rate(epoch_seconds: list[float], train_examples: int) -> float:
+def steady_samples_per_second(epoch_seconds: list[float], train_examples: int) -> float:
     """Training examples per second over the epochs after the first (which traces)."""
     steady = epoch_seconds[1:]
     if not steady:
@@ -575,7 +575,9 @@ def main() -> None:
     config = _config_layers()
     flops = training_flops(config["model"]["input_shape"], config["model"]["layers"])
     text = report(args, flops, peak, ceiling, pipeline, sides, time.perf_counter() - started)
-    args.output.write_text(text)
+    previous = args.output.read_text() if args.output.exists() else ""
+    _, found, kept = previous.partition("\n## Levers\n")  # --levers' section, kept until rerun
+    args.output.write_text(text.rstrip("\n") + "\n" + (found + kept if found else ""))
     print(text)
 
 

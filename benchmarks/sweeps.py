@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from timing import user_environment
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -245,7 +246,7 @@ def _timed_sweep(folder: Path, name: str, jobs: int, storage: str | None, trials
     if storage is not None:
         command += ["--storage", storage]
     started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, env={**os.environ, **env}, timeout=1800)  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, env=user_environment() | env, timeout=1800)  # fmt: skip
     seconds = time.perf_counter() - started
     return seconds, steady_rate(_completions(folder / "runs", name, storage), jobs)
 
@@ -266,9 +267,11 @@ def _completions(runs: Path, name: str, storage: str | None) -> list[float]:
 
 
 def steady_rate(completions: list[float], jobs: int) -> float:
-    """Trials per hour once every worker runs: the trials completed after each of ``jobs``
-    workers has finished its first one, over the time they took (start-up excluded, every
-    gap between trials and any idle worker at the end included).
+    """Trials per hour once every worker runs: the trials completed after the first ``jobs``
+    completions, over the time from the last of those to the last completion (start-up
+    excluded; every gap between trials and any idle worker at the end included). The first
+    ``jobs`` completions are assumed to be one per worker (they start together); were they
+    not, the rate would come out lower, never higher.
 
     >>> steady_rate([10.0, 11.0, 15.0, 16.0, 20.0], 2)
     1200.0
