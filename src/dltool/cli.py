@@ -855,8 +855,6 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """List the runs in a runs folder: status, date, duration, parameters, metrics."""
-    from dltool import views
-
     if ctx.invoked_subcommand is not None:
         return
     from dltool.runs import list_runs, select
@@ -867,6 +865,8 @@ def runs(
 
         typer.echo(json.dumps([r.summary() for r in chosen], indent=2))
         return
+    from dltool import views
+
     views.runs_table(_out(), [r.summary() for r in chosen], runs_dir)
 
 
