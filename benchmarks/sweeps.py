@@ -281,7 +281,7 @@ def steady_rate(completions: list[float], jobs: int) -> float:
     return 3600 * (len(completions) - jobs) / (completions[-1] - completions[jobs - 1])
 
 
-def throughput(trials: int, runs: int) -> list[str]:
+def throughput(trials: int, runs: int, storages: set[str], two_threads: bool = True) -> list[str]:
     import pgserver
 
     lines = [f"Machine: {machine()}.", ""]
@@ -304,12 +304,11 @@ def throughput(trials: int, runs: int) -> list[str]:
     }  # each worker as many as the machine
     with tempfile.TemporaryDirectory(prefix="dltool-bench-throughput-") as scratch, pgserver.running_server() as url:  # fmt: skip
         cases = [
-            ("journal", None, 1, {}),
-            ("journal", None, 2, {}),
-            ("journal", None, 2, two),
-            ("PostgreSQL", url, 1, {}),
-            ("PostgreSQL", url, 2, {}),
-            ("PostgreSQL", url, 2, two),
+            (where, storage, jobs, env)
+            for where, storage in (("journal", None), ("PostgreSQL", url))
+            if where.lower() in storages
+            for jobs, env in ((1, {}), (2, {}), (2, two))
+            if two_threads or not env
         ]
         seconds: dict[int, list[float]] = {index: [] for index in range(len(cases))}
         steady: dict[int, list[float]] = {index: [] for index in range(len(cases))}
@@ -340,6 +339,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--throughput-trials", type=int, default=24)
+    parser.add_argument(
+        "--storages", default="journal,postgresql", help="throughput: the studies' storages"
+    )
+    parser.add_argument(
+        "--no-two-threads",
+        action="store_true",
+        help="throughput: leave out the 2-threads-per-worker case",
+    )
     parser.add_argument("--runs", type=int, default=2, help="runs of each throughput case")
     parser.add_argument("--only", default="quality,pruning,throughput")
     parser.add_argument(
@@ -372,7 +379,12 @@ def main() -> None:
         lines += quality_and_pruning(arguments.seeds, arguments.trials, parts, arguments.parallel, arguments.cache)  # fmt: skip
         lines.append("")
     if "throughput" in parts:
-        lines += throughput(arguments.throughput_trials, arguments.runs)
+        lines += throughput(
+            arguments.throughput_trials,
+            arguments.runs,
+            set(arguments.storages.lower().split(",")),
+            not arguments.no_two_threads,
+        )
     arguments.output.write_text("\n".join(lines) + "\n")
     print(f"wrote {arguments.output}")
 
