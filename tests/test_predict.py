@@ -708,3 +708,225 @@ def test_predicted_values_are_fixed_point_text() -> None:
     tested = Predictions("binary", raw, np.array([[0], [1], [1], [0]]), ["fail", "pass"])
     _, rows = predictions_table(tested)
     assert next(iter(rows)) == [0, "fail", "fail", True, "0.999999", "0.000001"]
+
+
+# ------------------------------------------------ the output CSV, written beside the model calls
+
+FEATURES = ["age", "hours_studied", "previous_score"]
+
+
+class _Runtime:
+    """A stand-in model (no TensorFlow): a sigmoid of the features, float32 as Keras gives."""
+
+    def __init__(self, fail_at_call: int | None = None, error: BaseException | None = None) -> None:
+        self.calls = 0
+        self.fail_at_call, self.error = fail_at_call, error
+
+    def predict(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        self.calls += 1
+        if self.calls == self.fail_at_call and self.error is not None:
+            raise self.error
+        score = x @ np.array([0.05, 0.1, 0.02]) - 4.0
+        return (1 / (1 + np.exp(-score)))[:, None].astype("float32")
+
+
+def _stand_in_run(tmp_path: Path, runtime: _Runtime) -> Any:
+    from types import SimpleNamespace
+
+    from dltool.inputs import InputSpec
+
+    return SimpleNamespace(
+        path=tmp_path,
+        task="binary",
+        class_names=["fail", "pass"],
+        runtime=lambda: runtime,
+        input_spec=lambda: InputSpec(input_shape=[3], feature_names=list(FEATURES)),
+    )
+
+
+def _write_csv(path: Path, rows: int, odd_row: int | None = None) -> np.ndarray:
+    """A CSV with two id columns (leading zeros, empty cells, accents) around the features;
+    ``odd_row``'s id needs CSV quoting. Returns the features as read."""
+    rng = np.random.default_rng(5)
+    x = np.column_stack([rng.integers(17, 31, rows), rng.uniform(0, 40, rows), rng.uniform(0, 100, rows)])  # fmt: skip
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["student", "age", "hours_studied", "note", "previous_score"])
+        for i, (age, hours, score) in enumerate(x):
+            student = 'a,"b"' if i == odd_row else f"{i:03d}"
+            writer.writerow([student, int(age), f"{hours:.3f}", "" if i % 3 else "élève", f"{score:.3f}"])  # fmt: skip
+    return np.round(x, 3)
+
+
+def _as_before(path: Path, chunk_rows: int) -> str:
+    """What `dltool predict` wrote before the output was built by numpy in a thread: pandas'
+    ``to_csv`` of each chunk, values formatted by ``np.char.mod``."""
+    import io
+
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype={"student": str, "note": str}, keep_default_na=False, na_values=[""])  # fmt: skip
+    out = io.StringIO(newline="")
+    for start in range(0, len(frame), chunk_rows):
+        part = frame.iloc[start : start + chunk_rows]
+        p = _Runtime().predict(part[FEATURES].to_numpy("float32"), 1024)[:, 0]
+        probabilities = np.char.mod("%.6f", np.column_stack([1.0 - p, p]).astype("float64"))
+        columns = {
+            "row": np.arange(start, start + len(part)),
+            "student": part["student"].fillna("").to_numpy(),
+            "note": part["note"].fillna("").to_numpy(),
+            "prob_fail": probabilities[:, 0],
+            "prob_pass": probabilities[:, 1],
+            "predicted": np.array(["fail", "pass"], dtype=object)[(p > 1 - p).astype(int)],
+        }
+        pd.DataFrame(columns).to_csv(out, header=start == 0, index=False)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("odd_row", [None, 12], ids=["plain ids", "an id pandas quotes"])
+def test_output_is_byte_for_byte_what_pandas_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, odd_row: int | None
+) -> None:
+    """Numbers formatted and rows built by numpy, a chunk that needs quoting left to pandas:
+    the file is the one pandas' to_csv wrote, chunk after chunk."""
+    from dltool.predict import predict_file
+
+    monkeypatch.setattr("dltool.inputs.CSV_CHUNK_ROWS", 5)
+    monkeypatch.setattr("dltool.predict.WRITE_ROWS", 3)  # each chunk written in two parts
+    source = tmp_path / "in.csv"
+    _write_csv(source, 23, odd_row)
+    runtime = _Runtime()
+    result = predict_file(_stand_in_run(tmp_path, runtime), source, tmp_path / "out.csv", 4)
+    written = (tmp_path / "out.csv").read_text(encoding="utf-8")
+    assert written == _as_before(source, 5)
+    assert (runtime.calls, result.rows) == (5, 23)
+    assert result.header == ["row", "student", "note", "prob_fail", "prob_pass", "predicted"]
+    assert result.first_rows[0][:3] == [0, "000", "élève"]
+    assert len(result.first_rows) == 5
+    assert sum(result.counts.values()) == 23
+    assert set(result.seconds) == {"load", "read", "predict", "write", "write_behind"}
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.name != "in.csv")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    ["a bad cell after a written chunk", "the writer fails", "Ctrl-C while predicting"],
+)
+def test_a_failure_in_any_thread_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """Whichever thread fails (reading, writing, or this one interrupted), the error reaches
+    the caller, the writer thread ends, and no file or folder is left."""
+    import threading
+
+    from dltool.errors import InputError
+    from dltool.predict import predict_file
+
+    monkeypatch.setattr("dltool.inputs.CSV_CHUNK_ROWS", 5)
+    source = tmp_path / "in.csv"
+    _write_csv(source, 40)
+    runtime = _Runtime()
+    expected: type[BaseException] = OSError
+    if failure == "a bad cell after a written chunk":
+        lines = source.read_text().splitlines()
+        cells = lines[28].split(",")
+        lines[28] = ",".join([cells[0], "x", *cells[2:]])  # line 29 (chunk 6): age "x"
+        source.write_text("\n".join(lines) + "\n")
+        expected = InputError
+    elif failure == "the writer fails":
+        import dltool.predict
+
+        real = dltool.predict._csv_text
+        calls = iter(range(100))
+
+        def failing(columns: dict[str, Any], header: bool) -> str | None:
+            if next(calls) == 2:
+                raise OSError(28, "No space left on device")
+            return real(columns, header)
+
+        monkeypatch.setattr(dltool.predict, "_csv_text", failing)
+    else:
+        runtime = _Runtime(fail_at_call=4, error=KeyboardInterrupt())
+        expected = KeyboardInterrupt
+    threads = threading.active_count()
+    with pytest.raises(expected):
+        predict_file(_stand_in_run(tmp_path, runtime), source, tmp_path / "new" / "out.csv", 4)
+    assert _leftovers(tmp_path) == []
+    assert threading.active_count() == threads
+
+
+def test_csv_text_is_what_pandas_writes() -> None:
+    import io
+
+    import pandas as pd
+
+    from dltool.evaluation import fixed_point
+    from dltool.predict import _csv_text
+
+    rng = np.random.default_rng(0)
+    probabilities = fixed_point(rng.random((300, 2)))
+    columns = {
+        "row": np.arange(300),
+        "id": np.array([f"s{i}" if i % 7 else "" for i in range(300)], dtype=object),
+        "file": [f"/x/é{i} 😀.png" for i in range(300)],
+        "name": np.array([f"né {i}" for i in range(300)]),  # a numpy string array, not ASCII
+        "prob_a": probabilities[:, 0],  # a strided column
+        "prob_b": probabilities[:, 1],
+        "predicted": fixed_point(rng.standard_normal(300) * 1e4),
+    }
+    for header in (True, False):
+        expected = io.StringIO(newline="")
+        pd.DataFrame(columns).to_csv(expected, header=header, index=False)
+        assert _csv_text(columns, header) == expected.getvalue()
+
+
+ODD_IDS = {
+    "comma": "a,b",
+    "quote": 'say "hi"',
+    "newline": "two\nlines",
+    "carriage return": "cr\r",
+    "NUL": "nul\x00",
+    "a float": 1.5,
+    "None": None,
+}
+
+
+@pytest.mark.parametrize("odd", ODD_IDS.values(), ids=ODD_IDS.keys())
+def test_csv_text_leaves_to_pandas_what_it_would_write_otherwise(odd: Any) -> None:
+    from dltool.predict import _csv_text
+
+    columns = {"row": np.arange(2), "id": np.array([odd, "c"], dtype=object), "predicted": np.array(["0.1", "0.2"])}  # fmt: skip
+    assert _csv_text(columns, header=True) is None
+    if isinstance(odd, str) and odd[-1] != "\x00":  # numpy's strings drop a NUL at the end
+        assert _csv_text({**columns, "id": np.array([odd, "c"])}, header=True) is None
+    assert _csv_text({"a,b": np.arange(2), "predicted": np.array(["0.1", "0.2"])}, header=True) is None  # fmt: skip
+    assert _csv_text({"n": np.array([1.5, 2.5]), "predicted": np.array(["1", "2"])}, header=True) is None  # fmt: skip
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_nothing(student_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """A real SIGINT while `dltool predict` reads, predicts and writes in its threads: exit
+    130, 'interrupted', and neither the output nor its folder is left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = tmp_path / "big.csv"
+    _write_csv(source, 400_000)
+    output = tmp_path / "out" / "p.csv"
+    dltool = Path(sys.executable).with_name("dltool")
+    command = [str(dltool), "predict", str(student_run[0]), "--input", str(source), "--output", str(output)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (output.parent.exists() and any(output.parent.iterdir())):  # its temporary file
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert (process.returncode, stderr) == (130, "interrupted\n")
+    assert not output.parent.exists()

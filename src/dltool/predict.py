@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import queue
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from dltool.config import ExperimentConfig
 from dltool.errors import InputError
-from dltool.evaluation import Predictions, fixed_point
+from dltool.evaluation import Predictions, fixed_point, whole_number_text
 from dltool.files import IMAGE_SUFFIXES
 from dltool.inputs import (
     Chunk,
@@ -31,6 +34,7 @@ from dltool.inputs import (
     image_chunks,
     image_files,
 )
+from dltool.interrupts import handling_signals, raise_if_requested
 from dltool.messages import show
 from dltool.rundir import (
     CONFIG,
@@ -277,17 +281,23 @@ class PredictResult:
     first_rows: list[list[Any]]
     counts: dict[str, int]
     notes: list[str]
-    seconds: dict[str, float]  # loading the model, reading, predicting, writing (benchmarks/)
+    # What held the command up, in seconds (benchmarks/): loading the model, reading, predicting,
+    # writing (waiting for the writer thread, then flush, fsync and rename); these add up to
+    # the whole. Also write_behind: the writer thread's own time formatting and writing, most
+    # of it hidden behind predicting.
+    seconds: dict[str, float]
 
 
 def predict_file(run: TrainedRun, input_path: Path, output: Path | None, batch_size: int, overwrite: bool = False) -> PredictResult:  # fmt: skip
     """Predict every example of ``input_path``; write one CSV row each, atomically.
 
+    A thread formats and writes each chunk while the next one is read and predicted (numpy,
+    file writes and the model calls release the GIL). A thread reading ahead as well saved
+    nothing on 2 cores: what it hid, the model calls lost (benchmarks/results-predict.md).
+
     Raises:
         InputError: bad input; nothing is written, not even a folder.
     """
-    import pandas as pd
-
     seconds = dict.fromkeys(("load", "read", "predict", "write"), 0.0)
     mark = time.perf_counter()
 
@@ -307,26 +317,198 @@ def predict_file(run: TrainedRun, input_path: Path, output: Path | None, batch_s
     first = next(chunks, None)  # read and checked before anything is created
     if first is None:
         raise InputError(f"{input_path}: no examples to predict (the input is empty)")
-    counts: Counter[str] = Counter()
-    first_rows: list[list[Any]] = []
-    header: list[str] = []
-    total = 0
     with _nothing_left_on_failure(target) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:  # fmt: skip
-        for chunk in itertools.chain([first], chunks):
-            lap("read")
-            raw = runtime.predict(chunk.x, batch_size)
-            lap("predict")
-            frame = pd.DataFrame({**chunk.ids, **_prediction_columns(raw, run)})
-            frame.to_csv(handle, header=not header, index=False)  # values already text
-            header = header or [str(c) for c in frame.columns]
-            if "prob_" in "".join(header):
-                counts.update(frame["predicted"].value_counts().to_dict())
-            first_rows += frame.head(5 - len(first_rows)).to_numpy().tolist()
-            total += len(frame)
-            lap("write")
+        table = _OutputTable(run, handle)
+        # Ctrl-C and SIGTERM stop between chunks, raised here, not inside TensorFlow or a thread.
+        with handling_signals():
+            with _Behind(table.write) as behind:
+                for chunk in itertools.chain([first], chunks):
+                    raise_if_requested()
+                    lap("read")
+                    raw = runtime.predict(chunk.x, batch_size)
+                    lap("predict")
+                    behind.put((chunk, raw))
+                    lap("write")
+            raise_if_requested()  # one while the last chunks were written: nothing is kept
+        lap("write")  # the writer's last chunks
     lap("write")  # flush, fsync and rename
     rounded = {phase: round(value, 3) for phase, value in seconds.items()}
-    return PredictResult(target, total, header, first_rows, dict(counts), spec.notes, rounded)
+    rounded["write_behind"] = round(behind.busy, 3)
+    return PredictResult(target, table.rows, table.header, table.first_rows, dict(table.counts), spec.notes, rounded)  # fmt: skip
+
+
+class _OutputTable:
+    """The output CSV, written a chunk at a time: what it has so far (header, rows, first rows,
+    predicted classes), for the summary."""
+
+    def __init__(self, run: TrainedRun, handle: IO[str]) -> None:
+        self.run = run
+        self.handle = handle
+        self.header: list[str] = []
+        self.rows = 0
+        self.first_rows: list[list[Any]] = []
+        self.counts: Counter[str] = Counter()
+
+    def write(self, item: tuple[Chunk, np.ndarray]) -> None:
+        chunk, raw = item
+        for start in range(0, len(raw), WRITE_ROWS):
+            ids = {name: values[start : start + WRITE_ROWS] for name, values in chunk.ids.items()}
+            self._write_rows(ids, raw[start : start + WRITE_ROWS])
+
+    def _write_rows(self, ids: dict[str, Any], raw: np.ndarray) -> None:
+        import pandas as pd
+
+        columns = {**ids, **_prediction_columns(raw, self.run)}
+        text = _csv_text(columns, header=not self.header)
+        if text is None:  # a field pandas quotes, or one that is not text: as pandas writes it
+            pd.DataFrame(columns).to_csv(self.handle, header=not self.header, index=False)
+        else:
+            self.handle.write(text)
+        self.header = self.header or [str(c) for c in columns]
+        if "prob_" in "".join(self.header):
+            where, names = pd.factorize(columns["predicted"])
+            self.counts.update(dict(zip(names, np.bincount(where).tolist(), strict=True)))
+        if len(self.first_rows) < 5:
+            shown = {name: values[: 5 - len(self.first_rows)] for name, values in columns.items()}
+            self.first_rows += pd.DataFrame(shown).to_numpy().tolist()
+        self.rows += len(raw)
+
+
+# Rows formatted and written at a time: a whole .npy chunk (349,525 rows) at once peaked at
+# 114 MiB of temporary arrays (tracemalloc), 50,000 rows at a time at 21 MiB.
+WRITE_ROWS = 50_000
+
+
+LINE_END = os.linesep  # what pandas' to_csv ends lines with
+QUOTED = ',"\r\n'  # pandas quotes a field holding one of these (QUOTE_MINIMAL)
+
+
+def _csv_text(columns: dict[str, Any], header: bool) -> str | None:
+    """``pandas.DataFrame(columns).to_csv(index=False, header=header)``'s text, built by numpy,
+    or None where pandas must write it: a field it would quote, a value neither text nor a
+    whole number.
+
+    Each column becomes a matrix of UTF-8 bytes (one row per value, zero-padded); side by
+    side, each followed by a comma or the line end, read row by row without the padding,
+    they are the CSV text (1M rows: see benchmarks/results-predict.md).
+    """
+    names = list(columns)
+    if not all(isinstance(name, str) and _plain(name) for name in names):
+        return None
+    texts: list[np.ndarray] = []
+    for values in columns.values():
+        text = _csv_column(values)
+        if text is None:
+            return None
+        texts.append(text)
+    separators = [b","] * (len(texts) - 1) + [LINE_END.encode()]
+    rows = len(texts[0])
+    width = sum(text.dtype.itemsize + len(after) for text, after in zip(texts, separators, strict=True))  # fmt: skip
+    table = np.empty((rows, width), dtype="uint8")  # each row's bytes, padding included
+    kept = np.ones((rows, width), dtype=bool)  # the bytes that are not padding
+    start = 0
+    for text, after in zip(texts, separators, strict=True):
+        size = text.dtype.itemsize
+        table[:, start : start + size] = text.view("uint8").reshape(rows, size)
+        lengths = np.strings.str_len(text)
+        if lengths.min(initial=size) < size:
+            np.less(np.arange(size), lengths[:, None], out=kept[:, start : start + size])
+        table[:, start + size : start + size + len(after)] = np.frombuffer(after, dtype="uint8")
+        start += size + len(after)
+    body = (table if kept.all() else table[kept]).tobytes().decode()
+    return ",".join(names) + LINE_END + body if header else body
+
+
+def _csv_column(values: Any) -> np.ndarray | None:
+    """A column's values as a numpy bytes array (UTF-8), as pandas writes them; None where
+    pandas must write them (see :func:`_csv_text`)."""
+    import pandas as pd
+
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+        return _ascii(whole_number_text(values))  # pandas writes whole numbers as str() does
+    if isinstance(values, np.ndarray) and values.dtype.kind == "U":  # fixed_point's, for one
+        text = np.ascontiguousarray(values)
+        codes = text.view("uint32")
+        # ASCII without control characters, space or punctuation up to "," (which holds all
+        # that pandas quotes): as it is. Other text: checked and encoded below.
+        if codes.max(initial=0) < 128 and not ((codes - 1) < ord(",")).any():
+            return _ascii(text)
+        values = values.astype(object)
+    if isinstance(values, np.ndarray) and values.dtype.kind != "O":
+        return None
+    # Text (ids, class names): each different value checked and encoded once.
+    where, different = pd.factorize(np.asarray(values, dtype=object))
+    if (where < 0).any() or not all(isinstance(value, str) for value in different):
+        return None  # a missing or non-text value
+    if not _plain("".join(different)):
+        return None
+    try:
+        encoded = np.array([value.encode() for value in different], dtype=bytes)
+    except UnicodeEncodeError:  # a lone surrogate (an undecodable file name): pandas fails too
+        return None
+    return encoded[where]
+
+
+def _ascii(text: np.ndarray) -> np.ndarray:
+    """An ASCII string array (contiguous) as bytes, by its code points: ``astype`` is ~100x slower."""
+    width = text.dtype.itemsize // 4
+    return text.view("uint32").astype("uint8").view(f"S{width}").reshape(len(text))
+
+
+def _plain(text: str) -> bool:
+    """Written as it is: nothing pandas quotes, and no NUL, which numpy's strings drop at the end."""
+    return not any(mark in text for mark in QUOTED + LINE_END + "\x00")
+
+
+_END = object()  # what ends the writer's queue
+
+
+class _Behind:
+    """Runs ``work(item)`` for each item :meth:`put`, in order, in a thread up to two items
+    behind the caller. Its error is raised to the caller at the next :meth:`put` or when the
+    ``with`` ends; a caller that fails stops it (items not yet done are dropped)."""
+
+    def __init__(self, work: Callable[[Any], None]) -> None:
+        self.work = work
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.busy = 0.0  # seconds the thread spent working
+        self.thread = threading.Thread(target=self._run, name="dltool-write-behind", daemon=True)
+
+    def __enter__(self) -> _Behind:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not _END:
+            if self.error is not None:
+                continue  # failed or stopped: drop the rest
+            started = time.perf_counter()
+            try:
+                self.work(item)
+            except BaseException as error:  # the caller's to raise
+                self.error = error
+            self.busy += time.perf_counter() - started
+
+    def put(self, item: Any) -> None:
+        self.raise_failure()
+        self.queue.put(item)
+
+    def raise_failure(self) -> None:
+        if self.error is not None and not isinstance(self.error, _Stopped):
+            raise self.error
+
+    def __exit__(self, kind: type[BaseException] | None, *failure: object) -> None:
+        if kind is not None and self.error is None:
+            self.error = _Stopped()
+        self.queue.put(_END)
+        self.thread.join()
+        if kind is None:
+            self.raise_failure()
+
+
+class _Stopped(Exception):
+    """The caller failed: the writer drops what is left."""
 
 
 @contextlib.contextmanager
