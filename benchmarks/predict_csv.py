@@ -57,7 +57,6 @@ TARGET = 0.10  # the earlier target: dltool may be at most 10% slower than model
 PLAIN_LIMIT = 0.5  # issue 17: dltool predict's whole time / the plain script's, at most
 ALONE_LIMIT = 1.2  # issue 17: dltool predict's whole time / model.predict alone's, at most
 BATCH_SIZE = 1024  # dltool predict's default --batch-size
-STEPS_PER_CALL = 32  # batches per model call in the measure of what would close the gap
 CHUNK_ROWS = ARRAY_CHUNK_BYTES // (4 * 3)  # .npy rows per chunk: float32 x 3 features
 
 # What a user writes: read the CSV, predict, write the probabilities. Keras' default batch
@@ -171,11 +170,13 @@ class InlineWriter:
 
 def in_process(run: Path, x: np.ndarray, npy: Path, source: Path, work: Path, repeats: int) -> dict[str, list[float]]:  # fmt: skip
     """Alternately: model.predict; dltool's predict_file on the .npy, on the CSV, and on the
-    CSV without its writer thread; dltool's model calls with 32 batches per call. Seconds per
-    run, and predict_file's phases (``npy:load``, ``csv:write``, ...)."""
+    CSV without its writer thread; dltool's model calls one batch per call (as before they ran
+    ``PREDICT_STEPS_PER_CALL`` per call). Seconds per run, and predict_file's phases
+    (``npy:load``, ``csv:write``, ...)."""
     from dltool.backend import import_keras
 
     keras = import_keras()
+    import dltool.pipelines
     import dltool.predict
     from dltool.pipelines import predict_array
     from dltool.predict import open_run, predict_file
@@ -184,9 +185,9 @@ def in_process(run: Path, x: np.ndarray, npy: Path, source: Path, work: Path, re
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     model.predict(x[:BATCH_SIZE], batch_size=BATCH_SIZE, verbose=0)  # warm-up: trace once
     predict_file(trained, npy, work / "warm.csv", BATCH_SIZE, overwrite=True)
-    batched = keras.saving.load_model(run / "model.keras", safe_mode=True)
-    batched.steps_per_execution = STEPS_PER_CALL  # what compile(steps_per_execution=32) sets
-    predict_array(batched, x[: 2 * BATCH_SIZE], BATCH_SIZE)  # warm-up
+    per_call = dltool.pipelines.PREDICT_STEPS_PER_CALL
+    single = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    predict_array(single, x[: 2 * BATCH_SIZE], BATCH_SIZE)  # warm-up (2 batches: one per call)
     threaded = dltool.predict._Behind
     times: dict[str, list[float]] = {}
     for _ in range(repeats):
@@ -202,8 +203,12 @@ def in_process(run: Path, x: np.ndarray, npy: Path, source: Path, work: Path, re
                 times.setdefault(f"{name}:{phase}", []).append(seconds)
         dltool.predict._Behind = threaded
         started = time.perf_counter()
-        predict_array(batched, x, BATCH_SIZE)
-        times.setdefault("batched", []).append(time.perf_counter() - started)
+        dltool.pipelines.PREDICT_STEPS_PER_CALL = 1  # as before: one batch per model call
+        try:
+            predict_array(single, x, BATCH_SIZE)
+        finally:
+            dltool.pipelines.PREDICT_STEPS_PER_CALL = per_call
+        times.setdefault("one_per_call", []).append(time.perf_counter() - started)
     return times
 
 
@@ -277,6 +282,7 @@ def main() -> None:
         + [spread(times[name]) for name in ("model.predict", "npy", "csv")]
     )  # fmt: skip
     cores = os.cpu_count() or 1
+    from dltool.pipelines import PREDICT_STEPS_PER_CALL as per_call  # TensorFlow: loaded by now
 
     def rate(seconds: float) -> str:
         return f"{rows / max(seconds, 1e-9):,.0f}"
@@ -334,7 +340,7 @@ def main() -> None:
         f"| dltool's `predict_file` on the .npy, all of it | {middle['npy']:.2f} | {rate(middle['npy'])} |",
         f"| dltool's `predict_file` on the CSV, all of it | {middle['csv']:.2f} | {rate(middle['csv'])} |",
         f"| the same without its writer thread (each chunk formatted and written in turn) | {middle['csv_inline']:.2f} | {rate(middle['csv_inline'])} |",
-        f"| dltool's model calls with {STEPS_PER_CALL} batches per call (`steps_per_execution`), the rows in memory | {middle['batched']:.2f} | {rate(middle['batched'])} |",
+        f"| dltool's model calls one batch per call as before (now {per_call} per call), the rows in memory | {middle['one_per_call']:.2f} | {rate(middle['one_per_call'])} |",
         "",
         f"Where `predict_file`'s time goes, CSV input ({CSV_CHUNK_ROWS:,}-row chunks): "
         f"{phases('csv')}. The .npy input: {phases('npy')}. The writer runs in a thread beside "
@@ -375,6 +381,8 @@ def main() -> None:
 def targets(wall: dict[str, float], after: dict[str, float], middle: dict[str, float], rows: int) -> list[str]:  # fmt: skip
     """Issue 17's two targets for the whole `dltool predict` command on the CSV, each judged,
     and each miss with its measured reason."""
+    from dltool.pipelines import PREDICT_STEPS_PER_CALL  # TensorFlow: loaded by now
+
     startup, calls = wall["startup"], middle["csv:predict"]
 
     def whole(other: str, theirs: float, theirs_after: float) -> str:
@@ -429,12 +437,11 @@ def targets(wall: dict[str, float], after: dict[str, float], middle: dict[str, f
         f"the model calls (`predict_file` on the CSV {middle['csv']:.2f} s with it, "
         f"{middle['csv_inline']:.2f} s without: {middle['csv'] / middle['csv_inline']:.2f}x); "
         f"{CSV_CHUNK_ROWS:,}-row CSV chunks, fewer model calls than 50,000-row ones "
-        "(src/dltool/inputs.py). A thread reading ahead was tried and left out: on 2 cores "
-        "what it hid, the model calls lost. What remains is the model calls themselves: with "
-        f"{STEPS_PER_CALL} batches per call (`steps_per_execution`, in dltool's prediction "
-        f"pipeline, not changed here) they take {middle['batched']:.2f} s for the rows in memory "
-        f"instead of {middle['npy:predict']:.2f} s, {middle['batched'] / middle['model.predict']:.2f}x "
-        "`model.predict`.",
+        "(src/dltool/inputs.py); the model calls run "
+        f"{PREDICT_STEPS_PER_CALL} batches per call (src/dltool/pipelines.py, the same outputs): "
+        f"{middle['npy:predict']:.2f} s for the rows of the .npy, where one batch per call takes "
+        f"{middle['one_per_call']:.2f} s for the rows in memory. A thread reading ahead was tried "
+        "and left out: on 2 cores what it hid, the model calls lost.",
         "",
     ]
     return lines

@@ -74,3 +74,69 @@ def test_every_epoch_trains_every_batch_when_calls_do_not_divide_it() -> None:
         warnings.simplefilter("error")  # "Your input ran out of data" would fail the test
         model.fit(pipeline.dataset, epochs=epochs, shuffle=False, callbacks=[pipeline.callback(), after_each_epoch], verbose=0)  # fmt: skip
     assert counted == [103, 206, 309]
+
+
+@pytest.mark.slow
+def test_predictions_run_several_batches_a_call_and_leave_the_model_as_compiled() -> None:
+    """A long prediction runs PREDICT_STEPS_PER_CALL batches per model call over its whole
+    calls and the rest one by one: the same outputs as ``model.predict``; each function is
+    traced once and kept for the next call (a chunk of ``dltool predict``); the model keeps
+    what it was compiled with, so that ``fit`` still counts every batch."""
+    import keras
+
+    from dltool import pipelines
+
+    batch_size = 4
+    rows = (
+        pipelines.PREDICT_STEPS_THRESHOLD + 3
+    ) * batch_size + 3  # 3 batches and a partial one left
+    x = np.random.default_rng(0).normal(size=(rows, 3)).astype("float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    expected = model.predict(x, batch_size=batch_size, verbose=0)
+    own = model.predict_function
+
+    assert np.array_equal(pipelines.predict_array(model, x, batch_size), expected)
+    kept = dict(model.__dict__[pipelines.PREDICT_FUNCTIONS])
+    assert list(kept) == [pipelines.PREDICT_STEPS_PER_CALL]
+    batched = kept[pipelines.PREDICT_STEPS_PER_CALL]
+    assert batched is not own
+    assert batched.experimental_get_tracing_count() == 1  # every call the same shapes
+    assert (model.steps_per_execution, model.predict_function) == (1, own)
+    same_batches = slice(
+        0, len(x) // batch_size * batch_size - batch_size
+    )  # as above, batch by batch
+    assert np.array_equal(
+        pipelines.predict_array(model, x[same_batches], batch_size), expected[same_batches]
+    )
+    assert batched.experimental_get_tracing_count() == 1  # kept, not traced again
+
+    few = pipelines.predict_array(
+        model, x[:8], batch_size
+    )  # 2 batches: one per call, the model's own
+    assert np.array_equal(few, expected[:8])
+    assert model.predict_function is own
+
+    model.fit(x, (x[:, 0] > 0).astype("int32"), batch_size=batch_size, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations) == pipelines.PREDICT_STEPS_THRESHOLD + 4
+
+
+@pytest.mark.slow
+def test_a_model_compiled_with_several_steps_predicts_partial_calls_one_batch_at_a_time() -> None:
+    """A model trained with 32 batches per call: its whole calls run as compiled, the rest
+    one batch per call, so that no chunk traces a shorter call again."""
+    import keras
+
+    from dltool.pipelines import PREDICT_FUNCTIONS, predict_array
+
+    x = np.random.default_rng(1).normal(size=(40 * 4 + 1, 3)).astype("float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=32)
+    expected = model.predict(x[: 32 * 4], batch_size=4, verbose=0)
+    compiled = model.predict_function
+    tail = predict_array(model, x, 4)[32 * 4 :]
+    assert np.array_equal(predict_array(model, x, 4)[: 32 * 4], expected)
+    assert compiled.experimental_get_tracing_count() == 1  # whole calls only
+    assert list(model.__dict__[PREDICT_FUNCTIONS]) == [1]
+    assert model.steps_per_execution == 32
+    assert np.allclose(tail, np.asarray(model(x[32 * 4 :])), atol=1e-6)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from dltool.data.rows import Rows  # noqa: E402
 from dltool.errors import ConfigError, InputError, RunDirError  # noqa: E402
 from dltool.layers import BuildContext, Normalization  # noqa: E402
 from dltool.metrics import METRICS  # noqa: E402
+from dltool.pipelines import auto_steps_per_execution, make_pipeline  # noqa: E402
 from dltool.rundir import atomic_path  # noqa: E402
 
 
@@ -71,8 +71,6 @@ def _adapt_data(x: np.ndarray | Rows, before: keras.Sequential | None = None) ->
     """What a Normalization layer adapts on: ``x`` (through the layers ``before`` it);
     Rows stream in batches, so that the statistics take one pass and no copy."""
     if isinstance(x, Rows):
-        from dltool.pipelines import make_pipeline
-
         batches = make_pipeline(x, None, max(1, ADAPT_BATCH_BYTES // x.example_bytes))
         if before is None:
             return batches
@@ -106,24 +104,12 @@ def make_metrics(config: ExperimentConfig) -> list[Any]:
     return [METRICS[name].build(config.training.loss) for name in config.training.metrics]
 
 
-AUTO_STEPS_THRESHOLD = 256  # batches per epoch from which several steps per call pay off
-AUTO_STEPS_PER_EXECUTION = 32  # measured 0.66x wall time on a 100k-row MLP; no gain at 32 batches
-
-
-# ... and only when a batch of inputs is small: predict and evaluate run the batches of one call
-# at once (no step waits for another), so 32 batches of 64 128x128 RGB images held 32 x 12.6 MB
-# of pixels and their activations together: a 25,000-image run peaked at 1.8 GB instead of 1.0.
-AUTO_STEPS_MAX_BATCH_BYTES = 4_000_000
-
-
 def steps_per_execution(config: ExperimentConfig, steps_per_epoch: int) -> int:
     """``training.steps_per_execution``, with 0 resolved by the epoch's length and batch size."""
     chosen = config.training.steps_per_execution
     if chosen:
         return chosen
-    example_bytes = 4 * math.prod(config.model.input_shape)  # float32 inputs
-    small = config.training.batch_size * example_bytes <= AUTO_STEPS_MAX_BATCH_BYTES
-    return AUTO_STEPS_PER_EXECUTION if steps_per_epoch >= AUTO_STEPS_THRESHOLD and small else 1
+    return auto_steps_per_execution(steps_per_epoch, config.training.batch_size, config.model.input_shape)  # fmt: skip
 
 
 def compile_model(model: keras.Sequential, config: ExperimentConfig, steps_per_epoch: int) -> None:

@@ -9,6 +9,7 @@ here prefetches a fixed 2 batches with autotune off.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -134,11 +135,76 @@ def _fast(data: tf.data.Dataset) -> tf.data.Dataset:
     return data.prefetch(2).with_options(options)
 
 
+AUTO_STEPS_THRESHOLD = 256  # batches per epoch from which several steps per call pay off
+AUTO_STEPS_PER_EXECUTION = 32  # measured 0.66x wall time on a 100k-row MLP; no gain at 32 batches
+
+# Prediction: 8 batches per model call once a call has 128 or more. Keras traces a function
+# per setting (unrolled: 8 copies of the model, 0.15 s for the student model; 32 copies took
+# 0.6 s) and each call then saves ~0.9 ms per batch: 1,000,000 rows in 200,000-row chunks
+# took 1.5 s one batch per call, 0.77 s with 8 (trace included), 0.93 s with 16, 1.05 s with 32.
+PREDICT_STEPS_PER_CALL = 8
+PREDICT_STEPS_THRESHOLD = 128
+
+
+# ... and only when a batch of inputs is small: predict and evaluate run the batches of one call
+# at once (no step waits for another), so 32 batches of 64 128x128 RGB images held 32 x 12.6 MB
+# of pixels and their activations together: a 25,000-image run peaked at 1.8 GB instead of 1.0.
+AUTO_STEPS_MAX_BATCH_BYTES = 4_000_000
+
+
+def _small(batch_size: int, example_shape: Sequence[int]) -> bool:
+    return batch_size * 4 * math.prod(example_shape) <= AUTO_STEPS_MAX_BATCH_BYTES  # float32
+
+
+def auto_steps_per_execution(batches: int, batch_size: int, example_shape: Sequence[int]) -> int:
+    """Training batches per model call when the config leaves it to dltool: 32 for a long
+    epoch of small batches, else 1."""
+    long = batches >= AUTO_STEPS_THRESHOLD
+    return AUTO_STEPS_PER_EXECUTION if long and _small(batch_size, example_shape) else 1
+
+
 def predict_array(model: Any, x: np.ndarray | Rows, batch_size: int) -> np.ndarray:
-    """``model.predict`` of ``x`` (not empty), fed by the fixed-prefetch tf.data pipeline.
+    """``model.predict`` of ``x`` (not empty), fed by the fixed-prefetch tf.data pipeline,
+    several batches per model call where that pays.
 
     Keras' own wrapping of numpy arrays (AUTOTUNE prefetch) stalls on small CPU
     machines: 20 chunks of 50,000 rows took 2.94 s that way and 1.14 s through a
-    fixed-prefetch pipeline; see benchmarks/results-predict.md for today's figures.
+    fixed-prefetch pipeline. Each model call costs a Python round trip: see
+    PREDICT_STEPS_PER_CALL. Only rows in whole calls of whole batches go through a
+    several-batch function, so every call of it has the same shapes and it is traced once
+    (a shorter last call or a partial batch traced it again, which cost more than the
+    batching saved); the rest go one batch per call. The same outputs either way.
     """
-    return np.asarray(model.predict(make_pipeline(x, None, batch_size, every_row=True), verbose=0))
+    batches = len(x) // batch_size
+    wanted = PREDICT_STEPS_PER_CALL if batches >= PREDICT_STEPS_THRESHOLD and _small(batch_size, x.shape[1:]) else 1  # fmt: skip
+    per_call = max(model.steps_per_execution, wanted)
+    whole = batches // per_call * per_call * batch_size  # rows in whole calls
+    parts = [_predict(model, x[:whole], batch_size, per_call)] if whole else []
+    if whole < len(x):
+        parts.append(_predict(model, x[whole:], batch_size, 1))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _predict(model: Any, x: np.ndarray | Rows, batch_size: int, per_call: int) -> np.ndarray:
+    """``model.predict`` of ``x``, ``per_call`` batches per model call.
+
+    The function Keras makes for a setting other than the model's own is kept on the model
+    (for its next call: predict's next chunk), and the model's own setting and function are
+    put back afterwards, so that a later ``fit`` or ``predict`` is unchanged.
+    """
+    data = make_pipeline(x, None, batch_size, every_row=True)
+    compiled, own = model.steps_per_execution, model.predict_function
+    if per_call == compiled:
+        return np.asarray(model.predict(data, verbose=0))
+    # In the model's __dict__, not through Keras' attribute tracking; the functions refer to
+    # the model, so they go with it.
+    kept = model.__dict__.setdefault(PREDICT_FUNCTIONS, {})
+    model.steps_per_execution, model.predict_function = per_call, kept.get(per_call)
+    try:
+        return np.asarray(model.predict(data, verbose=0))
+    finally:
+        kept[per_call] = model.predict_function
+        model.steps_per_execution, model.predict_function = compiled, own
+
+
+PREDICT_FUNCTIONS = "_dltool_predict_functions"  # batches per call -> Keras' predict function
