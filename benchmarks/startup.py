@@ -12,7 +12,11 @@ The baselines (``python -c "import ..."``):
 - ``... + pydantic``: the same plus ``from pydantic import BaseModel, TypeAdapter``.
   ``validate`` checks the config with pydantic models, and Typer 0.29 coerces every
   argument of a command it runs through a pydantic ``TypeAdapter`` (``typer._adapters``),
-  so ``validate`` and ``runs`` need pydantic; ``--help`` coerces nothing and does not.
+  so ``validate`` and ``runs`` need pydantic; ``--help`` coerces nothing and does not;
+- ``... + Typer's coercion``: the same plus ``import typer._adapters``, the module Typer
+  itself imports to run any command that takes an argument (with the parts of pydantic it
+  uses: ``pydantic.types``, ``annotated_types``). The commands that take arguments are
+  judged against it; their ratio to the narrower baseline is given too.
 
 Used by compare.py (`make bench`); alone it writes benchmarks/results-startup.md:
 
@@ -41,19 +45,21 @@ BASELINES = {
     "python -c pass": "pass",
     "bare: typer, rich, yaml": BARE,
     "bare: typer, rich, yaml + pydantic": f"{BARE}; from pydantic import BaseModel, TypeAdapter",
+    "bare: typer, rich, yaml + pydantic + Typer's coercion": f"{BARE}; from pydantic import BaseModel, TypeAdapter; import typer._adapters",
 }
+COERCION = "bare: typer, rich, yaml + pydantic + Typer's coercion"
+NARROWER = {
+    COERCION: "bare: typer, rich, yaml + pydantic"
+}  # a baseline -> the one without Typer's coercion
 # label -> (dltool's arguments, the baseline of the libraries it needs)
 COMMANDS = {
     "dltool --help": (["--help"], "bare: typer, rich, yaml"),
     "dltool validate -q configs/student_pass.yaml": (
         ["validate", "-q", str(REPO / "configs" / "student_pass.yaml")],
-        "bare: typer, rich, yaml + pydantic",
+        COERCION,
     ),
-    "dltool runs (empty folder)": (
-        ["runs", "--runs-dir", "{scratch}/no-runs"],
-        "bare: typer, rich, yaml + pydantic",
-    ),
-    "dltool layers": (["layers"], "bare: typer, rich, yaml + pydantic"),
+    "dltool runs (empty folder)": (["runs", "--runs-dir", "{scratch}/no-runs"], COERCION),
+    "dltool layers": (["layers"], COERCION),
 }
 TARGETED = ("dltool --help", "dltool validate -q configs/student_pass.yaml", "dltool runs (empty folder)")  # fmt: skip
 
@@ -118,6 +124,9 @@ def targets(starts: dict[str, list[float]], scratch: Path) -> list[tuple[bool, s
         base = statistics.median(starts[baseline])
         ratio = median / base
         margin = f"{median:.3f} s against {base:.3f} s, {ratio:.2f}x"
+        if baseline in NARROWER:
+            narrower = statistics.median(starts[NARROWER[baseline]])
+            margin += f" ({median / narrower:.2f}x {NARROWER[baseline]}, {narrower:.3f} s)"
         why = ""
         if ratio > TARGET:
             real = [a.replace("{scratch}", str(scratch)) for a in arguments]

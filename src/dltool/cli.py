@@ -8,6 +8,7 @@ body is a few lines that call the module owning the work.
 """
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
     from dltool.training import RunResult
 
 _state = {"debug": False}
+
+# Pydantic looks for its plugins when it builds its first validator, by reading the metadata
+# of every installed package: 40-90 ms of each command that reads a config or a run. dltool
+# uses none. Set PYDANTIC_DISABLE_PLUGINS yourself (to "" to allow them all) to choose.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
 def _out() -> Console:

@@ -25,7 +25,7 @@ class RunFields(BaseModel):
     may come from anywhere: a field that does not fit is left out and named as a
     problem of that run, and the other fields and runs are still listed."""
 
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, defer_build=True)  # built when first used
 
     status: str = "unknown"
     name: str | None = None
