@@ -188,20 +188,20 @@ def in_process(run: Path, x: np.ndarray, npy: Path, source: Path, work: Path, re
     per_call = dltool.pipelines.PREDICT_STEPS_PER_CALL
     single = keras.saving.load_model(run / "model.keras", safe_mode=True)
     predict_array(single, x[: 2 * BATCH_SIZE], BATCH_SIZE)  # warm-up (2 batches: one per call)
-    threaded = dltool.predict._Behind
+    threaded = dltool.predict.Behind
     times: dict[str, list[float]] = {}
     for _ in range(repeats):
         started = time.perf_counter()
         model.predict(x, batch_size=BATCH_SIZE, verbose=0)
         times.setdefault("model.predict", []).append(time.perf_counter() - started)
         for name, path in (("npy", npy), ("csv", source), ("csv_inline", source)):
-            dltool.predict._Behind = InlineWriter if name == "csv_inline" else threaded
+            dltool.predict.Behind = InlineWriter if name == "csv_inline" else threaded
             started = time.perf_counter()
             result = predict_file(trained, path, work / "in.csv", BATCH_SIZE, overwrite=True)
             times.setdefault(name, []).append(time.perf_counter() - started)
             for phase, seconds in result.seconds.items():
                 times.setdefault(f"{name}:{phase}", []).append(seconds)
-        dltool.predict._Behind = threaded
+        dltool.predict.Behind = threaded
         started = time.perf_counter()
         dltool.pipelines.PREDICT_STEPS_PER_CALL = 1  # as before: one batch per model call
         try:

@@ -839,7 +839,7 @@ def test_a_failure_in_any_thread_leaves_nothing(
     elif failure == "the writer fails":
         import dltool.predict
 
-        real = dltool.predict._csv_text
+        real = dltool.predict.csv_text
         calls = iter(range(100))
 
         def failing(columns: dict[str, Any], header: bool) -> str | None:
@@ -847,7 +847,7 @@ def test_a_failure_in_any_thread_leaves_nothing(
                 raise OSError(28, "No space left on device")
             return real(columns, header)
 
-        monkeypatch.setattr(dltool.predict, "_csv_text", failing)
+        monkeypatch.setattr(dltool.predict, "csv_text", failing)
     else:
         runtime = _Runtime(fail_at_call=4, error=KeyboardInterrupt())
         expected = KeyboardInterrupt
@@ -863,8 +863,8 @@ def test_csv_text_is_what_pandas_writes() -> None:
 
     import pandas as pd
 
+    from dltool.csvtext import csv_text
     from dltool.evaluation import fixed_point
-    from dltool.predict import _csv_text
 
     rng = np.random.default_rng(0)
     probabilities = fixed_point(rng.random((300, 2)))
@@ -880,7 +880,7 @@ def test_csv_text_is_what_pandas_writes() -> None:
     for header in (True, False):
         expected = io.StringIO(newline="")
         pd.DataFrame(columns).to_csv(expected, header=header, index=False)
-        assert _csv_text(columns, header) == expected.getvalue()
+        assert csv_text(columns, header) == expected.getvalue()
 
 
 ODD_IDS = {
@@ -896,14 +896,14 @@ ODD_IDS = {
 
 @pytest.mark.parametrize("odd", ODD_IDS.values(), ids=ODD_IDS.keys())
 def test_csv_text_leaves_to_pandas_what_it_would_write_otherwise(odd: Any) -> None:
-    from dltool.predict import _csv_text
+    from dltool.csvtext import csv_text
 
     columns = {"row": np.arange(2), "id": np.array([odd, "c"], dtype=object), "predicted": np.array(["0.1", "0.2"])}  # fmt: skip
-    assert _csv_text(columns, header=True) is None
+    assert csv_text(columns, header=True) is None
     if isinstance(odd, str) and odd[-1] != "\x00":  # numpy's strings drop a NUL at the end
-        assert _csv_text({**columns, "id": np.array([odd, "c"])}, header=True) is None
-    assert _csv_text({"a,b": np.arange(2), "predicted": np.array(["0.1", "0.2"])}, header=True) is None  # fmt: skip
-    assert _csv_text({"n": np.array([1.5, 2.5]), "predicted": np.array(["1", "2"])}, header=True) is None  # fmt: skip
+        assert csv_text({**columns, "id": np.array([odd, "c"])}, header=True) is None
+    assert csv_text({"a,b": np.arange(2), "predicted": np.array(["0.1", "0.2"])}, header=True) is None  # fmt: skip
+    assert csv_text({"n": np.array([1.5, 2.5]), "predicted": np.array(["1", "2"])}, header=True) is None  # fmt: skip
 
 
 @pytest.mark.slow

@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
-import queue
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from dltool.behind import Behind
 from dltool.config import ExperimentConfig
+from dltool.csvtext import csv_text
 from dltool.errors import InputError
-from dltool.evaluation import Predictions, fixed_point, whole_number_text
+from dltool.evaluation import Predictions, fixed_point
 from dltool.files import IMAGE_SUFFIXES
 from dltool.inputs import (
     Chunk,
@@ -321,7 +320,7 @@ def predict_file(run: TrainedRun, input_path: Path, output: Path | None, batch_s
         table = _OutputTable(run, handle)
         # Ctrl-C and SIGTERM stop between chunks, raised here, not inside TensorFlow or a thread.
         with handling_signals():
-            with _Behind(table.write) as behind:
+            with Behind(table.write) as behind:
                 for chunk in itertools.chain([first], chunks):
                     raise_if_requested()
                     lap("read")
@@ -359,7 +358,7 @@ class _OutputTable:
         import pandas as pd
 
         columns = {**ids, **_prediction_columns(raw, self.run)}
-        text = _csv_text(columns, header=not self.header)
+        text = csv_text(columns, header=not self.header)
         if text is None:  # a field pandas quotes, or one that is not text: as pandas writes it
             pd.DataFrame(columns).to_csv(self.handle, header=not self.header, index=False)
         else:
@@ -377,138 +376,6 @@ class _OutputTable:
 # Rows formatted and written at a time: a whole .npy chunk (349,525 rows) at once peaked at
 # 114 MiB of temporary arrays (tracemalloc), 50,000 rows at a time at 21 MiB.
 WRITE_ROWS = 50_000
-
-
-LINE_END = os.linesep  # what pandas' to_csv ends lines with
-QUOTED = ',"\r\n'  # pandas quotes a field holding one of these (QUOTE_MINIMAL)
-
-
-def _csv_text(columns: dict[str, Any], header: bool) -> str | None:
-    """``pandas.DataFrame(columns).to_csv(index=False, header=header)``'s text, built by numpy,
-    or None where pandas must write it: a field it would quote, a value neither text nor a
-    whole number.
-
-    Each column becomes a matrix of UTF-8 bytes (one row per value, zero-padded); side by
-    side, each followed by a comma or the line end, read row by row without the padding,
-    they are the CSV text (1M rows: see benchmarks/results-predict.md).
-    """
-    names = list(columns)
-    if not all(isinstance(name, str) and _plain(name) for name in names):
-        return None
-    texts: list[np.ndarray] = []
-    for values in columns.values():
-        text = _csv_column(values)
-        if text is None:
-            return None
-        texts.append(text)
-    separators = [b","] * (len(texts) - 1) + [LINE_END.encode()]
-    rows = len(texts[0])
-    width = sum(text.dtype.itemsize + len(after) for text, after in zip(texts, separators, strict=True))  # fmt: skip
-    table = np.empty((rows, width), dtype="uint8")  # each row's bytes, padding included
-    kept = np.ones((rows, width), dtype=bool)  # the bytes that are not padding
-    start = 0
-    for text, after in zip(texts, separators, strict=True):
-        size = text.dtype.itemsize
-        table[:, start : start + size] = text.view("uint8").reshape(rows, size)
-        lengths = np.strings.str_len(text)
-        if lengths.min(initial=size) < size:
-            np.less(np.arange(size), lengths[:, None], out=kept[:, start : start + size])
-        table[:, start + size : start + size + len(after)] = np.frombuffer(after, dtype="uint8")
-        start += size + len(after)
-    body = (table if kept.all() else table[kept]).tobytes().decode()
-    return ",".join(names) + LINE_END + body if header else body
-
-
-def _csv_column(values: Any) -> np.ndarray | None:
-    """A column's values as a numpy bytes array (UTF-8), as pandas writes them; None where
-    pandas must write them (see :func:`_csv_text`)."""
-    import pandas as pd
-
-    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
-        return _ascii(whole_number_text(values))  # pandas writes whole numbers as str() does
-    if isinstance(values, np.ndarray) and values.dtype.kind == "U":  # fixed_point's, for one
-        text = np.ascontiguousarray(values)
-        codes = text.view("uint32")
-        # ASCII without control characters, space or punctuation up to "," (which holds all
-        # that pandas quotes): as it is. Other text: checked and encoded below.
-        if codes.max(initial=0) < 128 and not ((codes - 1) < ord(",")).any():
-            return _ascii(text)
-        values = values.astype(object)
-    if isinstance(values, np.ndarray) and values.dtype.kind != "O":
-        return None
-    # Text (ids, class names): each different value checked and encoded once.
-    where, different = pd.factorize(np.asarray(values, dtype=object))
-    if (where < 0).any() or not all(isinstance(value, str) for value in different):
-        return None  # a missing or non-text value
-    if not _plain("".join(different)):
-        return None
-    try:
-        encoded = np.array([value.encode() for value in different], dtype=bytes)
-    except UnicodeEncodeError:  # a lone surrogate (an undecodable file name): pandas fails too
-        return None
-    return encoded[where]
-
-
-def _ascii(text: np.ndarray) -> np.ndarray:
-    """An ASCII string array (contiguous) as bytes, by its code points: ``astype`` is ~100x slower."""
-    width = text.dtype.itemsize // 4
-    return text.view("uint32").astype("uint8").view(f"S{width}").reshape(len(text))
-
-
-def _plain(text: str) -> bool:
-    """Written as it is: nothing pandas quotes, and no NUL, which numpy's strings drop at the end."""
-    return not any(mark in text for mark in QUOTED + LINE_END + "\x00")
-
-
-_END = object()  # what ends the writer's queue
-
-
-class _Behind:
-    """Runs ``work(item)`` for each item :meth:`put`, in order, in a thread up to two items
-    behind the caller. Its error is raised to the caller at the next :meth:`put` or when the
-    ``with`` ends; a caller that fails stops it (items not yet done are dropped)."""
-
-    def __init__(self, work: Callable[[Any], None]) -> None:
-        self.work = work
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self.error: BaseException | None = None
-        self.busy = 0.0  # seconds the thread spent working
-        self.thread = threading.Thread(target=self._run, name="dltool-write-behind", daemon=True)
-
-    def __enter__(self) -> _Behind:
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        while (item := self.queue.get()) is not _END:
-            if self.error is not None:
-                continue  # failed or stopped: drop the rest
-            started = time.perf_counter()
-            try:
-                self.work(item)
-            except BaseException as error:  # the caller's to raise
-                self.error = error
-            self.busy += time.perf_counter() - started
-
-    def put(self, item: Any) -> None:
-        self.raise_failure()
-        self.queue.put(item)
-
-    def raise_failure(self) -> None:
-        if self.error is not None and not isinstance(self.error, _Stopped):
-            raise self.error
-
-    def __exit__(self, kind: type[BaseException] | None, *failure: object) -> None:
-        if kind is not None and self.error is None:
-            self.error = _Stopped()
-        self.queue.put(_END)
-        self.thread.join()
-        if kind is None:
-            self.raise_failure()
-
-
-class _Stopped(Exception):
-    """The caller failed: the writer drops what is left."""
 
 
 @contextlib.contextmanager
