@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/dltool train configs/student_pass.yaml
 
-# --dist loadgroup keeps the tests that share a trained run on one worker (conftest.py:
-# SHARED_RUNS), so that run is trained once. compileall first: the tests start many
+# --dist loadgroup keeps the tests that share a trained run, the PostgreSQL server or the Ray
+# cluster on one worker (tests/conftest.py: SHARED_UNITS), so each is made once. compileall first: the tests start many
 # Python processes (commands, sweep workers, Ray nodes), and where PYTHONDONTWRITEBYTECODE is set (this machine sets it) each
 # one would compile dltool's source again (up to 0.3 s each); it writes only what changed.
 test: install

@@ -20,6 +20,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -153,26 +154,33 @@ def _install_slow_guard() -> None:
         sys.meta_path.insert(0, _WrapTrainingOnImport())
 
 
-# Modules whose module-scoped fixtures train a run once for many of their tests
-# (student_run and digits_run in test_predict.py, shipped_runs in test_export.py). Under
-# `make test` (-n 2 --dist loadgroup) each of these modules runs whole on one worker, so
-# each run is trained once, not once per worker. Grouping by module is set in the scheduler
-# itself: xdist's `xdist_group` mark no longer groups under pytest 9.2, where xdist's rename
-# of the test ids is ignored (pytest-dev/pytest-xdist#1386), and each worker trained its own.
-SHARED_RUN_MODULES = ("tests/test_export.py", "tests/test_predict.py")
+# Modules whose tests share something costly to make, by the unit of work that takes them
+# whole: trained runs (test_predict.py's module-scoped student_run and digits_run; the
+# session's shipped_smoke, which test_examples.py checks and test_export.py exports), the
+# PostgreSQL server (session-scoped) and the two-node Ray cluster (module-scoped). Under
+# `make test` (-n 2 --dist loadgroup) each unit runs on one worker, so each is made once, not
+# once per worker. The units are set in the scheduler itself: xdist's `xdist_group` mark no
+# longer groups under pytest 9.2, where xdist's rename of the test ids is ignored
+# (pytest-dev/pytest-xdist#1386), and each worker made its own.
+SHARED_UNITS = {
+    "tests/test_predict.py": "predict runs",
+    "tests/test_examples.py": "shipped smoke runs",
+    "tests/test_export.py": "shipped smoke runs",
+    "tests/test_sweep_postgres.py": "postgres server",
+    "tests/test_sweep_ray.py": "ray cluster",
+}
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadgroup``: a module of SHARED_RUN_MODULES is one unit of work; every other
-    test is a unit of its own."""
+    """``--dist loadgroup``: the tests of a SHARED_UNITS unit go to one worker together;
+    every other test is a unit of its own."""
     if config.getvalue("dist") != "loadgroup":
         return None  # xdist's own
     from xdist.scheduler import LoadScopeScheduling
 
     class SharedRunScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return module if module in SHARED_RUN_MODULES else nodeid
+            return SHARED_UNITS.get(nodeid.split("::", 1)[0], nodeid)
 
     return SharedRunScheduling(config, log)
 
@@ -307,6 +315,35 @@ def fake_mnist_cache(keras_home: Path) -> None:
         x_test=rng.integers(0, 256, size=(16, 28, 28), dtype=np.uint8),
         y_test=np.arange(16, dtype=np.uint8) % 10,
     )
+
+
+@dataclass(frozen=True)
+class ShippedSmoke:
+    """``dltool smoke configs/*.yaml --runs-dir DIR``, as CI runs it: its result, and each
+    config's run (by the config's stem)."""
+
+    result: Result
+    runs: dict[str, Path]
+    keras_home: Path  # the fake MNIST cache mnist_cnn read (no download)
+
+
+@pytest.fixture(scope="session")
+def shipped_smoke(tmp_path_factory: pytest.TempPathFactory) -> ShippedSmoke:
+    """Every shipped config smoke-trained (1 epoch, at most 256 rows a split) once per worker:
+    the CI guard test_examples.py checks, and the runs test_export.py exports."""
+    from dltool.cli import app
+
+    base = tmp_path_factory.mktemp("shipped")
+    fake_mnist_cache(base / "keras")
+    configs = [str(path) for path in sorted(CONFIGS.glob("*.yaml"))]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_HOME", str(base / "keras"))
+        result = CliRunner().invoke(app, ["smoke", *configs, "--runs-dir", str(base / "runs")])
+    runs = {}
+    for run in sorted((base / "runs").glob("*")):
+        source = json.loads((run / "run.json").read_text())["config_source"]
+        runs[Path(source).stem] = run
+    return ShippedSmoke(result, runs, base / "keras")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import CONFIGS, fake_mnist_cache, tiny_config
+from conftest import CONFIGS, ShippedSmoke, tiny_config
 from dltool.cli import app
 
 Cli = Callable[..., Any]
@@ -32,37 +32,17 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob(".*") if p.name.endswith((".tmp", ".old")))
 
 
-def _train(runner: CliRunner, configs: list[Path], runs: Path) -> dict[str, Path]:
-    result = runner.invoke(app, ["train", *map(str, configs), "--smoke", "--runs-dir", str(runs)])
-    assert result.exit_code == 0, result.stderr
-    found = {}
-    for run in runs.iterdir():
-        source = json.loads((run / "run.json").read_text())["config_source"]
-        found[Path(source).stem] = run
-    return found
-
-
 @pytest.fixture(scope="module")
-def shipped_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """Every shipped config trained at smoke size (1 epoch, at most 256 rows a split), once.
+def shipped_runs(shipped_smoke: ShippedSmoke) -> Iterator[dict[str, Path]]:
+    """Every shipped config's smoke run (conftest's shipped_smoke, trained once per worker).
 
     KERAS_HOME stays set while the module's tests run: mnist_cnn's export reads its test
     split from the same fake cache.
     """
-    base = tmp_path_factory.mktemp("shipped")
+    assert shipped_smoke.result.exit_code == 0, shipped_smoke.result.stderr
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KERAS_HOME", str(base / "keras"))
-        fake_mnist_cache(base / "keras")
-        copies = []
-        for path in EXAMPLES:
-            config = yaml.safe_load(path.read_text())
-            for key in ("path", "test_path"):  # relative data paths stay relative to configs/
-                if isinstance(config["data"].get(key), str):
-                    config["data"][key] = str((CONFIGS / config["data"][key]).resolve())
-            copy = base / path.name
-            copy.write_text(yaml.safe_dump(config))
-            copies.append(copy)
-        yield _train(CliRunner(), copies, base / "runs")
+        patch.setenv("KERAS_HOME", str(shipped_smoke.keras_home))
+        yield shipped_smoke.runs
 
 
 @pytest.mark.slow

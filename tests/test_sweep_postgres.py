@@ -30,7 +30,7 @@ from test_sweep_study import RATE, TRAINING, FakeTraining, _bowl_rate
 Cli = Callable[..., Any]
 DLTOOL = Path(sys.executable).with_name("dltool")
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("postgres")]
+pytestmark = pytest.mark.slow  # one server per pytest worker: conftest.py, SHARED_UNITS
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,6 @@ from dltool.sweep.folder import JOURNAL
 from dltool.sweep.study import open_storage
 
 Cli = Callable[..., Any]
-pytestmark = pytest.mark.xdist_group("ray_cluster")  # one cluster, one pytest worker
 OBJECT_STORE = 80 * 1024**2  # bytes per node; Ray's default is 30% of memory
 
 
