@@ -14,8 +14,9 @@ The baselines (``python -c "import ..."``):
   argument of a command it runs through a pydantic ``TypeAdapter`` (``typer._adapters``),
   so ``validate`` and ``runs`` need pydantic; ``--help`` coerces nothing and does not;
 - ``... + Typer's coercion``: the same plus ``import typer._adapters``, the module Typer
-  itself imports to run any command that takes an argument (with the parts of pydantic it
-  uses: ``pydantic.types``, ``annotated_types``). The commands that take arguments are
+  itself imports to run a command: it coerces each parameter through it, the app's own
+  options included, so every command but ``--help`` loads it (``layers`` too), with the
+  parts of pydantic it uses (``pydantic.types``, ``annotated_types``). Those commands are
   judged against it; their ratio to the narrower baseline is given too.
 
 Used by compare.py (`make bench`); alone it writes benchmarks/results-startup.md:

@@ -31,6 +31,7 @@ from typer.testing import CliRunner, Result
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
+SHIPPED_CONFIGS = sorted(CONFIGS.glob("*.yaml"))  # the example configs users get
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -155,22 +156,26 @@ def _install_slow_guard() -> None:
 
 
 # Modules whose tests share something costly to make, by the unit of work that takes them
-# whole: trained runs (test_predict.py's module-scoped student_run and digits_run; the
-# session's shipped_smoke, which test_examples.py checks and test_export.py exports), the
-# PostgreSQL server (session-scoped) and the two-node Ray cluster (module-scoped). Under
-# `make test` (-n 2 --dist loadgroup) each unit runs on one worker, so each is made once, not
-# once per worker. The units are set in the scheduler itself: xdist's `xdist_group` mark no
-# longer groups under pytest 9.2, where xdist's rename of the test ids is ignored
-# (pytest-dev/pytest-xdist#1386), and each worker made its own.
+# whole: trained runs (test_predict.py's student_run and digits_run, test_reproduce.py's
+# table_run, test_report_browser.py's runs and its Chromium; the session's shipped_smoke,
+# which test_examples.py checks and test_export.py exports), the PostgreSQL server
+# (session-scoped) and the two-node Ray cluster. Under `make test` (-n 2 --dist loadgroup) each
+# unit runs on one worker, so each is made once, not once per worker. The units are set in
+# the scheduler itself: xdist's `xdist_group` mark no longer groups under pytest 9.2, where
+# xdist's rename of the test ids is ignored (pytest-dev/pytest-xdist#1386), and each worker
+# made its own.
 SHARED_UNITS = {
     "tests/test_predict.py": "predict runs",
     "tests/test_examples.py": "shipped smoke runs",
     "tests/test_export.py": "shipped smoke runs",
     "tests/test_sweep_postgres.py": "postgres server",
     "tests/test_sweep_ray.py": "ray cluster",
+    "tests/test_reproduce.py": "reproduce table run",
+    "tests/test_report_browser.py": "report runs and chromium",
 }
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of xdist's: unknown where xdist is not loaded
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``--dist loadgroup``: the tests of a SHARED_UNITS unit go to one worker together;
     every other test is a unit of its own."""
@@ -186,10 +191,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests first (stable): xdist hands out work in this order, so the longest tests
-    (sweeps, clusters, killed processes) start early and the quick ones fill the gaps at the
-    end instead of a long test starting last while the other worker idles."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The modules with slow tests first, each module's tests in their own order (some modules
+    rely on it: test_sweep_ray.py's tests that need no cluster run before it starts): xdist
+    hands out work in this order, so the longest tests (sweeps, clusters, killed processes)
+    start early and the quick ones fill the gaps at the end, instead of a long test starting
+    last while the other worker idles."""
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_modules)
 
 
 # ------------------------------------------------------------------ runs/ guard
@@ -335,7 +343,7 @@ def shipped_smoke(tmp_path_factory: pytest.TempPathFactory) -> ShippedSmoke:
 
     base = tmp_path_factory.mktemp("shipped")
     fake_mnist_cache(base / "keras")
-    configs = [str(path) for path in sorted(CONFIGS.glob("*.yaml"))]
+    configs = [str(path) for path in SHIPPED_CONFIGS]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KERAS_HOME", str(base / "keras"))
         result = CliRunner().invoke(app, ["smoke", *configs, "--runs-dir", str(base / "runs")])

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import CONFIGS, tiny_config
+from conftest import CONFIGS, SHIPPED_CONFIGS, tiny_config
 from dltool.config import ExperimentConfig, load_config, resolved_dict, validate_config
 from dltool.errors import ConfigError
 
-SHIPPED = sorted(CONFIGS.glob("*.yaml"))
+SHIPPED = SHIPPED_CONFIGS
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])

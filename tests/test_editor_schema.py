@@ -13,10 +13,10 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import CONFIGS, REPO
+from conftest import CONFIGS, REPO, SHIPPED_CONFIGS
 from dltool.editor_schema import SHIPPED, json_schema, schema_text
 
-EXPERIMENTS = sorted(CONFIGS.glob("*.yaml"))
+EXPERIMENTS = SHIPPED_CONFIGS
 SWEEPS = sorted((CONFIGS / "sweeps").glob("*.yaml"))
 LINE = re.compile(r"# yaml-language-server: \$schema=(\S+)")
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from conftest import CONFIGS, ShippedSmoke
+from conftest import SHIPPED_CONFIGS, ShippedSmoke
 from dltool.rundir import RUN_FILES
 
-EXAMPLES = sorted(CONFIGS.glob("*.yaml"))
+EXAMPLES = SHIPPED_CONFIGS
 
 
 @pytest.mark.parametrize("name", [p.stem for p in EXAMPLES])

@@ -13,11 +13,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import CONFIGS, ShippedSmoke, tiny_config
+from conftest import SHIPPED_CONFIGS, ShippedSmoke, tiny_config
 from dltool.cli import app
 
 Cli = Callable[..., Any]
-EXAMPLES = sorted(CONFIGS.glob("*.yaml"))
+EXAMPLES = SHIPPED_CONFIGS
 FORMATS = ("saved_model", "tflite", "onnx")
 MODEL_FILES = {"saved_model": "saved_model", "tflite": "model.tflite", "onnx": "model.onnx"}
 

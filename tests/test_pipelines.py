@@ -98,8 +98,8 @@ def test_predictions_run_several_batches_a_call_and_leave_the_model_as_compiled(
 
     assert np.array_equal(pipelines.predict_array(model, x, batch_size), expected)
     kept = dict(model.__dict__[pipelines.PREDICT_FUNCTIONS])
-    assert list(kept) == [pipelines.PREDICT_STEPS_PER_CALL]
-    batched = kept[pipelines.PREDICT_STEPS_PER_CALL]
+    assert list(kept) == [(pipelines.PREDICT_STEPS_PER_CALL, model.jit_compile, model.run_eagerly)]
+    (batched,) = kept.values()
     assert batched is not own
     assert batched.experimental_get_tracing_count() == 1  # every call the same shapes
     assert (model.steps_per_execution, model.predict_function) == (1, own)
@@ -137,6 +137,6 @@ def test_a_model_compiled_with_several_steps_predicts_partial_calls_one_batch_at
     tail = predict_array(model, x, 4)[32 * 4 :]
     assert np.array_equal(predict_array(model, x, 4)[: 32 * 4], expected)
     assert compiled.experimental_get_tracing_count() == 1  # whole calls only
-    assert list(model.__dict__[PREDICT_FUNCTIONS]) == [1]
+    assert [key[0] for key in model.__dict__[PREDICT_FUNCTIONS]] == [1]
     assert model.steps_per_execution == 32
     assert np.allclose(tail, np.asarray(model(x[32 * 4 :])), atol=1e-6)

@@ -3,7 +3,7 @@ the status command, and three workers in separate folders that share one study o
 one of them killed with SIGKILL mid-trial.
 
 Every test here starts or uses the server (a process), so each is marked slow; they share
-one server per test session (one xdist group).
+one server per test session, on one pytest worker (conftest.py's SHARED_UNITS).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from test_sweep_study import RATE, TRAINING, FakeTraining, _bowl_rate
 Cli = Callable[..., Any]
 DLTOOL = Path(sys.executable).with_name("dltool")
 
-pytestmark = pytest.mark.slow  # one server per pytest worker: conftest.py, SHARED_UNITS
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,8 @@
 
 ``ray.cluster_utils.Cluster`` starts a head and a worker node (1 CPU each, so two trials
 run at once, one on each node), as Ray's own tests do. Every test here uses that one
-cluster (module fixture, one xdist group); the node-loss test removes the worker node,
-so it comes last. The fixture connects once: each test's ``dltool sweep --ray`` finds the
+cluster (module fixture; the module runs on one pytest worker, conftest.py's SHARED_UNITS);
+the node-loss test removes the worker node, so it comes last. The fixture connects once: each test's ``dltool sweep --ray`` finds the
 connection and keeps it, as it would in a notebook (the connection itself:
 test_an_unreachable_cluster_is_one_line_and_no_folder and the benchmark).
 """

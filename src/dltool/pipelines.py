@@ -137,6 +137,11 @@ def _fast(data: tf.data.Dataset) -> tf.data.Dataset:
 
 AUTO_STEPS_THRESHOLD = 256  # batches per epoch from which several steps per call pay off
 AUTO_STEPS_PER_EXECUTION = 32  # measured 0.66x wall time on a 100k-row MLP; no gain at 32 batches
+# ... and only when a batch of inputs is small: predict and evaluate run the batches of one call
+# at once (no step waits for another), so 32 batches of 64 128x128 RGB images held 32 x 12.6 MB
+# of pixels and their activations together: a 25,000-image run peaked at 1.8 GB instead of 1.0.
+AUTO_STEPS_MAX_BATCH_BYTES = 4_000_000
+
 
 # Prediction: 8 batches per model call once a call has 128 or more. Keras traces a function
 # per setting (unrolled: 8 copies of the model, 0.15 s for the student model; 32 copies took
@@ -144,12 +149,6 @@ AUTO_STEPS_PER_EXECUTION = 32  # measured 0.66x wall time on a 100k-row MLP; no 
 # took 1.5 s one batch per call, 0.77 s with 8 (trace included), 0.93 s with 16, 1.05 s with 32.
 PREDICT_STEPS_PER_CALL = 8
 PREDICT_STEPS_THRESHOLD = 128
-
-
-# ... and only when a batch of inputs is small: predict and evaluate run the batches of one call
-# at once (no step waits for another), so 32 batches of 64 128x128 RGB images held 32 x 12.6 MB
-# of pixels and their activations together: a 25,000-image run peaked at 1.8 GB instead of 1.0.
-AUTO_STEPS_MAX_BATCH_BYTES = 4_000_000
 
 
 def _small(batch_size: int, example_shape: Sequence[int]) -> bool:
@@ -190,21 +189,24 @@ def _predict(model: Any, x: np.ndarray | Rows, batch_size: int, per_call: int) -
 
     The function Keras makes for a setting other than the model's own is kept on the model
     (for its next call: predict's next chunk), and the model's own setting and function are
-    put back afterwards, so that a later ``fit`` or ``predict`` is unchanged.
+    put back afterwards, so that a later ``fit`` or ``predict`` is unchanged. Not for two
+    threads predicting with one model at once (the setting is the model's, for the call).
     """
     data = make_pipeline(x, None, batch_size, every_row=True)
     compiled, own = model.steps_per_execution, model.predict_function
     if per_call == compiled:
         return np.asarray(model.predict(data, verbose=0))
     # In the model's __dict__, not through Keras' attribute tracking; the functions refer to
-    # the model, so they go with it.
+    # the model, so they go with it. Keyed by what Keras builds them from, so that a model
+    # compiled again (jit_compile, run_eagerly) gets new ones.
     kept = model.__dict__.setdefault(PREDICT_FUNCTIONS, {})
-    model.steps_per_execution, model.predict_function = per_call, kept.get(per_call)
+    key = (per_call, model.jit_compile, model.run_eagerly)
+    model.steps_per_execution, model.predict_function = per_call, kept.get(key)
     try:
         return np.asarray(model.predict(data, verbose=0))
     finally:
-        kept[per_call] = model.predict_function
+        kept[key] = model.predict_function
         model.steps_per_execution, model.predict_function = compiled, own
 
 
-PREDICT_FUNCTIONS = "_dltool_predict_functions"  # batches per call -> Keras' predict function
+PREDICT_FUNCTIONS = "_dltool_predict_functions"  # (batches per call, jit, eager) -> Keras' function
