@@ -10,6 +10,7 @@ each data source's schema lives beside its loader in :mod:`dltool.data`.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
@@ -428,16 +429,22 @@ def _stand_ins(annotation: Any) -> tuple[Any, Any] | None:
     return None
 
 
-def _section_problems(raw: dict[str, Any], base_dir: Path | None) -> list[tuple[str, str]]:
+@functools.cache
+def _section_validators() -> dict[str, Any]:
+    """One validator per section, built once: the models' own are built only when first
+    used (``defer_build``), so a new TypeAdapter made the whole schema again, 25 ms a call."""
     from pydantic import TypeAdapter
 
-    validators: dict[str, Any] = {
+    return {
         "data": TypeAdapter(DataConfig),
         "model": TypeAdapter(ModelConfig),
         "training": TypeAdapter(TrainingConfig),
     }
+
+
+def _section_problems(raw: dict[str, Any], base_dir: Path | None) -> list[tuple[str, str]]:
     sections: dict[str, Any] = {}
-    for key, adapter in validators.items():
+    for key, adapter in _section_validators().items():
         try:
             sections[key] = adapter.validate_python(raw.get(key), context={"base_dir": base_dir})
         except (ValidationError, ValueError, TypeError):
