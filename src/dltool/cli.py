@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 _state = {"debug": False}
 
 # Pydantic looks for its plugins when it builds its first validator, by reading the metadata
-# of every installed package: 40-90 ms of each command that reads a config or a run. dltool
-# uses none. Set PYDANTIC_DISABLE_PLUGINS yourself (to "" to allow them all) to choose.
+# of every installed package: 24 ms of CPU for `dltool validate` here (about 100 packages),
+# more with more installed. dltool uses none. Set PYDANTIC_DISABLE_PLUGINS yourself (to "" to allow them all) to choose.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
