@@ -183,11 +183,11 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         return None  # xdist's own
     from xdist.scheduler import LoadScopeScheduling
 
-    class SharedRunScheduling(LoadScopeScheduling):
+    class SharedUnitScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return SHARED_UNITS.get(nodeid.split("::", 1)[0], nodeid)
 
-    return SharedRunScheduling(config, log)
+    return SharedUnitScheduling(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
