@@ -8,8 +8,6 @@ sections (checked even when another part of the file is wrong) and the loading e
 each data source's schema lives beside its loader in :mod:`dltool.data`.
 """
 
-from __future__ import annotations
-
 import functools
 import re
 from pathlib import Path
@@ -65,7 +63,7 @@ class ModelConfig(Strict):
     )
 
     @model_validator(mode="after")
-    def _adapted_normalization_first(self) -> ModelConfig:
+    def _adapted_normalization_first(self) -> "ModelConfig":
         # An adapted Normalization sees the training data through the layers before
         # it; those must not have weights yet to learn, or the statistics are noise.
         for index, layer in enumerate(self.layers):
@@ -91,7 +89,7 @@ class EarlyStopping(Strict):
     restore_best_weights: bool = True
     start_from_epoch: Int = Field(0, ge=0)
 
-    def callback(self, run: RunDir) -> keras.callbacks.Callback:
+    def callback(self, run: "RunDir") -> "keras.callbacks.Callback":
         import keras
 
         return keras.callbacks.EarlyStopping(
@@ -108,7 +106,7 @@ class SaveBest(Strict):
     monitor: str = Field("val_loss", description="quantity that decides the best epoch")
     mode: Literal["auto", "min", "max"] = "auto"
 
-    def callback(self, run: RunDir) -> keras.callbacks.Callback:
+    def callback(self, run: "RunDir") -> "keras.callbacks.Callback":
         from dltool.callbacks import SaveBestModel
 
         return SaveBestModel(run, self.monitor, resolve_mode(self.monitor, self.mode))
@@ -201,7 +199,7 @@ class ExperimentConfig(Strict):
         return LOSSES[self.training.loss]
 
     @model_validator(mode="after")
-    def _consistent(self) -> ExperimentConfig:
+    def _consistent(self) -> "ExperimentConfig":
         problems = _cross_field_problems(self)
         if problems:
             raise CrossFieldError(problems)

@@ -15,8 +15,6 @@ whose arguments differ from its fields overrides :meth:`LayerSpec.arguments`.
 Longer than 400 lines because it is a table: one short spec class per layer type.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -146,7 +144,7 @@ class LayerSpec(_Frozen):
         """The Keras arguments: every field but ``type`` (field names are Keras' own)."""
         return {name: getattr(self, name) for name in type(self).model_fields if name != "type"}
 
-    def build(self, context: BuildContext) -> keras.layers.Layer:
+    def build(self, context: BuildContext) -> "keras.layers.Layer":
         import keras
 
         return getattr(keras.layers, self.keras_class)(**self.arguments(context))
@@ -329,7 +327,7 @@ class Reshape(LayerSpec):
     example = {"type": "reshape", "target_shape": [2, 4, 1]}
 
     @model_validator(mode="after")
-    def _check_shape(self) -> Reshape:
+    def _check_shape(self) -> "Reshape":
         if 0 in self.target_shape or self.target_shape.count(-1) > 1:
             raise ValueError(
                 f"target_shape needs positive sizes and at most one -1 "
@@ -368,7 +366,7 @@ class Normalization(LayerSpec):
     example = {"type": "normalization"}
 
     @model_validator(mode="after")
-    def _mean_and_variance_together(self) -> Normalization:
+    def _mean_and_variance_together(self) -> "Normalization":
         if (self.mean is None) != (self.variance is None):
             raise ValueError("give both mean and variance, or neither (to adapt on the data)")
         if self.variance is not None and any(v < 0 for v in self.variance):

@@ -5,8 +5,6 @@ Like the layer registry, each spec's field names copy the Keras arguments, and
 Keras (``dltool validate`` reads these schemas); Keras is imported inside ``build``.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field
@@ -23,7 +21,7 @@ class _Optimizer(Strict):
     learning_rate: float = Field(0.001, gt=0.0, le=10.0, description="step size")
     clipnorm: float | None = Field(None, gt=0.0, description="clip each gradient's norm")
 
-    def build(self, learning_rate: Any = None) -> keras.optimizers.Optimizer:
+    def build(self, learning_rate: Any = None) -> "keras.optimizers.Optimizer":
         """The Keras optimizer; ``learning_rate`` replaces the fixed rate (a schedule)."""
         import keras
 
@@ -78,7 +76,7 @@ class _Schedule(Strict):
         """The optimizer's learning rate: a Keras schedule, or ``learning_rate`` unchanged."""
         return learning_rate
 
-    def callback(self) -> keras.callbacks.Callback | None:
+    def callback(self) -> "keras.callbacks.Callback | None":
         """A callback that changes the rate between epochs, if the schedule is one."""
         return None
 
@@ -124,7 +122,7 @@ class ReduceOnPlateau(_Schedule):
     min_delta: float = Field(1e-4, ge=0.0)
     min_learning_rate: float = Field(0.0, ge=0.0)
 
-    def callback(self) -> keras.callbacks.Callback | None:
+    def callback(self) -> "keras.callbacks.Callback | None":
         import keras
 
         return keras.callbacks.ReduceLROnPlateau(

@@ -3,8 +3,6 @@
 No TensorFlow here: ``dltool validate`` and ``dltool layers`` import this.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field

@@ -8,8 +8,6 @@ the specs into one discriminated union on ``source``.
 No NumPy here: ``dltool validate`` imports every spec.
 """
 
-from __future__ import annotations
-
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -71,7 +69,7 @@ class DataSource(Strict):
         return {}
 
     @abstractmethod
-    def load(self, seed: int, task: str) -> Dataset:
+    def load(self, seed: int, task: str) -> "Dataset":
         """The source's examples, before test and validation rows are held out.
 
         Args:
