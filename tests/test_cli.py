@@ -63,10 +63,33 @@ def test_instant_commands_do_not_import_tensorflow(args: list[str]) -> None:
 def test_a_deferred_stand_in_gives_the_real_class() -> None:
     from rich.markdown import Markdown
 
-    from dltool.cli import _deferred
+    from dltool.lazyimports import deferred
 
-    made = _deferred("rich.markdown", "Markdown")("# title")
+    made = deferred("rich.markdown", "Markdown")("# title")
     assert type(made) is Markdown
+
+
+@pytest.mark.parametrize(
+    ("args", "built"),
+    [
+        (["validate", "-q", "exp.yaml"], ["validate"]),
+        (["--debug", "continue", "runs/a"], ["continue"]),
+        (["runs", "compare", "a", "b"], ["runs"]),
+        (["--help"], None),  # the top-level help lists every command
+        (["--version"], None),
+        (["valdate", "exp.yaml"], None),  # its error suggests the others
+    ],
+)
+def test_only_the_named_command_is_built(args: list[str], built: list[str] | None) -> None:
+    from typer.main import get_command
+
+    from dltool.cli import _only_the_named_command, app
+
+    every = sorted(get_command(app).commands)  # type: ignore[attr-defined]
+    assert {"validate", "continue", "runs", "train"} <= set(every)
+    with _only_the_named_command(args):
+        assert sorted(get_command(app).commands) == (built or every)  # type: ignore[attr-defined]
+    assert sorted(get_command(app).commands) == every  # type: ignore[attr-defined]
 
 
 def test_version(run_cli: Callable[..., Any]) -> None:
@@ -146,19 +169,58 @@ class _Left(Exception):
 
 
 @pytest.mark.parametrize(
-    ("loaded", "code", "left_with"),
+    ("loaded", "code", "left_with", "exit_handlers_ran"),
     [
-        (["tensorflow"], None, 0),
-        (["tensorflow"], 0, 0),
-        (["tensorflow"], 3, None),  # a failed run: buffers (TensorBoard's) flush at shutdown
-        (["tensorflow"], "a message", None),
-        ([], 0, None),  # TensorFlow never loaded: Python's own shutdown is quick
-        (["tensorflow", "ray"], 0, None),  # Ray's exit handlers stop a private cluster
+        (["tensorflow"], None, 0, False),  # TensorFlow's own handlers are the slow part
+        (["tensorflow"], 0, 0, False),
+        (["tensorflow"], 3, None, False),  # a failed run: buffers (TensorBoard's) flush at shutdown
+        (["tensorflow"], "a message", None, False),
+        ([], 0, 0, True),  # validate, runs, --help: the exit handlers run, the teardown is skipped
+        ([], None, 0, True),
+        ([], 2, None, False),  # a refused config leaves the usual way
+        (["tensorflow", "ray"], 0, None, False),  # Ray's exit handlers stop a private cluster
+        (["ray"], 0, None, False),
     ],
 )
 def test_leave_now_skips_the_slow_shutdown_only_where_it_is_safe(
     monkeypatch: pytest.MonkeyPatch, loaded: list[str], code: Any, left_with: int | None,
+    exit_handlers_ran: bool,
 ) -> None:  # fmt: skip
+    import atexit
+
+    from dltool import cli
+
+    for name in ("tensorflow", *cli.NEEDS_SHUTDOWN):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    for name in loaded:
+        monkeypatch.setitem(sys.modules, name, sys.modules.get(name, object()))
+
+    def left(status: int) -> None:
+        raise _Left(status)
+
+    ran: list[bool] = []
+    monkeypatch.setattr(os, "_exit", left)
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: ran.append(True))  # not pytest's own
+    import logging
+
+    monkeypatch.setattr(logging, "shutdown", lambda: None)  # pytest's own log handlers stay open
+    if left_with is None:
+        cli.leave_now(code)  # returns: the caller's SystemExit goes on
+    else:
+        with pytest.raises(_Left) as caught:
+            cli.leave_now(code)
+        assert caught.value.args == (left_with,)
+    assert ran == ([True] if exit_handlers_ran else [])
+
+
+@pytest.mark.parametrize("loaded", [[], ["tensorflow"]])
+def test_leave_now_waits_for_a_live_thread_as_python_does(
+    monkeypatch: pytest.MonkeyPatch, loaded: list[str]
+) -> None:
+    """A thread that is not a daemon (a writer still finishing) keeps Python's own shutdown,
+    which joins it; os._exit would cut it off."""
+    import threading
+
     from dltool import cli
 
     for name in ("tensorflow", *cli.NEEDS_SHUTDOWN):
@@ -170,15 +232,46 @@ def test_leave_now_skips_the_slow_shutdown_only_where_it_is_safe(
         raise _Left(status)
 
     monkeypatch.setattr(os, "_exit", left)
-    import logging
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait, daemon=False)
+    worker.start()
+    try:
+        cli.leave_now(0)  # returns
+    finally:
+        release.set()
+        worker.join()
 
-    monkeypatch.setattr(logging, "shutdown", lambda: None)  # pytest's own log handlers stay open
-    if left_with is None:
-        cli.leave_now(code)  # returns: the caller's SystemExit goes on
-        return
-    with pytest.raises(_Left) as caught:
-        cli.leave_now(code)
-    assert caught.value.args == (left_with,)
+
+@pytest.mark.slow
+def test_instant_command_leaves_fast_with_its_output_and_exit_handlers(tmp_path: Path) -> None:
+    """`dltool validate` in a pipe (block-buffered stdout) leaves through leave_now: every
+    line arrives, and an exit handler registered during the command still runs."""
+    import yaml
+
+    config = tmp_path / "exp.yaml"
+    config.write_text((REPO / "configs" / "student_pass.yaml").read_text())
+    marker, left = tmp_path / "exit-handler-ran", tmp_path / "left-with"
+    script = (
+        "import atexit, os, pathlib, sys\n"
+        f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')\n"
+        "real_exit = os._exit\n"
+        f"def leaving(code): pathlib.Path({str(left)!r}).write_text(str(code)); real_exit(code)\n"
+        "os._exit = leaving\n"
+        "from dltool.cli import main\n"
+        "sys.argv = ['dltool', 'validate', sys.argv[1]]\n"
+        "main()\n"
+    )
+    env = {k: v for k, v in _env().items() if k != "PYTHONUNBUFFERED"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(config)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert left.read_text() == "0"  # through leave_now, not Python's shutdown
+    resolved = yaml.safe_load(done.stdout)  # all of it arrived: the last key is there
+    assert resolved["name"] == "student-pass"
+    assert resolved["training"]["distribute"] is None
+    assert marker.read_text() == "yes"
 
 
 @pytest.mark.slow

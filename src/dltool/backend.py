@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from types import ModuleType
 
+from dltool.lazyimports import hidden_from_import
+
 
 @contextlib.contextmanager
 def _stderr_captured(replay: bool = True) -> Iterator[None]:
@@ -56,21 +58,6 @@ IMPORT_SECONDS: list[float] = []  # how long the first import took (for profile.
 HIDDEN_FROM_KERAS = ("sklearn", "matplotlib")
 
 
-@contextlib.contextmanager
-def _hidden_from_import(names: tuple[str, ...]) -> Iterator[None]:
-    """``import name`` raises ImportError for each of ``names`` not yet imported (None in
-    sys.modules is Python's "not installed"), until the block ends."""
-    hidden = [name for name in names if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        for name in hidden:
-            if sys.modules.get(name, ...) is None:
-                del sys.modules[name]
-
-
 def import_keras(backend: str = "tensorflow") -> ModuleType:
     """Return the ``keras`` module, importing it (quietly) with ``backend`` if needed."""
     if "keras" in sys.modules:
@@ -78,7 +65,7 @@ def import_keras(backend: str = "tensorflow") -> ModuleType:
     started = time.perf_counter()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide C++ INFO and WARNING lines
     os.environ["KERAS_BACKEND"] = backend  # must be set before the first import of keras
-    with _stderr_captured(), _hidden_from_import(HIDDEN_FROM_KERAS):
+    with _stderr_captured(), hidden_from_import(HIDDEN_FROM_KERAS):
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")

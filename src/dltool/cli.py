@@ -36,6 +36,17 @@ _state = {"debug": False}
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
+def _pydantic_without_plugin_lookup() -> None:
+    """Import pydantic's plugin loader, which its first validator imports, with a stand-in
+    for ``importlib.metadata.entry_points``: the loader imports that package-metadata
+    reader at its top (about 20 ms, the email package included) for the plugin lookup
+    that PYDANTIC_DISABLE_PLUGINS skips. If plugins are on, the lookup imports it then.
+    Typer has imported pydantic by now (its parameter coercion uses it)."""
+    from dltool.lazyimports import import_with_stand_ins
+
+    import_with_stand_ins("pydantic.plugin._loader", {"importlib.metadata": "entry_points"})
+
+
 def _out() -> Console:
     # Created per call: Typer's CliRunner swaps sys.stdout for each invocation.
     return Console(highlight=False, soft_wrap=True)
@@ -89,6 +100,7 @@ class _Reported(TyperGroup):
     every other refusal (instead of Typer's usage text and boxed panel)."""
 
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
+        _pydantic_without_plugin_lookup()
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
@@ -132,43 +144,11 @@ _UNUSED_BY_HELP = {"rich.markdown": "Markdown", "rich.traceback": "Traceback"}
 
 
 def _light_help_renderer() -> None:
-    """Import ``typer.rich_utils`` with stand-ins for :data:`_UNUSED_BY_HELP`.
+    """Import ``typer.rich_utils`` with stand-ins for :data:`_UNUSED_BY_HELP` (Typer only
+    constructs these, and only for the features dltool turns off)."""
+    from dltool.lazyimports import import_with_stand_ins
 
-    A stand-in is a class whose construction imports the real module and makes the real
-    object (its other class attributes are not forwarded: Typer only constructs these,
-    and only for the features dltool turns off). The stand-in modules are removed from
-    ``sys.modules`` at once, so any other import gets the real module.
-    """
-    import sys
-    import types
-
-    if "typer.rich_utils" in sys.modules:
-        return
-    stand_ins = {}
-    for module_name, class_name in _UNUSED_BY_HELP.items():
-        if module_name in sys.modules:
-            continue
-        module = types.ModuleType(module_name)
-        setattr(module, class_name, _deferred(module_name, class_name))
-        stand_ins[module_name] = module
-    sys.modules.update(stand_ins)
-    try:
-        import typer.rich_utils  # noqa: F401
-    finally:
-        for module_name, module in stand_ins.items():
-            if sys.modules.get(module_name) is module:
-                del sys.modules[module_name]
-
-
-def _deferred(module_name: str, class_name: str) -> type:
-    """A class whose instances are the real ``module_name.class_name``'s, imported on first use."""
-
-    def real(cls: type, *args: Any, **kwargs: Any) -> Any:
-        import importlib
-
-        return getattr(importlib.import_module(module_name), class_name)(*args, **kwargs)
-
-    return type(class_name, (), {"__new__": real, "__module__": module_name})
+    import_with_stand_ins("typer.rich_utils", _UNUSED_BY_HELP)
 
 
 def _value_name(parameter: Any, ctx: Any) -> str | None:
@@ -917,33 +897,42 @@ NEEDS_SHUTDOWN = ("ray",)
 
 
 def leave_now(code: Any) -> None:
-    """End a process that loaded TensorFlow at once, with ``code``, once the command is over.
+    """End the process at once, with ``code``, once a command has succeeded.
 
-    Python's normal shutdown after TensorFlow has run tears down its threads and frees
-    thousands of modules' objects one by one: measured 0.5-1 s on a quiet 2-core machine
-    (several seconds under load) after every file was written, for nothing dltool needs.
-    Every file dltool writes is closed (and renamed into place) before its command
-    returns, locks are released by the kernel, and the two output streams are flushed
-    here. Only a command that succeeded leaves this way (a failed or interrupted run may
-    have buffers, a TensorBoard writer's say, that only Python's shutdown flushes);
-    commands that never loaded TensorFlow, and processes with live child processes or a
-    library that needs its exit handlers (:data:`NEEDS_SHUTDOWN`), leave normally.
+    Python's normal shutdown frees every module's objects one by one: after TensorFlow
+    has run that is 0.5-1 s on a quiet 2-core machine (several seconds under load), and
+    even `dltool validate` spends about 70 ms in it (pydantic's validators), a fifth of
+    its whole run, for nothing dltool needs. Every file dltool writes is closed (and
+    renamed into place) before its command returns, locks are released by the kernel,
+    and the two output streams are flushed here. Exit handlers (``atexit``: logging's,
+    weakref finalizers, a coverage tool's) still run, except in a process that loaded
+    TensorFlow, whose own handlers are part of the slow shutdown. Only a command that
+    succeeded leaves this way (a failed or interrupted run may have buffers, a
+    TensorBoard writer's say, that only Python's shutdown flushes); processes with live
+    child processes or threads, or a library whose shutdown must run in full
+    (:data:`NEEDS_SHUTDOWN`), leave normally.
     """
     import os
     import sys
+    import threading
 
     if code not in (None, 0):  # a failed or interrupted command leaves the usual way
         return
-    if "tensorflow" not in sys.modules or any(name in sys.modules for name in NEEDS_SHUTDOWN):
+    if any(name in sys.modules for name in NEEDS_SHUTDOWN):
         return
+    if any(not thread.daemon for thread in threading.enumerate() if thread is not threading.main_thread()):  # fmt: skip
+        return  # Python's shutdown would wait for it
     if "multiprocessing" in sys.modules:
         import multiprocessing
 
         if multiprocessing.active_children():
             return
-    import logging
+    if "tensorflow" not in sys.modules:
+        import atexit
 
-    logging.shutdown()
+        atexit._run_exitfuncs()  # what Python's shutdown runs first; its teardown is what costs
+    if "logging" in sys.modules:  # its handlers' buffers (atexit ran this already if allowed)
+        sys.modules["logging"].shutdown()
     code = 0
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -955,10 +944,39 @@ def leave_now(code: Any) -> None:
     os._exit(code)
 
 
+@contextlib.contextmanager
+def _only_the_named_command(args: list[str]) -> Iterator[None]:
+    """While the block runs, ``app`` holds only the command (or group) that ``args`` names.
+
+    Typer turns every registered command into a click command each time it starts (their
+    parameters from the functions' signatures: 10-20 ms for dltool's, a twentieth of
+    `dltool validate`); a command line names at most one, and the top-level options before
+    it are flags. Without a known name (``--help``, ``--version``, a misspelled command, whose
+    error lists the others) every command is built as usual.
+    """
+    from typer.main import get_command_name
+
+    name = next((arg for arg in args if not arg.startswith("-")), None)
+    commands = [c for c in app.registered_commands if get_command_name(c.name or c.callback.__name__) == name]  # type: ignore[union-attr]  # fmt: skip
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not commands and not groups:
+        yield
+        return
+    kept = app.registered_commands, app.registered_groups
+    app.registered_commands, app.registered_groups = commands, groups
+    try:
+        yield
+    finally:
+        app.registered_commands, app.registered_groups = kept
+
+
 def main() -> None:
     """Console-script entry point."""
+    import sys
+
     try:
-        app()
+        with _only_the_named_command(sys.argv[1:]):
+            app()
     except SystemExit as done:
         for sig in (signal.SIGINT, signal.SIGTERM):  # the command is over: see below
             signal.signal(sig, signal.SIG_IGN)
