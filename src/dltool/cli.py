@@ -41,7 +41,8 @@ def _pydantic_without_plugin_lookup() -> None:
     for ``importlib.metadata.entry_points``: the loader imports that package-metadata
     reader at its top (about 20 ms, the email package included) for the plugin lookup
     that PYDANTIC_DISABLE_PLUGINS skips. If plugins are on, the lookup imports it then.
-    Typer has imported pydantic by now (its parameter coercion uses it)."""
+    Called before Typer converts a command's options: its first TypeAdapter builds a
+    validator."""
     from dltool.lazyimports import import_with_stand_ins
 
     import_with_stand_ins("pydantic.plugin._loader", {"importlib.metadata": "entry_points"})
@@ -100,7 +101,6 @@ class _Reported(TyperGroup):
     every other refusal (instead of Typer's usage text and boxed panel)."""
 
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
-        _pydantic_without_plugin_lookup()
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
@@ -115,6 +115,8 @@ class _Reported(TyperGroup):
         given = sys.argv[1:] if given is None else list(given)
         if not given or "--help" in given:
             _light_help_renderer()
+        if any(not arg.startswith("-") for arg in given):  # a command, whose options Typer
+            _pydantic_without_plugin_lookup()  # converts with pydantic (not --version, --help)
         standalone_mode = kwargs.pop("standalone_mode", True)
         try:
             code = super().main(
