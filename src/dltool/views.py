@@ -293,9 +293,15 @@ def dataset(out: Console, config: Any, dataset: Any, result: dict[str, Any]) -> 
 
 
 def layer_registry(out: Console) -> None:
-    """`dltool layers`: every layer type with its parameters and defaults."""
+    """`dltool layers`: every layer type with its parameters and defaults. In a pipe, one
+    plain line per type (its parameters separated by "; ")."""
     from dltool.layers import LAYERS
 
+    if not out.is_terminal:
+        header = ["type", "what it does", "parameters (default)"]
+        rows = [[Text(name), Text(spec.summary), Text("; ".join(_parameters(spec)) or _EMPTY)] for name, spec in LAYERS.items()]  # fmt: skip
+        plain_lines(out, header, rows)
+        return
     grid = Table(
         title="layer registry (model.layers[].type)", title_justify="left", show_lines=True
     )
@@ -303,7 +309,7 @@ def layer_registry(out: Console) -> None:
     grid.add_column("what it does")
     grid.add_column("parameters (default)")
     for name, spec in LAYERS.items():
-        grid.add_row(name, spec.summary, _parameters(spec) or "-")
+        grid.add_row(name, spec.summary, "\n".join(_parameters(spec)) or _EMPTY)
     out.print(grid)
 
 
@@ -436,14 +442,15 @@ def batch_summary(out: Console, title: str, outcomes: list[dict[str, Any]], show
     table(out, columns, rows, title=title, title_in_pipe=True)  # a CI log says what it lists
 
 
-def _parameters(spec: Any) -> str:
+def _parameters(spec: Any) -> list[str]:
+    """Each parameter of a layer spec with its default: ``units (required)``."""
     parts = []
     for field_name, info in spec.model_fields.items():
         if field_name == "type":
             continue
         shown = "required" if info.is_required() else _default_text(info.default)
         parts.append(f"{field_name} ({shown})")
-    return "\n".join(parts)
+    return parts
 
 
 def _default_text(value: Any) -> str:
