@@ -108,6 +108,13 @@ def test_layers_lists_the_registry(run_cli: Callable[..., Any]) -> None:
         assert name in result.stdout
     assert "units (required)" in result.stdout
     assert "rate (required)" in result.stdout
+    # Not a terminal: one tab-separated line per layer type, for grep and cut.
+    lines = result.stdout.splitlines()
+    assert lines[0] == "type\twhat it does\tparameters (default)"
+    assert [line.split("\t")[0] for line in lines[1:]] == list(LAYERS)
+    assert all(line.count("\t") == 2 for line in lines)
+    dense = next(line for line in lines if line.startswith("dense\t"))
+    assert "units (required); " in dense.split("\t")[2]
 
 
 def test_debug_shows_the_traceback(run_cli: Callable[..., Any], tmp_path: Path) -> None:
@@ -275,6 +282,26 @@ def test_instant_command_leaves_fast_with_its_output_and_exit_handlers(tmp_path:
     assert resolved["name"] == "student-pass"
     assert resolved["training"]["distribute"] is None
     assert marker.read_text() == "yes"
+
+
+@pytest.mark.slow
+def test_a_reader_that_stops_early_is_not_an_error() -> None:
+    """`dltool validate a.yaml b.yaml ... | head -1`: the reader closes the pipe after one
+    line; the rest of the output (well over the pipe's 64 KiB buffer) goes nowhere, with
+    no "internal error: BrokenPipeError" and exit 0."""
+    paths = [str(CONFIGS / "student_pass.yaml")] * 100  # about 110 KiB of resolved configs
+    with subprocess.Popen(
+        [str(DLTOOL), "validate", *paths],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+    ) as process:  # fmt: skip
+        assert process.stdout is not None
+        assert process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        stderr = process.stderr.read()
+        assert process.wait(timeout=60) == 0, stderr
+    assert first.startswith(b"# ")
+    assert stderr == b""
 
 
 @pytest.mark.slow

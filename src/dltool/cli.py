@@ -23,7 +23,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from dltool import __version__
 from dltool.errors import DltoolError, ExitCode, RunFolderIncomplete, UsageError
-from dltool.interrupts import handling_signals, raise_if_requested, stop_of
+from dltool.interrupts import handling_signals, raise_if_requested, stdout_may_close, stop_of
 
 if TYPE_CHECKING:
     from dltool.training import RunResult
@@ -119,9 +119,10 @@ class _Reported(TyperGroup):
             _pydantic_without_plugin_lookup()  # converts with pydantic (not --version, --help)
         standalone_mode = kwargs.pop("standalone_mode", True)
         try:
-            code = super().main(
-                *args, **{**kwargs, "standalone_mode": False}
-            )  # an Exit code, or None
+            with stdout_may_close():  # `dltool layers | head -3`: the rest goes nowhere, quietly
+                code = super().main(
+                    *args, **{**kwargs, "standalone_mode": False}
+                )  # an Exit code, or None
         except typer.Abort:
             code = report(KeyboardInterrupt())
         except typer.TyperException as error:  # click's UsageError and BadParameter

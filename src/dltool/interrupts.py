@@ -138,7 +138,9 @@ class _QuietWhenClosed:
 
 
 @contextlib.contextmanager
-def _stdout_may_close() -> Iterator[None]:
+def stdout_may_close() -> Iterator[None]:
+    """While the block runs, a standard output closed by its reader takes the rest of the
+    output quietly (:class:`_QuietWhenClosed`): ``dltool runs | head -1`` is not an error."""
     original = sys.stdout
     if original is None or isinstance(original, _QuietWhenClosed):
         yield
@@ -175,7 +177,7 @@ def handling_signals() -> Iterator[None]:
         REQUEST.signum = None
     REQUEST.depth += 1
     try:
-        with _stdout_may_close():
+        with stdout_may_close():
             yield
     finally:
         REQUEST.depth -= 1
