@@ -211,6 +211,10 @@ def test_leave_now_skips_the_slow_shutdown_only_where_it_is_safe(
     ran: list[bool] = []
     monkeypatch.setattr(os, "_exit", left)
     monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: ran.append(True))  # not pytest's own
+    import threading
+
+    # Threads that other tests in this worker left running are not this test's subject.
+    monkeypatch.setattr(threading, "enumerate", lambda: [threading.main_thread()])
     import logging
 
     monkeypatch.setattr(logging, "shutdown", lambda: None)  # pytest's own log handlers stay open
