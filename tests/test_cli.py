@@ -227,6 +227,36 @@ def test_leave_now_skips_the_slow_shutdown_only_where_it_is_safe(
     assert ran == ([True] if exit_handlers_ran else [])
 
 
+def test_leave_now_closes_the_image_decoding_pool_and_leaves(monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A command that decoded images (train or predict on an image folder) leaves the
+    process's decoding pool behind, idle: leave_now ends its threads and still leaves at once."""
+    import atexit
+    import threading
+
+    from dltool import cli
+    from dltool.data import rows
+
+    def left(status: int) -> None:
+        raise _Left(status)
+
+    monkeypatch.setattr(os, "_exit", left)
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: None)  # not pytest's own
+    import logging
+
+    monkeypatch.setattr(logging, "shutdown", lambda: None)  # pytest's own log handlers stay open
+    others = {t for t in threading.enumerate() if not t.daemon}  # what other tests left
+    assert rows.pool().submit(sum, [1, 2]).result() == 3
+    decoding = [t for t in threading.enumerate() if t.name.startswith("dltool-decode")]
+    assert decoding
+    assert not any(t.daemon for t in decoding)
+    real_enumerate = threading.enumerate
+    monkeypatch.setattr(threading, "enumerate", lambda: [t for t in real_enumerate() if t not in others])  # fmt: skip
+    with pytest.raises(_Left):
+        cli.leave_now(0)
+    assert not any(t.is_alive() for t in decoding)
+    assert rows.pool().submit(sum, [3, 4]).result() == 7  # a new pool, should the process go on
+
+
 @pytest.mark.parametrize("loaded", [[], ["tensorflow"]])
 def test_leave_now_waits_for_a_live_thread_as_python_does(
     monkeypatch: pytest.MonkeyPatch, loaded: list[str]

@@ -923,6 +923,9 @@ def leave_now(code: Any) -> None:
         return
     if any(name in sys.modules for name in NEEDS_SHUTDOWN):
         return
+    rows = sys.modules.get("dltool.data.rows")  # loaded with image data (not imported here: NumPy)
+    if rows is not None:
+        rows.close_pool()  # its idle decoding threads, which Python's shutdown would join
     if any(not thread.daemon for thread in threading.enumerate() if thread is not threading.main_thread()):  # fmt: skip
         return  # Python's shutdown would wait for it
     if "multiprocessing" in sys.modules:

@@ -202,6 +202,17 @@ def pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+def close_pool() -> None:
+    """End the decoding pool's threads once their work is done (a later :func:`pool` makes a
+    new one). Idle threads of a pool are not daemons: a process that leaves at once
+    (cli.leave_now) closes the pool first rather than cut off work in progress."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is not None:
+            _POOL.shutdown(wait=True)
+            _POOL = None
+
+
 @dataclass(eq=False)
 class ImageReader:
     """Image files, decoded on demand, several at once."""
