@@ -63,15 +63,6 @@ def test_instant_commands_do_not_import_tensorflow(args: list[str]) -> None:
         assert "importlib.metadata" not in report["heavy"]
 
 
-def test_a_deferred_stand_in_gives_the_real_class() -> None:
-    from rich.markdown import Markdown
-
-    from dltool.lazyimports import deferred
-
-    made = deferred("rich.markdown", "Markdown")("# title")
-    assert type(made) is Markdown
-
-
 @pytest.mark.parametrize(
     ("args", "built"),
     [
@@ -178,6 +169,58 @@ class _Left(Exception):
     pass
 
 
+class _Leaving:
+    """cli.leave_now in this pytest worker: os._exit raises :class:`_Left`, the exit handlers
+    and logging's shutdown are recorded instead of run (pytest's own stay), and what other
+    tests left in the worker (threads, multiprocessing children, Ray, TensorFlow) is hidden:
+    ``loaded`` modules and ``threads`` are what a test sets."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import atexit
+        import logging
+        import multiprocessing
+        import threading
+
+        from dltool import cli
+
+        self.monkeypatch, self.exit_handlers_ran = monkeypatch, 0
+        self.threads: list[Any] = []  # besides the main thread
+        for name in ("tensorflow", *cli.NEEDS_SHUTDOWN):
+            monkeypatch.delitem(sys.modules, name, raising=False)
+
+        def left(status: int) -> None:
+            raise _Left(status)
+
+        def exit_handlers() -> None:
+            self.exit_handlers_ran += 1
+
+        monkeypatch.setattr(os, "_exit", left)
+        monkeypatch.setattr(atexit, "_run_exitfuncs", exit_handlers)
+        monkeypatch.setattr(logging, "shutdown", lambda: None)
+        monkeypatch.setattr(multiprocessing, "active_children", lambda: [])
+        self.every_thread = threading.enumerate  # the real one
+        monkeypatch.setattr(threading, "enumerate", lambda: [threading.main_thread(), *(t for t in self.threads if t.is_alive())])  # fmt: skip
+
+    def load(self, *names: str) -> None:
+        for name in names:
+            self.monkeypatch.setitem(sys.modules, name, sys.modules.get(name, object()))
+
+    def code(self, code: Any) -> int | None:
+        """The status leave_now(code) left with, or None where it returned."""
+        from dltool import cli
+
+        try:
+            cli.leave_now(code)
+        except _Left as left:
+            return int(left.args[0])
+        return None
+
+
+@pytest.fixture
+def leaving(monkeypatch: pytest.MonkeyPatch) -> _Leaving:
+    return _Leaving(monkeypatch)
+
+
 @pytest.mark.parametrize(
     ("loaded", "code", "left_with", "exit_handlers_ran"),
     [
@@ -193,103 +236,65 @@ class _Left(Exception):
     ],
 )
 def test_leave_now_skips_the_slow_shutdown_only_where_it_is_safe(
-    monkeypatch: pytest.MonkeyPatch, loaded: list[str], code: Any, left_with: int | None,
-    exit_handlers_ran: bool,
-) -> None:  # fmt: skip
-    import atexit
-
-    from dltool import cli
-
-    for name in ("tensorflow", *cli.NEEDS_SHUTDOWN):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    for name in loaded:
-        monkeypatch.setitem(sys.modules, name, sys.modules.get(name, object()))
-
-    def left(status: int) -> None:
-        raise _Left(status)
-
-    ran: list[bool] = []
-    monkeypatch.setattr(os, "_exit", left)
-    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: ran.append(True))  # not pytest's own
-    import threading
-
-    # Threads that other tests in this worker left running are not this test's subject.
-    monkeypatch.setattr(threading, "enumerate", lambda: [threading.main_thread()])
-    import logging
-
-    monkeypatch.setattr(logging, "shutdown", lambda: None)  # pytest's own log handlers stay open
-    if left_with is None:
-        cli.leave_now(code)  # returns: the caller's SystemExit goes on
-    else:
-        with pytest.raises(_Left) as caught:
-            cli.leave_now(code)
-        assert caught.value.args == (left_with,)
-    assert ran == ([True] if exit_handlers_ran else [])
-
-
-def test_leave_now_closes_the_image_decoding_pool_and_leaves(monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    """A command that decoded images (train or predict on an image folder) leaves the
-    process's decoding pool behind, idle: leave_now ends its threads and still leaves at once."""
-    import atexit
-    import threading
-
-    from dltool import cli
-    from dltool.data import rows
-
-    def left(status: int) -> None:
-        raise _Left(status)
-
-    monkeypatch.setattr(os, "_exit", left)
-    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: None)  # not pytest's own
-    import logging
-
-    monkeypatch.setattr(logging, "shutdown", lambda: None)  # pytest's own log handlers stay open
-    others = {t for t in threading.enumerate() if not t.daemon}  # what other tests left
-    assert rows.pool().submit(sum, [1, 2]).result() == 3
-    decoding = [t for t in threading.enumerate() if t.name.startswith("dltool-decode")]
-    assert decoding
-    assert not any(t.daemon for t in decoding)
-    real_enumerate = threading.enumerate
-    monkeypatch.setattr(threading, "enumerate", lambda: [t for t in real_enumerate() if t not in others])  # fmt: skip
-    with pytest.raises(_Left):
-        cli.leave_now(0)
-    assert not any(t.is_alive() for t in decoding)
-    assert rows.pool().submit(sum, [3, 4]).result() == 7  # a new pool, should the process go on
+    leaving: _Leaving, loaded: list[str], code: Any, left_with: int | None, exit_handlers_ran: bool
+) -> None:
+    leaving.load(*loaded)
+    assert leaving.code(code) == left_with  # None: returned, the caller's SystemExit goes on
+    assert leaving.exit_handlers_ran == int(exit_handlers_ran)
 
 
 @pytest.mark.parametrize("loaded", [[], ["tensorflow"]])
-def test_leave_now_waits_for_a_live_thread_as_python_does(
-    monkeypatch: pytest.MonkeyPatch, loaded: list[str]
+def test_leave_now_waits_for_a_live_thread_or_child_as_python_does(
+    leaving: _Leaving, monkeypatch: pytest.MonkeyPatch, loaded: list[str]
 ) -> None:
     """A thread that is not a daemon (a writer still finishing) keeps Python's own shutdown,
-    which joins it; os._exit would cut it off."""
+    which joins it; os._exit would cut it off. So does a multiprocessing child."""
+    import multiprocessing
     import threading
 
-    from dltool import cli
-
-    for name in ("tensorflow", *cli.NEEDS_SHUTDOWN):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    for name in loaded:
-        monkeypatch.setitem(sys.modules, name, sys.modules.get(name, object()))
-
-    def left(status: int) -> None:
-        raise _Left(status)
-
-    monkeypatch.setattr(os, "_exit", left)
+    leaving.load(*loaded)
     release = threading.Event()
     worker = threading.Thread(target=release.wait, daemon=False)
     worker.start()
+    leaving.threads = [worker]
     try:
-        cli.leave_now(0)  # returns
+        assert leaving.code(0) is None
     finally:
         release.set()
         worker.join()
+    daemon = threading.Thread(target=release.wait, daemon=True)  # daemons do not count
+    release.clear()
+    daemon.start()
+    leaving.threads = [daemon]
+    try:
+        monkeypatch.setattr(multiprocessing, "active_children", lambda: [object()])
+        assert leaving.code(0) is None
+        monkeypatch.setattr(multiprocessing, "active_children", lambda: [])
+        assert leaving.code(0) == 0
+    finally:
+        release.set()
+        daemon.join()
+
+
+def test_leave_now_closes_the_image_decoding_pool_and_leaves(leaving: _Leaving) -> None:
+    """A command that decoded images (train or predict on an image folder) leaves the
+    process's decoding pool behind, idle: leave_now ends its threads and still leaves at once."""
+    from dltool.data import rows
+
+    assert rows.pool().submit(sum, [1, 2]).result() == 3
+    decoding = [t for t in leaving.every_thread() if t.name.startswith("dltool-decode")]
+    assert decoding
+    assert not any(t.daemon for t in decoding)
+    leaving.threads = decoding
+    assert leaving.code(0) == 0
+    assert not any(t.is_alive() for t in decoding)
+    assert rows.pool().submit(sum, [3, 4]).result() == 7  # a new pool, should the process go on
 
 
 @pytest.mark.slow
 def test_instant_command_leaves_fast_with_its_output_and_exit_handlers(tmp_path: Path) -> None:
     """`dltool validate` in a pipe (block-buffered stdout) leaves through leave_now: every
-    line arrives, and an exit handler registered during the command still runs."""
+    line arrives, and an exit handler registered before the command still runs."""
     import yaml
 
     config = tmp_path / "exp.yaml"
@@ -316,6 +321,24 @@ def test_instant_command_leaves_fast_with_its_output_and_exit_handlers(tmp_path:
     assert resolved["name"] == "student-pass"
     assert resolved["training"]["distribute"] is None
     assert marker.read_text() == "yes"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "closed",
+    [
+        pytest.param(["--version", ">&-"], id="stdout"),
+        pytest.param(["validate", "-q", str(CONFIGS / "student_pass.yaml"), "2>&-"], id="stderr"),
+    ],
+)
+def test_a_command_started_with_an_output_closed_succeeds(closed: list[str]) -> None:
+    """Started with stdout or stderr closed (Python then has None for that stream), a
+    command that succeeds still exits 0 through leave_now."""
+    done = subprocess.run(
+        ["sh", "-c", " ".join([str(DLTOOL), *closed])], capture_output=True, text=True, timeout=60, env=_env()
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.slow

@@ -40,9 +40,14 @@ def _pydantic_without_plugin_lookup() -> None:
     """Import pydantic's plugin loader, which its first validator imports, with a stand-in
     for ``importlib.metadata.entry_points``: the loader imports that package-metadata
     reader at its top (about 20 ms, the email package included) for the plugin lookup
-    that PYDANTIC_DISABLE_PLUGINS skips. If plugins are on, the lookup imports it then.
-    Called before Typer converts a command's options: its first TypeAdapter builds a
-    validator."""
+    that PYDANTIC_DISABLE_PLUGINS skips. Only while plugins are off (with them on, the
+    lookup needs the real reader), and after ``pydantic.plugin`` itself, so that only the
+    loader's own imports see the stand-in. Called before Typer converts a command's
+    options: its first TypeAdapter builds a validator."""
+    if os.environ.get("PYDANTIC_DISABLE_PLUGINS") not in ("__all__", "1", "true"):
+        return  # pydantic's own "all plugins off" values
+    import pydantic.plugin  # noqa: F401
+
     from dltool.lazyimports import import_with_stand_ins
 
     import_with_stand_ins("pydantic.plugin._loader", {"importlib.metadata": "entry_points"})
@@ -115,14 +120,13 @@ class _Reported(TyperGroup):
         given = sys.argv[1:] if given is None else list(given)
         if not given or "--help" in given:
             _light_help_renderer()
-        if any(not arg.startswith("-") for arg in given):  # a command, whose options Typer
-            _pydantic_without_plugin_lookup()  # converts with pydantic (not --version, --help)
+        if _named_command(given) is not None:  # a command, whose options Typer converts
+            _pydantic_without_plugin_lookup()  # with pydantic (not --version, --help)
         standalone_mode = kwargs.pop("standalone_mode", True)
         try:
-            with stdout_may_close():  # `dltool layers | head -3`: the rest goes nowhere, quietly
-                code = super().main(
-                    *args, **{**kwargs, "standalone_mode": False}
-                )  # an Exit code, or None
+            code = super().main(
+                *args, **{**kwargs, "standalone_mode": False}
+            )  # an Exit code, or None
         except typer.Abort:
             code = report(KeyboardInterrupt())
         except typer.TyperException as error:  # click's UsageError and BadParameter
@@ -904,16 +908,17 @@ def leave_now(code: Any) -> None:
 
     Python's normal shutdown frees every module's objects one by one: after TensorFlow
     has run that is 0.5-1 s on a quiet 2-core machine (several seconds under load), and
-    even `dltool validate` spends about 70 ms in it (pydantic's validators), a fifth of
+    even `dltool validate` spends about 70 ms in it (pydantic's validators), a seventh of
     its whole run, for nothing dltool needs. Every file dltool writes is closed (and
     renamed into place) before its command returns, locks are released by the kernel,
     and the two output streams are flushed here. Exit handlers (``atexit``: logging's,
-    weakref finalizers, a coverage tool's) still run, except in a process that loaded
-    TensorFlow, whose own handlers are part of the slow shutdown. Only a command that
-    succeeded leaves this way (a failed or interrupted run may have buffers, a
-    TensorBoard writer's say, that only Python's shutdown flushes); processes with live
-    child processes or threads, or a library whose shutdown must run in full
-    (:data:`NEEDS_SHUTDOWN`), leave normally.
+    weakref finalizers, a coverage tool's) run first, except in a process that loaded
+    TensorFlow, where none runs (TensorFlow's own are part of the slow shutdown). Only a
+    command that succeeded leaves this way (a failed or interrupted run may have buffers,
+    a TensorBoard writer's say, that only Python's shutdown flushes); a process with a
+    live thread that is not a daemon (dltool's idle image-decoding pool is closed first)
+    or a live ``multiprocessing`` child, or one that loaded a library whose shutdown must
+    run in full (:data:`NEEDS_SHUTDOWN`), leaves normally.
     """
     import os
     import sys
@@ -941,6 +946,8 @@ def leave_now(code: Any) -> None:
         sys.modules["logging"].shutdown()
     code = 0
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with that descriptor closed (`dltool --version >&-`)
+            continue
         try:
             stream.flush()
         except BrokenPipeError:  # the reader has gone: nothing more to say
@@ -948,6 +955,12 @@ def leave_now(code: Any) -> None:
         except (OSError, ValueError):  # a full disk: Python's own shutdown exits 120 then
             code = 120
     os._exit(code)
+
+
+def _named_command(args: list[str]) -> str | None:
+    """The command (or group) a command line names, if any: its first word that is not an
+    option (dltool's own options before it, ``--debug`` and ``--version``, take no value)."""
+    return next((arg for arg in args if not arg.startswith("-")), None)
 
 
 @contextlib.contextmanager
@@ -962,7 +975,7 @@ def _only_the_named_command(args: list[str]) -> Iterator[None]:
     """
     from typer.main import get_command_name
 
-    name = next((arg for arg in args if not arg.startswith("-")), None)
+    name = _named_command(args)
     commands = [c for c in app.registered_commands if get_command_name(c.name or c.callback.__name__) == name]  # type: ignore[union-attr]  # fmt: skip
     groups = [g for g in app.registered_groups if g.name == name]
     if not commands and not groups:
@@ -981,7 +994,8 @@ def main() -> None:
     import sys
 
     try:
-        with _only_the_named_command(sys.argv[1:]):
+        # `dltool layers | head -3`: a reader that stops early takes the rest quietly, exit 0
+        with _only_the_named_command(sys.argv[1:]), stdout_may_close():
             app()
     except SystemExit as done:
         for sig in (signal.SIGINT, signal.SIGTERM):  # the command is over: see below

@@ -42,7 +42,9 @@ def import_with_stand_ins(module_name: str, stand_ins: dict[str, str]) -> None:
     stand-in holding one attribute (module name -> attribute name), made by :func:`deferred`.
 
     The stand-in modules are removed from ``sys.modules`` at once, so any other import
-    gets the real module. Does nothing if ``module_name`` is imported already.
+    gets the real module. Does nothing if ``module_name`` is imported already. If an import
+    meanwhile wants more of a stand-in than its one attribute (another library version),
+    ``module_name`` is imported as usual instead.
     """
     if module_name in sys.modules:
         return
@@ -56,10 +58,13 @@ def import_with_stand_ins(module_name: str, stand_ins: dict[str, str]) -> None:
     sys.modules.update(made)
     try:
         __import__(module_name)
+    except ImportError:  # "cannot import name ... from <stand-in>": imported as usual below
+        pass
     finally:
         for name, module in made.items():
             if sys.modules.get(name) is module:
                 del sys.modules[name]
+    __import__(module_name)  # nothing to do once the import above succeeded
 
 
 def deferred(module_name: str, attribute: str) -> type:

@@ -297,6 +297,8 @@ def layer_registry(out: Console) -> None:
     plain line per type (its parameters separated by "; ")."""
     from dltool.layers import LAYERS
 
+    # Not through table(): on a terminal each type's parameters go one per line in a grid,
+    # where table()'s columns hold one line per row.
     if not out.is_terminal:
         header = ["type", "what it does", "parameters (default)"]
         rows = [[Text(name), Text(spec.summary), Text("; ".join(_parameters(spec)) or _EMPTY)] for name, spec in LAYERS.items()]  # fmt: skip
