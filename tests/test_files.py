@@ -195,6 +195,85 @@ def test_a_narrow_table_is_estimated_by_its_rows(
     assert len(config.load(0, "binary").x_train) == 1000
 
 
+def _cgroup(tmp_path: Path, groups: str, files_: dict[str, str]) -> tuple[Path, Path]:
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "cgroup").write_text(groups)
+    for name, text in files_.items():
+        (tmp_path / "mount" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "mount" / name).write_text(text)
+    return tmp_path / "proc" / "cgroup", tmp_path / "mount"
+
+
+V1 = ("memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat")
+V2 = ("memory.max", "memory.current", "memory.stat")
+
+
+def _limits(folder: str, names: tuple[str, ...], *texts: str) -> dict[str, str]:
+    return {f"{folder}{name}": text for name, text in zip(names, texts, strict=True)}
+
+
+@pytest.mark.parametrize(
+    ("groups", "files_", "left"),
+    [
+        pytest.param(  # v2: limit - (current - inactive file cache)
+            "0::/box\n",
+            _limits("box/", V2, "1000000\n", "600000\n", "anon 500000\ninactive_file 100000\n"),
+            500_000,
+            id="v2",
+        ),
+        pytest.param("0::/box\n", _limits("box/", V2, "max\n", "5\n", ""), None, id="v2-no-limit"),
+        pytest.param(  # v1 (Docker on cgroup v1, this machine): the memory controller's line
+            "4:memory:/c/d\n1:cpu:/\n0::/\n",
+            _limits(
+                "memory/c/d/", V1, "2000000\n", "1500000\n", "cache 9\ntotal_inactive_file 300000\n"
+            ),
+            800_000,
+            id="v1",
+        ),
+        pytest.param(  # a container that names the host's group but mounts its own at the root
+            "0::/host/group\n", _limits("", V2, "1000\n", "1500\n", ""), 0, id="v2-root-over-limit"
+        ),
+        pytest.param(
+            "4:memory:/\n",
+            _limits("memory/", V1, "9223372036854771712\n", "1\n", ""),  # v1's "no limit"
+            None,
+            id="v1-no-limit",
+        ),
+        pytest.param("0::/x\n", {}, None, id="no-files"),
+        pytest.param("garbage\n", {}, None, id="unreadable"),
+    ],
+)
+def test_available_memory_counts_the_cgroup_limit(
+    tmp_path: Path, groups: str, files_: dict[str, str], left: int | None
+) -> None:
+    """A container's memory limit is far below the machine's MemAvailable: the checks before
+    reading data must see what the container still allows."""
+    assert files._cgroup_available(*_cgroup(tmp_path, groups, files_)) == left
+
+
+def test_available_memory_is_the_least_of_the_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    monkeypatch.setattr(files, "_cgroup_available", lambda: None)
+    free = files.available_memory()
+    assert free is not None
+    assert free == files._meminfo_available()
+    assert files._address_space_left() is None  # no ulimit -v in the test process
+    real = resource.getrlimit
+    limit = 10 * free  # ulimit -v far above the free memory: MemAvailable decides
+    # the stand-in reads `limit` when called: each assignment below sets a new ulimit -v
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (limit, limit) if which == resource.RLIMIT_AS else real(which))  # fmt: skip
+    left = files._address_space_left()
+    assert left is not None
+    assert 0 < limit - left < 64 * 2**40  # the limit less what is mapped
+    assert files.available_memory() == min(free, left)
+    limit = 1 << 20  # less than the process has mapped already: nothing left
+    assert files._address_space_left() == 0 == files.available_memory()
+    monkeypatch.setattr(files, "_cgroup_available", lambda: 7)
+    monkeypatch.setattr(resource, "getrlimit", real)
+    assert files.available_memory() == 7
+
+
 def test_predict_input_fifo_is_refused(fifo: Path) -> None:
     from dltool.inputs import InputSpec, array_chunks, csv_chunks
 

@@ -104,7 +104,23 @@ def read_limited(path: Path, limit: int, folder_hint: str = "a file") -> bytes:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux' MemAvailable), None if unknown."""
+    """Bytes a new allocation can get, None if unknown: the least of Linux' MemAvailable,
+    what the process's cgroup (v2) still allows and what its address-space limit
+    (RLIMIT_AS, ``ulimit -v``) leaves beside what the process has mapped already.
+
+    A container's memory limit or a ``ulimit -v`` is lower than the machine's free memory;
+    an allocation over it fails (``MemoryError``) or the process is killed, so the checks
+    before reading data must see it.
+    """
+    found = [
+        bytes_
+        for bytes_ in (_meminfo_available(), _cgroup_available(), _address_space_left())
+        if bytes_ is not None
+    ]
+    return min(found) if found else None
+
+
+def _meminfo_available() -> int | None:
     with (
         contextlib.suppress(OSError, ValueError),
         open("/proc/meminfo", encoding="ascii") as meminfo,
@@ -114,6 +130,60 @@ def available_memory() -> int | None:
                 return int(line.split()[1]) * 1024
     with contextlib.suppress(OSError, ValueError, AttributeError):
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return None
+
+
+def _cgroup_available(
+    groups_file: Path = Path("/proc/self/cgroup"), mount: Path = Path("/sys/fs/cgroup")
+) -> int | None:
+    """What this process's cgroup still allows: its limit less what it uses, less the file
+    cache the kernel would reclaim first (as ``docker stats`` counts). None without a limit.
+
+    cgroup v2 (memory.max, memory.current) or v1 (memory.limit_in_bytes, memory.usage_in_bytes),
+    in the process's own group, or at the mount's root where a container shows only that.
+    """
+    with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
+        for line in groups_file.read_text(encoding="ascii").splitlines():
+            number, controllers, group = line.split(":", 2)
+            if number == "0" and not controllers:
+                names, root = ("memory.max", "memory.current", "inactive_file"), mount
+            elif "memory" in controllers.split(","):
+                names = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+                root = mount / "memory"
+            else:
+                continue
+            for folder in (root / group.strip("/"), root):
+                if (folder / names[0]).is_file():
+                    return _cgroup_left(folder, *names)
+    return None
+
+
+def _cgroup_left(folder: Path, limit_file: str, usage_file: str, cache_key: str) -> int | None:
+    limit = (folder / limit_file).read_text(encoding="ascii").strip()
+    if not limit.isdigit() or int(limit) >= 1 << 62:  # "max" (v2) or about 2**63 (v1): none
+        return None
+    used = int((folder / usage_file).read_text(encoding="ascii"))
+    for line in (folder / "memory.stat").read_text(encoding="ascii").splitlines():
+        key, _, value = line.partition(" ")
+        if key == cache_key:
+            used -= int(value)
+    return max(int(limit) - used, 0)
+
+
+def _address_space_left() -> int | None:
+    """RLIMIT_AS less the process's mapped address space (VmSize); None without a limit."""
+    import resource
+
+    limit, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if limit == resource.RLIM_INFINITY:
+        return None
+    with (
+        contextlib.suppress(OSError, ValueError),
+        open("/proc/self/status", encoding="ascii") as status,
+    ):
+        for line in status:
+            if line.startswith("VmSize:"):
+                return max(limit - int(line.split()[1]) * 1024, 0)
     return None
 
 
