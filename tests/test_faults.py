@@ -26,10 +26,12 @@ from dltool.rundir import RunDir
 
 Cli = Callable[..., Any]
 DLTOOL = Path(sys.executable).with_name("dltool")
-# Deterministic (no dropout), a checkpoint after every epoch, slow enough to interrupt.
+# Deterministic (no dropout), a checkpoint after every epoch, slow enough to interrupt: the
+# tests signal after epoch 1 or 2 and the run must still be going (an epoch takes ~0.3 s).
+SLOW_EPOCHS = 8
 SLOW = tiny_config(
     data={"n_train": 3000, "n_test": 200, "validation_split": 0.2},
-    training={"epochs": 12, "batch_size": 16, "checkpoint_seconds": 0},
+    training={"epochs": SLOW_EPOCHS, "batch_size": 16, "checkpoint_seconds": 0},
 )
 # Plain SGD at a learning rate this high diverges: epoch 1 is finite, the loss
 # overflows early in epoch 2 (measured: inf in epoch 2, batch 4).
@@ -118,14 +120,14 @@ def test_signal_then_resume_matches_uninterrupted(run_cli: Cli, write_config: Ca
     assert (
         stderr == f"{word} after epoch {stopped_after}; resume with: dltool train --resume {run}\n"
     )
-    assert 2 <= stopped_after < 12
+    assert 2 <= stopped_after < SLOW_EPOCHS
     assert not (run / "model.keras").exists()
 
     resumed = run_cli("train", "--resume", run)
     assert resumed.exit_code == 0, resumed.stderr
-    assert f"resuming {run} after epoch {stopped_after} of 12" in resumed.stdout
+    assert f"resuming {run} after epoch {stopped_after} of {SLOW_EPOCHS}" in resumed.stdout
     history = _history(run)
-    assert [row["epoch"] for row in history] == [str(e) for e in range(1, 13)]
+    assert [row["epoch"] for row in history] == [str(e) for e in range(1, SLOW_EPOCHS + 1)]
     info = json.loads((run / "run.json").read_text())
     assert (info["status"], info["resumed"][0]["from_epoch"]) == ("completed", stopped_after)
 
@@ -170,7 +172,7 @@ def test_sigkill_leaves_complete_files_and_resumes(
     resumed = run_cli("train", "--resume", run)
     assert resumed.exit_code == 0, resumed.stderr
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
-    assert len(_history(run)) == 12
+    assert len(_history(run)) == SLOW_EPOCHS
 
 
 @pytest.mark.slow

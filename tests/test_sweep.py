@@ -266,7 +266,7 @@ def test_shipped_regularization_sweep_plans() -> None:
 @pytest.mark.slow
 def test_interrupted_sweep_resumes(tmp_path: Path) -> None:
     """A real Ctrl-C (SIGINT) to a running `dltool sweep`, then --resume."""
-    path = _files(tmp_path, {"grid": {"training.batch_size": [8, 16, 24, 32, 40, 48]}}, training={"epochs": 10}, data={"n_train": 2000})  # fmt: skip
+    path = _files(tmp_path, {"grid": {"training.batch_size": [8, 16, 24, 32, 40, 48]}}, training={"epochs": 5}, data={"n_train": 2000})  # fmt: skip
     runs = tmp_path / "runs"
     process = subprocess.Popen(
         [str(DLTOOL), "sweep", str(path), "--runs-dir", str(runs)],
