@@ -239,6 +239,16 @@ def _limits(folder: str, names: tuple[str, ...], *texts: str) -> dict[str, str]:
             None,
             id="v1-no-limit",
         ),
+        pytest.param(  # the limit is on a parent group (a systemd slice, a pod): it binds too
+            "0::/pod/box\n",
+            {
+                **_limits("pod/", V2, "5000\n", "4000\n", "inactive_file 500\n"),
+                **_limits("pod/box/", V2, "max\n", "3000\n", ""),
+                **_limits("", V2, "max\n", "9000\n", ""),
+            },
+            1500,
+            id="v2-parent-limit",
+        ),
         pytest.param("0::/x\n", {}, None, id="no-files"),
         pytest.param("garbage\n", {}, None, id="unreadable"),
     ],

@@ -139,8 +139,10 @@ def _cgroup_available(
     """What this process's cgroup still allows: its limit less what it uses, less the file
     cache the kernel would reclaim first (as ``docker stats`` counts). None without a limit.
 
-    cgroup v2 (memory.max, memory.current) or v1 (memory.limit_in_bytes, memory.usage_in_bytes),
-    in the process's own group, or at the mount's root where a container shows only that.
+    cgroup v2 (memory.max, memory.current) or v1 (memory.limit_in_bytes, memory.usage_in_bytes).
+    A limit on a parent group binds too: every group from the process's own up to the mount's
+    root counts, the least left wins. A container that names the host's group but mounts its
+    own at the root is read at the root.
     """
     with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
         for line in groups_file.read_text(encoding="ascii").splitlines():
@@ -152,9 +154,13 @@ def _cgroup_available(
                 root = mount / "memory"
             else:
                 continue
-            for folder in (root / group.strip("/"), root):
-                if (folder / names[0]).is_file():
-                    return _cgroup_left(folder, *names)
+            own = root / group.strip("/")
+            if not (own / names[0]).is_file():
+                own = root
+            groups = [own, *(parent for parent in own.parents if parent.is_relative_to(root))]
+            left = [_cgroup_left(folder, *names) for folder in groups if (folder / names[0]).is_file()]  # fmt: skip
+            limited = [bytes_ for bytes_ in left if bytes_ is not None]
+            return min(limited) if limited else None
     return None
 
 
