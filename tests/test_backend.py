@@ -50,6 +50,7 @@ def test_keras_imports_quickly_and_leaves_its_import_time_objects_frozen() -> No
 import gc, sys
 from dltool.backend import HIDDEN_FROM_KERAS, import_keras
 collections = []
+gc.collect()  # nothing left for a collection that the few allocations before the import might set off
 gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info["generation"]))
 before = gc.get_freeze_count()
 keras = import_keras()
@@ -72,3 +73,25 @@ print(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).predict(keras
     assert hidden == "[]"  # not imported with Keras
     assert after == "True 2"  # ... and usable afterwards
     assert predicted == "(1, 1)"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_failed_import_leaves_the_collector_as_it_was(
+    monkeypatch: pytest.MonkeyPatch, enabled: bool
+) -> None:
+    """import_keras turns the collector off while Keras imports: when the import fails, it is
+    on again if it was on, and stays off if the program had turned it off."""
+    import gc
+
+    from dltool.backend import import_keras
+
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # `import tensorflow` fails
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        with pytest.raises(ImportError):
+            import_keras()
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -215,20 +216,24 @@ def _limits(folder: str, names: tuple[str, ...], *texts: str) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("groups", "files_", "left"),
     [
-        pytest.param(  # v2: limit - (current - inactive file cache)
+        pytest.param(  # v2: limit - current + (page cache - shared memory)
             "0::/box\n",
-            _limits("box/", V2, "1000000\n", "600000\n", "anon 500000\ninactive_file 100000\n"),
+            _limits("box/", V2, "1000000\n", "600000\n", "anon 400000\nfile 150000\nshmem 50000\n"),
             500_000,
             id="v2",
         ),
         pytest.param("0::/box\n", _limits("box/", V2, "max\n", "5\n", ""), None, id="v2-no-limit"),
         pytest.param(  # v1 (Docker on cgroup v1, this machine): the memory controller's line
             "4:memory:/c/d\n1:cpu:/\n0::/\n",
-            _limits(
-                "memory/c/d/", V1, "2000000\n", "1500000\n", "cache 9\ntotal_inactive_file 300000\n"
-            ),
+            _limits("memory/c/d/", V1, "2000000\n", "1500000\n", "cache 9\ntotal_cache 300000\n"),
             800_000,
             id="v1",
+        ),
+        pytest.param(  # the same, the kernel's lines in another order: the order does not matter
+            "0::/\n4:memory:/c/d\n",
+            _limits("memory/c/d/", V1, "2000000\n", "1500000\n", "total_cache 300000\n"),
+            800_000,
+            id="v1-after-v2",
         ),
         pytest.param(  # a container that names the host's group but mounts its own at the root
             "0::/host/group\n", _limits("", V2, "1000\n", "1500\n", ""), 0, id="v2-root-over-limit"
@@ -242,12 +247,21 @@ def _limits(folder: str, names: tuple[str, ...], *texts: str) -> dict[str, str]:
         pytest.param(  # the limit is on a parent group (a systemd slice, a pod): it binds too
             "0::/pod/box\n",
             {
-                **_limits("pod/", V2, "5000\n", "4000\n", "inactive_file 500\n"),
+                **_limits("pod/", V2, "5000\n", "4000\n", "file 500\n"),
                 **_limits("pod/box/", V2, "max\n", "3000\n", ""),
                 **_limits("", V2, "max\n", "9000\n", ""),
             },
             1500,
             id="v2-parent-limit",
+        ),
+        pytest.param(  # a group that cannot be read is left out; the others still count
+            "0::/pod/box\n",
+            {
+                **_limits("pod/", V2, "5000\n", "4000\n", "file 500\n"),
+                **_limits("pod/box/", V2, "1000\n", "not a number\n", ""),
+            },
+            1500,
+            id="v2-unreadable-group",
         ),
         pytest.param("0::/x\n", {}, None, id="no-files"),
         pytest.param("garbage\n", {}, None, id="unreadable"),
@@ -264,23 +278,30 @@ def test_available_memory_counts_the_cgroup_limit(
 def test_available_memory_is_the_least_of_the_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     import resource
 
+    free = 8 * 2**30
+    monkeypatch.setattr(files, "_meminfo_available", lambda: free)  # it changes all the time
     monkeypatch.setattr(files, "_cgroup_available", lambda: None)
-    free = files.available_memory()
-    assert free is not None
-    assert free == files._meminfo_available()
-    assert files._address_space_left() is None  # no ulimit -v in the test process
     real = resource.getrlimit
-    limit = 10 * free  # ulimit -v far above the free memory: MemAvailable decides
+    limit = resource.RLIM_INFINITY  # no ulimit -v
     # the stand-in reads `limit` when called: each assignment below sets a new ulimit -v
     monkeypatch.setattr(resource, "getrlimit", lambda which: (limit, limit) if which == resource.RLIMIT_AS else real(which))  # fmt: skip
+    assert files._address_space_left() is None
+    assert files.available_memory() == free
+    limit = 10 * free  # ulimit -v far above the free memory: MemAvailable decides
     left = files._address_space_left()
     assert left is not None
     assert 0 < limit - left < 64 * 2**40  # the limit less what is mapped
-    assert files.available_memory() == min(free, left)
+    assert files.available_memory() == free
+    limit = (limit - left) + 2**30  # 1 GiB more than the process has mapped
+    assert 2**30 - 2**28 < files.available_memory() <= 2**30  # (it maps a little as it runs)
     limit = 1 << 20  # less than the process has mapped already: nothing left
     assert files._address_space_left() == 0 == files.available_memory()
     monkeypatch.setattr(files, "_cgroup_available", lambda: 7)
-    monkeypatch.setattr(resource, "getrlimit", real)
+    assert files.available_memory() == 0
+    limit = resource.RLIM_INFINITY
+    assert files.available_memory() == 7
+    monkeypatch.setitem(sys.modules, "resource", None)  # Windows: no resource module
+    assert files._address_space_left() is None
     assert files.available_memory() == 7
 
 

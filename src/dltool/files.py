@@ -105,7 +105,7 @@ def read_limited(path: Path, limit: int, folder_hint: str = "a file") -> bytes:
 
 def available_memory() -> int | None:
     """Bytes a new allocation can get, None if unknown: the least of Linux' MemAvailable,
-    what the process's cgroup (v2) still allows and what its address-space limit
+    what the process's cgroup (v1 or v2) still allows and what its address-space limit
     (RLIMIT_AS, ``ulimit -v``) leaves beside what the process has mapped already.
 
     A container's memory limit or a ``ulimit -v`` is lower than the machine's free memory;
@@ -133,53 +133,66 @@ def _meminfo_available() -> int | None:
     return None
 
 
+# cgroup v2 and v1: the limit, the usage, and memory.stat's page cache and the part of it that
+# is shared memory (tmpfs: not reclaimable)
+_CGROUP_V2 = ("memory.max", "memory.current", "file", "shmem")
+_CGROUP_V1 = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_cache", "total_shmem")
+
+
 def _cgroup_available(
     groups_file: Path = Path("/proc/self/cgroup"), mount: Path = Path("/sys/fs/cgroup")
 ) -> int | None:
-    """What this process's cgroup still allows: its limit less what it uses, less the file
-    cache the kernel would reclaim first (as ``docker stats`` counts). None without a limit.
+    """What this process's cgroups still allow: each limit less its usage, not counting the
+    page cache the kernel reclaims before it refuses memory (shared memory counts: tmpfs stays).
+    None without a limit.
 
-    cgroup v2 (memory.max, memory.current) or v1 (memory.limit_in_bytes, memory.usage_in_bytes).
-    A limit on a parent group binds too: every group from the process's own up to the mount's
-    root counts, the least left wins. A container that names the host's group but mounts its
-    own at the root is read at the root.
+    cgroup v2 (memory.max, memory.current) and v1 (memory.limit_in_bytes, memory.usage_in_bytes),
+    as /proc/self/cgroup names them (a hybrid system lists both). A limit on a parent group binds
+    too: every group from the process's own up to the mount's root counts, the least left wins.
+    A container that names the host's group but mounts its own at the root is read at the root.
+    A group whose files cannot be read is left out.
     """
-    with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
-        for line in groups_file.read_text(encoding="ascii").splitlines():
-            number, controllers, group = line.split(":", 2)
-            if number == "0" and not controllers:
-                names, root = ("memory.max", "memory.current", "inactive_file"), mount
-            elif "memory" in controllers.split(","):
-                names = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
-                root = mount / "memory"
-            else:
-                continue
-            own = root / group.strip("/")
-            if not (own / names[0]).is_file():
-                own = root
-            groups = [own, *(parent for parent in own.parents if parent.is_relative_to(root))]
-            left = [_cgroup_left(folder, *names) for folder in groups if (folder / names[0]).is_file()]  # fmt: skip
-            limited = [bytes_ for bytes_ in left if bytes_ is not None]
-            return min(limited) if limited else None
-    return None
+    try:
+        lines = groups_file.read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    left: list[int] = []
+    for line in lines:
+        number, controllers, group = [*line.split(":", 2), "", ""][:3]
+        if number == "0" and not controllers:
+            names, root = _CGROUP_V2, mount
+        elif "memory" in controllers.split(","):
+            names, root = _CGROUP_V1, mount / "memory"
+        else:
+            continue
+        own = root / group.strip("/")
+        if not (own / names[0]).is_file():
+            own = root
+        for folder in (own, *(parent for parent in own.parents if parent.is_relative_to(root))):
+            with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
+                bytes_ = _cgroup_left(folder, *names)
+                if bytes_ is not None:
+                    left.append(bytes_)
+    return min(left) if left else None
 
 
-def _cgroup_left(folder: Path, limit_file: str, usage_file: str, cache_key: str) -> int | None:
+def _cgroup_left(folder: Path, limit_file: str, usage_file: str, cache: str, shared: str) -> int | None:  # fmt: skip
     limit = (folder / limit_file).read_text(encoding="ascii").strip()
     if not limit.isdigit() or int(limit) >= 1 << 62:  # "max" (v2) or about 2**63 (v1): none
         return None
     used = int((folder / usage_file).read_text(encoding="ascii"))
-    for line in (folder / "memory.stat").read_text(encoding="ascii").splitlines():
-        key, _, value = line.partition(" ")
-        if key == cache_key:
-            used -= int(value)
-    return max(int(limit) - used, 0)
+    stat = dict(line.split(" ", 1) for line in (folder / "memory.stat").read_text(encoding="ascii").splitlines())  # fmt: skip
+    reclaimable = int(stat.get(cache, 0)) - int(stat.get(shared, 0))
+    return max(int(limit) - used + max(reclaimable, 0), 0)
 
 
 def _address_space_left() -> int | None:
-    """RLIMIT_AS less the process's mapped address space (VmSize); None without a limit."""
-    import resource
-
+    """RLIMIT_AS less the process's mapped address space (VmSize); None without a limit, or
+    where there is no such limit (Windows has no ``resource`` module)."""
+    try:
+        import resource
+    except ImportError:
+        return None
     limit, _ = resource.getrlimit(resource.RLIMIT_AS)
     if limit == resource.RLIM_INFINITY:
         return None
