@@ -291,6 +291,43 @@ def test_failed_save_exits_4_and_keeps_the_checkpoint(run_cli: Cli, write_config
     keras.saving.load_model(run / "checkpoint" / saved["file"], safe_mode=True)  # still loadable
 
 
+@pytest.mark.parametrize("where", ["fit", "evaluation"])
+@pytest.mark.slow
+def test_out_of_memory_is_one_line_and_exit_3(run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:  # fmt: skip
+    """Memory running out is the size of the data, batch or model, not a bug in dltool: it
+    was "internal error: ResourceExhaustedError: ... (a bug in dltool ...)", exit 1 (a streamed
+    folder of 512x512 images under `ulimit -v 3000000`). Now one line, exit 3, run.json failed."""
+    import tensorflow as tf
+
+    from dltool import training
+
+    if where == "fit":  # TensorFlow's allocator, as in that run
+
+        def fails(*args: Any, **kwargs: Any) -> None:
+            raise tf.errors.ResourceExhaustedError(None, None, "Graph execution error: OOM when allocating tensor with shape[32,512,512,3] and type float on /job:localhost")  # fmt: skip
+
+        monkeypatch.setattr(training, "build_training_state", fails)
+        epochs, what = 0, " (OOM when allocating tensor with shape[32,512,512,3])"
+    else:  # NumPy's, once the epochs are done
+
+        def fails(*args: Any, **kwargs: Any) -> None:
+            raise MemoryError("Unable to allocate 2.05 GiB for an array")
+
+        monkeypatch.setattr(training, "predict", fails)
+        epochs, what = 2, ""
+    config = write_config(tiny_config(training={"epochs": 2, "batch_size": 32}))
+    result = run_cli("train", config, "--runs-dir", tmp_path / "runs")
+    assert (result.exit_code, result.stderr) == (
+        3,
+        f"error: training: out of memory{what} with {epochs} epochs done (batch_size 32): try a "
+        "lower training.batch_size, smaller images or model, or data.loading: stream\n",
+    )
+    (run,) = (tmp_path / "runs").iterdir()
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed"
+    assert info["error"].startswith("training: out of memory")
+
+
 FILE_SIZE_LIMIT = 10_000  # bytes: config.yaml, run.json and history.csv fit; a .keras does not
 
 

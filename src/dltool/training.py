@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import secrets
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -463,38 +464,39 @@ def _train_and_finish(
         callbacks.append(recorder)
     extra: dict[str, Any] = {}
     try:
-        # A signal only sets a flag until the run reaches a safe point (see interrupts.py).
-        if first_epoch < training.epochs:
-            train_pipeline = TrainPipeline(
-                dataset.x_train, prepared.labels["train"], batch_size, seed, first_epoch
-            )
-            with prepared.clock.phase("fit"):
-                build_training_state(model, dataset.x_train, prepared.labels["train"])
-                try:
-                    model.fit(
-                        train_pipeline.dataset,  # one epoch per pass: no steps_per_epoch (see there)
-                        validation_data=validation_data,
-                        initial_epoch=first_epoch,
-                        epochs=training.epochs,
-                        shuffle=False,  # the pipeline shuffles, seeded per epoch
-                        callbacks=[train_pipeline.callback(), *callbacks],
-                        verbose=0,
-                    )
-                finally:
-                    if recorder is not None:  # an interrupted fit skips on_train_end
-                        recorder.detach()
-        if guard.failure:
-            saver.save_last_complete_epoch()  # the last finite weights, for inspection or resume
-            raise TrainingError(guard.failure)
-        raise_if_requested()
-        extra.update(early_stop_report(callbacks, console))
-        pruned = pruned_after(callbacks)
-        if pruned is not None:
-            extra["pruned_after_epoch"] = pruned
-            console.print(f"pruned after epoch {pruned}: the sweep judged the trial hopeless", highlight=False)  # fmt: skip
-        metrics = _write_outputs(run, prepared, log, evaluated, extra.get("weights_from_epoch"))
-        extra.update(_late_skips(run, dataset, console))
-        extra["model_sha256"] = sha256_file(run.file(MODEL))  # predict and export check it
+        with _memory_refused(log, batch_size):
+            # A signal only sets a flag until the run reaches a safe point (see interrupts.py).
+            if first_epoch < training.epochs:
+                train_pipeline = TrainPipeline(
+                    dataset.x_train, prepared.labels["train"], batch_size, seed, first_epoch
+                )
+                with prepared.clock.phase("fit"):
+                    build_training_state(model, dataset.x_train, prepared.labels["train"])
+                    try:
+                        model.fit(
+                            train_pipeline.dataset,  # one epoch per pass: no steps_per_epoch (see there)
+                            validation_data=validation_data,
+                            initial_epoch=first_epoch,
+                            epochs=training.epochs,
+                            shuffle=False,  # the pipeline shuffles, seeded per epoch
+                            callbacks=[train_pipeline.callback(), *callbacks],
+                            verbose=0,
+                        )
+                    finally:
+                        if recorder is not None:  # an interrupted fit skips on_train_end
+                            recorder.detach()
+            if guard.failure:
+                saver.save_last_complete_epoch()  # the last finite weights, for inspection or resume
+                raise TrainingError(guard.failure)
+            raise_if_requested()
+            extra.update(early_stop_report(callbacks, console))
+            pruned = pruned_after(callbacks)
+            if pruned is not None:
+                extra["pruned_after_epoch"] = pruned
+                console.print(f"pruned after epoch {pruned}: the sweep judged the trial hopeless", highlight=False)  # fmt: skip
+            metrics = _write_outputs(run, prepared, log, evaluated, extra.get("weights_from_epoch"))
+            extra.update(_late_skips(run, dataset, console))
+            extra["model_sha256"] = sha256_file(run.file(MODEL))  # predict and export check it
     except KeyboardInterrupt as interrupt:
         with deferred_signals():
             log.close()  # the live bar, if any, before the lines below
@@ -555,6 +557,24 @@ def _train_and_finish(
         params=int(model.count_params()),
         epochs_run=len(log.rows),
     )
+
+
+@contextlib.contextmanager
+def _memory_refused(log: EpochLog, batch_size: int) -> Iterator[None]:
+    """Running out of memory while training or evaluating is the size of the data, batch or
+    model, not a bug in dltool: one line and exit 3 (the run is marked failed), not "internal
+    error". Python's MemoryError, or TensorFlow's ResourceExhaustedError ("OOM when allocating
+    tensor with shape[...]")."""
+    try:
+        yield
+    except (MemoryError, tf.errors.ResourceExhaustedError) as error:
+        shape = re.search(r"OOM when allocating tensor with shape\s*\[[^\]]*\]", str(error))
+        what = f" ({shape[0]})" if shape else ""
+        raise TrainingError(
+            f"training: out of memory{what} with {log.last_epoch} epochs done (batch_size "
+            f"{batch_size}): try a lower training.batch_size, smaller images or model, or "
+            "data.loading: stream"
+        ) from error
 
 
 def _write_outputs(run: RunDir, prepared: Prepared, log: EpochLog, evaluated: dict[str, Any], kept_epoch: int | None) -> dict[str, Any]:  # fmt: skip
