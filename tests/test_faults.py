@@ -291,41 +291,58 @@ def test_failed_save_exits_4_and_keeps_the_checkpoint(run_cli: Cli, write_config
     keras.saving.load_model(run / "checkpoint" / saved["file"], safe_mode=True)  # still loadable
 
 
-@pytest.mark.parametrize("where", ["fit", "evaluation"])
+@pytest.mark.parametrize("where", ["fit", "evaluation", "not-memory"])
 @pytest.mark.slow
 def test_out_of_memory_is_one_line_and_exit_3(run_cli: Cli, write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:  # fmt: skip
     """Memory running out is the size of the data, batch or model, not a bug in dltool: it
     was "internal error: ResourceExhaustedError: ... (a bug in dltool ...)", exit 1 (a streamed
-    folder of 512x512 images under `ulimit -v 3000000`). Now one line, exit 3, run.json failed."""
+    folder of 512x512 images under `ulimit -v 3000000`). Now one line, exit 3, run.json failed,
+    the last completed epoch in checkpoint/. TensorFlow's ResourceExhaustedError about anything
+    else (a full disk, too many open files) is not called out of memory."""
     import tensorflow as tf
 
     from dltool import training
 
-    if where == "fit":  # TensorFlow's allocator, as in that run
+    said = {
+        "fit": "Graph execution error: OOM when allocating tensor with shape[32,512,512,3] and type float on /job:localhost",
+        "not-memory": "Too many open files",
+    }
 
-        def fails(*args: Any, **kwargs: Any) -> None:
-            raise tf.errors.ResourceExhaustedError(None, None, "Graph execution error: OOM when allocating tensor with shape[32,512,512,3] and type float on /job:localhost")  # fmt: skip
+    def oom(*args: Any, **kwargs: Any) -> None:  # TensorFlow's allocator, as in that run
+        raise tf.errors.ResourceExhaustedError(None, None, said[where])
 
-        monkeypatch.setattr(training, "build_training_state", fails)
-        epochs, what = 0, " (OOM when allocating tensor with shape[32,512,512,3])"
-    else:  # NumPy's, once the epochs are done
+    def no_memory(*args: Any, **kwargs: Any) -> None:  # NumPy's, once the epochs are done
+        raise MemoryError("Unable to allocate 2.05 GiB for an array")
 
-        def fails(*args: Any, **kwargs: Any) -> None:
-            raise MemoryError("Unable to allocate 2.05 GiB for an array")
-
-        monkeypatch.setattr(training, "predict", fails)
-        epochs, what = 2, ""
+    if where == "evaluation":
+        monkeypatch.setattr(training, "predict", no_memory)
+    else:
+        monkeypatch.setattr(training, "build_training_state", oom)
     config = write_config(tiny_config(training={"epochs": 2, "batch_size": 32}))
     result = run_cli("train", config, "--runs-dir", tmp_path / "runs")
-    assert (result.exit_code, result.stderr) == (
-        3,
-        f"error: training: out of memory{what} with {epochs} epochs done (batch_size 32): try a "
-        "lower training.batch_size, smaller images or model, or data.loading: stream\n",
-    )
     (run,) = (tmp_path / "runs").iterdir()
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "failed"
+    if where == "not-memory":
+        assert result.exit_code == 1, result.stderr
+        assert "out of memory" not in result.stderr
+        assert "ResourceExhaustedError: Too many open files" in result.stderr
+        return
+    what, when = {
+        "fit": (
+            " (OOM when allocating tensor with shape[32,512,512,3])",
+            "before the first epoch ended",
+        ),
+        "evaluation": ("", "after epoch 2"),
+    }[where]
+    assert (result.exit_code, result.stderr) == (
+        3,
+        f"error: training: out of memory{what} {when} (batch_size 32): try a lower "
+        "training.batch_size, smaller images or model, or data.loading: stream\n",
+    )
     assert info["error"].startswith("training: out of memory")
+    if where == "evaluation":  # the 2 epochs were saved (checkpoint_seconds 30: not before)
+        assert json.loads((run / "checkpoint" / "latest.json").read_text())["epoch"] == 2
 
 
 FILE_SIZE_LIMIT = 10_000  # bytes: config.yaml, run.json and history.csv fit; a .keras does not

@@ -411,6 +411,28 @@ def test_files_that_fail_while_streaming_are_reported_not_dropped(
     assert sum(metrics["test_classes"]["confusion_matrix"]["rows_true_columns_predicted"][1]) == 2
 
 
+@pytest.mark.parametrize("count", [2, 8])  # decoded in the caller's thread, and on the pool
+def test_memory_running_out_while_decoding_is_not_an_unreadable_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    """A good image whose decoding runs out of memory must not be listed as unreadable and
+    left out (the run would end "completed" without it): the MemoryError goes on, and training
+    reports it as out of memory."""
+    from dltool import files
+    from dltool.data.rows import ImageReader
+
+    root = _images(tmp_path / "pictures", {"cat": count // 2, "dog": count - count // 2})
+    reader = ImageReader(sorted(root.rglob("*.png")), (9, 7), "rgb", 3)
+
+    def no_memory(*args: Any, **kwargs: Any) -> Any:
+        raise MemoryError("Unable to allocate 189 B for an array")
+
+    monkeypatch.setattr(files, "read_pixels", no_memory)
+    with pytest.raises(MemoryError):
+        reader.read(np.arange(count))
+    assert reader.failed == {}
+
+
 @pytest.mark.slow
 def test_a_folder_bigger_than_the_memory_limit_trains(write_config: Callable[..., Path], tmp_path: Path) -> None:  # fmt: skip
     """700 images decode to 2.2 GB of float32 pixels (512x512 RGB); the process may use 3.5 GB

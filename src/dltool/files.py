@@ -181,9 +181,11 @@ def _cgroup_left(folder: Path, limit_file: str, usage_file: str, cache: str, sha
     if not limit.isdigit() or int(limit) >= 1 << 62:  # "max" (v2) or about 2**63 (v1): none
         return None
     used = int((folder / usage_file).read_text(encoding="ascii"))
-    stat = dict(line.split(" ", 1) for line in (folder / "memory.stat").read_text(encoding="ascii").splitlines())  # fmt: skip
-    reclaimable = int(stat.get(cache, 0)) - int(stat.get(shared, 0))
-    return max(int(limit) - used + max(reclaimable, 0), 0)
+    reclaimable = 0  # where memory.stat cannot be read, the limit still counts (no cache off)
+    with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
+        stat = dict(line.split(" ", 1) for line in (folder / "memory.stat").read_text(encoding="ascii").splitlines())  # fmt: skip
+        reclaimable = max(int(stat.get(cache, 0)) - int(stat.get(shared, 0)), 0)
+    return max(int(limit) - used + reclaimable, 0)
 
 
 def _address_space_left() -> int | None:

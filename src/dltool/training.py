@@ -464,7 +464,7 @@ def _train_and_finish(
         callbacks.append(recorder)
     extra: dict[str, Any] = {}
     try:
-        with _memory_refused(log, batch_size):
+        with _memory_refused(log, batch_size, saver):
             # A signal only sets a flag until the run reaches a safe point (see interrupts.py).
             if first_epoch < training.epochs:
                 train_pipeline = TrainPipeline(
@@ -560,20 +560,27 @@ def _train_and_finish(
 
 
 @contextlib.contextmanager
-def _memory_refused(log: EpochLog, batch_size: int) -> Iterator[None]:
+def _memory_refused(log: EpochLog, batch_size: int, saver: Checkpointer) -> Iterator[None]:
     """Running out of memory while training or evaluating is the size of the data, batch or
     model, not a bug in dltool: one line and exit 3 (the run is marked failed), not "internal
-    error". Python's MemoryError, or TensorFlow's ResourceExhaustedError ("OOM when allocating
-    tensor with shape[...]")."""
+    error". Python's MemoryError, or TensorFlow's ResourceExhaustedError when it says out of
+    memory ("OOM when allocating tensor with shape[...]"; it says ResourceExhausted for a full
+    disk or too many open files too, which stay what they are). The last completed epoch is
+    saved to checkpoint/ first, as after a non-finite loss, where memory allows."""
     try:
         yield
     except (MemoryError, tf.errors.ResourceExhaustedError) as error:
-        shape = re.search(r"OOM when allocating tensor with shape\s*\[[^\]]*\]", str(error))
+        said = str(error)
+        if not isinstance(error, MemoryError) and not re.search(r"\bOOM\b|out of memory|MemoryError", said, re.IGNORECASE):  # fmt: skip
+            raise
+        with contextlib.suppress(MemoryError, DltoolError, tf.errors.OpError):
+            saver.save_last_complete_epoch()
+        shape = re.search(r"OOM when allocating tensor with shape\s*\[[^\]]*\]", said)
         what = f" ({shape[0]})" if shape else ""
+        when = f"after epoch {log.last_epoch}" if log.last_epoch else "before the first epoch ended"
         raise TrainingError(
-            f"training: out of memory{what} with {log.last_epoch} epochs done (batch_size "
-            f"{batch_size}): try a lower training.batch_size, smaller images or model, or "
-            "data.loading: stream"
+            f"training: out of memory{what} {when} (batch_size {batch_size}): try a lower "
+            "training.batch_size, smaller images or model, or data.loading: stream"
         ) from error
 
 

@@ -250,6 +250,8 @@ class ImageReader:
                 pixels[slot], changed = read_pixels(
                     self.files[position], self.size, self.color_mode
                 )
+            except MemoryError:
+                raise  # not the file's fault: a good image must not be listed as unreadable
             except Exception as error:  # Pillow raises various types for damaged files
                 usable[slot] = False
                 with self._lock:
