@@ -445,9 +445,6 @@ def _train_and_finish(
     )
     training = config.training
     seed = config.seed if config.seed is not None else 0
-    evaluated = _evaluated_rows(dataset, prepared.labels, seed)
-    validation = evaluated.get("validation")  # every row, each epoch
-    validation_data = make_pipeline(validation[0], validation[1], batch_size) if validation else None  # fmt: skip
     log = EpochLog(run, console, training.epochs, rows=history, offset=offset)
     guard = StopOnNonFinite()
     saver = Checkpointer(run, fingerprint(config), log, training.checkpoint_seconds)
@@ -465,6 +462,9 @@ def _train_and_finish(
     extra: dict[str, Any] = {}
     try:
         with _memory_refused(log, batch_size, saver):
+            evaluated = _evaluated_rows(dataset, prepared.labels, seed)
+            validation = evaluated.get("validation")  # every row, each epoch
+            validation_data = make_pipeline(validation[0], validation[1], batch_size) if validation else None  # fmt: skip
             # A signal only sets a flag until the run reaches a safe point (see interrupts.py).
             if first_epoch < training.epochs:
                 train_pipeline = TrainPipeline(
